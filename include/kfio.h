@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kfio — the kmod-free block I/O engine.
+ *
+ * Opens block devices and regular files for O_DIRECT I/O, probes their geometry,
+ * and drives an I/O queue with registered buffers addressed by index. The queue
+ * sits on a substitutable backend: the real one is io_uring (registered buffers,
+ * fixed files, a deep queue); a simulated one keeps un-flushed writes volatile so
+ * tests can cut power at any point and choose what survives. Callers never see
+ * which backend runs.
+ *
+ * It deliberately knows nothing of hashing, frames, TLS or journals, links only
+ * liburing, never prints and never exits: every failure is a negative errno, and
+ * the object involved keeps a human sentence in its err_msg.
+ */
+#ifndef KFIO_H
+#define KFIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KFIO_ERR_MSG_MAX 320
+#define KFIO_PATH_MAX 4096
+
+/* Named limits (STYLE: every queue has a maximum). */
+#define KFIO_QUEUE_DEPTH_MAX 4096u
+#define KFIO_BUF_COUNT_MAX 16384u
+#define KFIO_BUF_BYTES_MAX (64u << 20)
+#define KFIO_DEVS_MAX 64u
+/* O_DIRECT buffers are aligned to this in memory whatever the device asks for:
+ * it is a multiple of every logical block size Linux supports (512..4096) and of
+ * the page size, so a buffer from the pool is valid for any device. */
+#define KFIO_MEM_ALIGN 4096u
+
+/* ---------------------------------------------------------------- devices */
+
+enum kfio_open_flags {
+	KFIO_OPEN_WRITE = 1u << 0,     /* open read-write (default read-only) */
+	KFIO_OPEN_BUFFERED = 1u << 1,  /* no O_DIRECT (for filesystems that lack it) */
+	KFIO_OPEN_EXCL = 1u << 2,      /* O_EXCL on a block device: fail if mounted */
+};
+
+struct kfio_dev {
+	int fd;
+	char path[KFIO_PATH_MAX];
+	uint64_t size_bytes;	       /* BLKGETSIZE64 or st_size */
+	uint32_t logical_block_bytes;  /* BLKSSZGET; 512 for files on most fs */
+	uint32_t physical_block_bytes; /* BLKPBSZGET; st_blksize for files */
+	uint32_t dio_offset_align;     /* offset and length alignment for O_DIRECT */
+	uint32_t dio_mem_align;	       /* buffer address alignment for O_DIRECT */
+	bool is_blockdev;
+	bool rotational;	       /* /sys/dev/block/M:m/queue/rotational */
+	bool read_only;		       /* opened read-only, or the device itself is read-only */
+	bool device_read_only;	       /* BLKROGET on a device; no write permission on a file */
+	bool direct;		       /* opened with O_DIRECT */
+	bool discard_supported;	       /* device advertises discard / fs punches holes */
+	char err_msg[KFIO_ERR_MSG_MAX];
+};
+
+/*
+ * Opens path and probes it. On failure returns -errno and leaves a sentence naming
+ * the path and the fix in dev->err_msg; dev->fd is -1 and nothing needs closing.
+ */
+int kfio_dev_open(struct kfio_dev *dev, const char *path, unsigned flags);
+void kfio_dev_close(struct kfio_dev *dev);
+
+/*
+ * Checks an O_DIRECT request against the device's alignment rules and its size.
+ * Returns 0 or -EINVAL (misaligned) / -ERANGE (beyond the end) with a sentence such
+ * as "offset 4100 is not aligned to the device's 512-byte logical block size" in
+ * dev->err_msg. A read may extend past the end (it completes short); pass
+ * allow_past_end for that.
+ */
+int kfio_dev_check_io(struct kfio_dev *dev, uint64_t offset, uint64_t len,
+		      const void *buf, bool allow_past_end);
+
+/* Synchronous helpers; each returns 0 or -errno with dev->err_msg set. */
+int kfio_dev_flush(struct kfio_dev *dev);				/* fdatasync */
+int kfio_dev_discard(struct kfio_dev *dev, uint64_t offset, uint64_t len); /* BLKDISCARD / punch hole */
+int kfio_dev_zero_out(struct kfio_dev *dev, uint64_t offset, uint64_t len); /* BLKZEROOUT / zero range */
+int kfio_dev_pread_all(struct kfio_dev *dev, void *buf, uint64_t len, uint64_t offset);
+int kfio_dev_pwrite_all(struct kfio_dev *dev, const void *buf, uint64_t len, uint64_t offset);
+
+/* Filesystem helpers for the capture modes; err receives a sentence on failure. */
+int kfio_fs_freeze(const char *mountpoint, char *err, size_t err_len); /* FIFREEZE */
+int kfio_fs_thaw(const char *mountpoint, char *err, size_t err_len);   /* FITHAW */
+/* FICLONE: makes dst_path (created or truncated) a reflink copy of src_path. */
+int kfio_fs_clone(const char *src_path, const char *dst_path, char *err, size_t err_len);
+
+/* Allocates len bytes aligned to KFIO_MEM_ALIGN; free with kfio_buf_free. */
+void *kfio_buf_alloc(size_t len);
+void kfio_buf_free(void *buf, size_t len);
+
+/* ------------------------------------------------------------------ queue */
+
+enum kfio_op {
+	KFIO_OP_READ = 1,
+	KFIO_OP_WRITE = 2,
+	KFIO_OP_FLUSH = 3,
+};
+
+enum kfio_backend_kind {
+	KFIO_BACKEND_URING = 0, /* the real one */
+	KFIO_BACKEND_SIM = 1,	/* synchronous pread/pwrite with a volatile write cache */
+};
+
+struct kfio_queue_config {
+	enum kfio_backend_kind backend;
+	uint32_t depth;	    /* max requests in flight, <= KFIO_QUEUE_DEPTH_MAX */
+	uint32_t buf_count; /* registered buffers, <= KFIO_BUF_COUNT_MAX */
+	uint32_t buf_bytes; /* bytes per buffer, multiple of KFIO_MEM_ALIGN */
+};
+
+/* One completion, with everything the caller gave at submission. */
+struct kfio_cqe {
+	uint64_t user_data;
+	uint64_t offset;
+	int32_t res;	  /* bytes transferred (may be short at end of device) or -errno */
+	uint32_t len;	  /* bytes requested */
+	uint32_t buf_idx; /* UINT32_MAX for flush */
+	uint16_t dev_idx;
+	uint8_t op;	  /* enum kfio_op */
+};
+
+struct kfio_queue;
+
+/*
+ * Creates a queue over devs (the queue borrows them; they must outlive it) and
+ * registers them as fixed files and buf_count buffers of buf_bytes each.
+ * *out is owned by the caller and freed with kfio_queue_free. On failure *out is
+ * NULL and err (if not NULL) receives a sentence.
+ */
+int kfio_queue_new(struct kfio_queue **out, const struct kfio_queue_config *cfg,
+		   struct kfio_dev *const *devs, unsigned dev_count, char *err, size_t err_len);
+void kfio_queue_free(struct kfio_queue *q);
+
+/* The buffer registered at idx; owned by the queue. */
+void *kfio_queue_buf(struct kfio_queue *q, uint32_t idx);
+uint32_t kfio_queue_buf_count(const struct kfio_queue *q);
+uint32_t kfio_queue_buf_bytes(const struct kfio_queue *q);
+uint32_t kfio_queue_depth(const struct kfio_queue *q);
+/* Requests queued or in flight and not yet reaped. */
+uint32_t kfio_queue_inflight(const struct kfio_queue *q);
+/* The last error sentence of this queue. */
+const char *kfio_queue_err(const struct kfio_queue *q);
+
+/*
+ * Queue a request (not yet submitted). len is at most buf_bytes and, with O_DIRECT,
+ * aligned; the request is validated before it is queued. Returns 0, -EBUSY when
+ * depth requests are already in flight, or -EINVAL/-ERANGE with kfio_queue_err().
+ */
+int kfio_queue_read(struct kfio_queue *q, unsigned dev_idx, uint32_t buf_idx,
+		    uint64_t offset, uint32_t len, uint64_t user_data);
+int kfio_queue_write(struct kfio_queue *q, unsigned dev_idx, uint32_t buf_idx,
+		     uint64_t offset, uint32_t len, uint64_t user_data);
+/*
+ * A flush (IORING_OP_FSYNC, DATASYNC) of dev_idx. It is submitted with
+ * IOSQE_IO_DRAIN, so it starts only after every request queued before it has
+ * completed: its completion means those writes are durable.
+ */
+int kfio_queue_flush(struct kfio_queue *q, unsigned dev_idx, uint64_t user_data);
+
+/* Submits what was queued; returns the number submitted or -errno. */
+int kfio_queue_submit(struct kfio_queue *q);
+/*
+ * Reaps up to max completions into out, waiting until at least min_wait are there
+ * (0 = do not wait). Returns the number reaped or -errno.
+ */
+int kfio_queue_reap(struct kfio_queue *q, struct kfio_cqe *out, unsigned max, unsigned min_wait);
+
+/* Which io_uring opcodes the running kernel supports, probed at run time. */
+struct kfio_caps {
+	bool uring;
+	bool read_fixed;
+	bool write_fixed;
+	bool fsync;
+	bool fallocate;
+	bool register_files;
+};
+int kfio_probe(struct kfio_caps *caps);
+
+/* ---------------------------------------------------- simulated power loss */
+
+enum kfio_crash_mode {
+	KFIO_CRASH_DROP = 0, /* every un-flushed write is lost */
+	KFIO_CRASH_KEEP = 1, /* every un-flushed write made it */
+	KFIO_CRASH_TORN = 2, /* each un-flushed write lost, kept, or torn at a sector */
+};
+
+/*
+ * For a KFIO_BACKEND_SIM queue only: simulate power loss now. Un-flushed writes are
+ * dropped, kept or torn per mode (TORN uses seed, so a failure can be replayed),
+ * and the queue refuses further I/O with -EIO, as a dead machine would.
+ * Returns -EOPNOTSUPP on a real queue.
+ */
+int kfio_queue_sim_crash(struct kfio_queue *q, enum kfio_crash_mode mode, uint64_t seed);
+/* Writes that are volatile (written, not yet flushed) on a SIM queue. */
+uint32_t kfio_queue_sim_pending(const struct kfio_queue *q);
+
+#endif

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * cli — dispatches `pvrepl <command>` through one table, prints the top-level help
+ * and version, and holds the parsing helpers subcommands share. It owns no
+ * replication logic; each command is in its own cmd_*.c.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "pvrepl_assert.h"
+
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct cli_cmd commands[] = {
+	{ "demo", cmd_demo, "run the built-in demo on two temporary image files" },
+	{ "scan", cmd_scan, "find the blocks of a device that changed since the recorded map" },
+	{ "probe", cmd_probe, "show a device's size, block sizes and I/O capabilities" },
+	{ "version", cmd_version, "print the version" },
+	{ "help", cmd_help, "show this help" },
+};
+
+void cli_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("pvrepl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_exit_for(int err)
+{
+	switch (-err) {
+	case 0:
+		return CLI_EXIT_OK;
+	case ENOENT:
+	case ENODEV:
+	case ENXIO:
+		return CLI_EXIT_NOINPUT;
+	case EACCES:
+	case EPERM:
+	case EROFS:
+		return CLI_EXIT_NOPERM;
+	case EBADMSG:
+		return CLI_EXIT_DATAERR;
+	case EIO:
+	case ENOSPC:
+	case EDQUOT:
+		return CLI_EXIT_IOERR;
+	case EINVAL:
+	case ERANGE:
+	case ENOTBLK:
+		return CLI_EXIT_CONFIG;
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case ETIMEDOUT:
+		return CLI_EXIT_UNAVAILABLE;
+	default:
+		return CLI_EXIT_FAIL;
+	}
+}
+
+int cli_parse_size(const char *s, uint64_t *bytes)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (tolower((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'k':
+		mult = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+		mult = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+		mult = 1ull << 30;
+		end++;
+		break;
+	case 't':
+		mult = 1ull << 40;
+		end++;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (mult > 1 && (!strcasecmp(end, "ib") || !strcasecmp(end, "b")))
+		end += strlen(end);
+	if (*end)
+		return -EINVAL;
+	if (v > UINT64_MAX / mult)
+		return -EINVAL;
+	*bytes = v * mult;
+	return 0;
+}
+
+int cli_parse_duration(const char *s, uint64_t *ms)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || v < 0 || end == s)
+		return -EINVAL;
+	if (!strcmp(end, "ms"))
+		*ms = (uint64_t)v;
+	else if (!strcmp(end, "s") || !*end)
+		*ms = (uint64_t)(v * 1e3);
+	else if (!strcmp(end, "m"))
+		*ms = (uint64_t)(v * 60e3);
+	else if (!strcmp(end, "h"))
+		*ms = (uint64_t)(v * 3600e3);
+	else
+		return -EINVAL;
+	return 0;
+}
+
+double cli_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: pvrepl <command> [options]\n\n"
+		   "pvrepl replicates block volumes to a standby, asynchronously, without a kernel module.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+	fprintf(f, "\n`pvrepl <command> --help` shows a command's options.\n\n"
+		   "Exit codes: 0 ok, 1 failed, 2 usage, 65 corrupt data, 66 no such device,\n"
+		   "69 peer unavailable, 74 I/O error, 77 permission denied, 78 configuration\n"
+		   "does not fit the volume.\n");
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	printf("pvrepl %s\n", PVREPL_VERSION);
+	return CLI_EXIT_OK;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	usage(stdout);
+	return CLI_EXIT_OK;
+}
+
+int cli_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+		return cmd_help(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "--version"))
+		return cmd_version(argc - 1, argv + 1);
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	cli_err("unknown command '%s'; run 'pvrepl --help' for the list", argv[1]);
+	return CLI_EXIT_USAGE;
+}
