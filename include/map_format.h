@@ -18,16 +18,16 @@
 #define MAP_DISK_VERSION 1u
 
 /* Magics read as ASCII in a hex dump; the \r\n catches text-mode mangling. */
-#define MAP_DISK_BASE_MAGIC 0x0a0d50414d525650ull	/* "PVRMAP\r\n" */
-#define MAP_DISK_LOG_MAGIC 0x0a0d474f4c525650ull	/* "PVRLOG\r\n" */
-#define MAP_DISK_RECORD_MAGIC 0x0a0d434552525650ull	/* "PVRREC\r\n" */
+#define MAP_DISK_BASE_MAGIC   0x0a0d50414d525650ull /* "PVRMAP\r\n" */
+#define MAP_DISK_LOG_MAGIC    0x0a0d474f4c525650ull /* "PVRLOG\r\n" */
+#define MAP_DISK_RECORD_MAGIC 0x0a0d434552525650ull /* "PVRREC\r\n" */
 
 #define MAP_DISK_SEED_BASE_HEADER 0x6d61702d68647201ull
-#define MAP_DISK_SEED_BASE_BODY 0x6d61702d62647902ull
-#define MAP_DISK_SEED_LOG_HEADER 0x6d61702d6c676803ull
-#define MAP_DISK_SEED_RECORD 0x6d61702d72656304ull
+#define MAP_DISK_SEED_BASE_BODY	  0x6d61702d62647902ull
+#define MAP_DISK_SEED_LOG_HEADER  0x6d61702d6c676803ull
+#define MAP_DISK_SEED_RECORD	  0x6d61702d72656304ull
 
-#define MAP_DISK_VOLUME_ID_BYTES 16u
+#define MAP_DISK_VOLUME_ID_BYTES   16u
 #define MAP_DISK_VOLUME_NAME_BYTES 64u
 
 /*
@@ -35,18 +35,18 @@
  * nothing else (file size = sizeof header + 8 * block_count).
  */
 struct map_disk_header {
-	uint64_t magic;				     /* MAP_DISK_BASE_MAGIC */
-	uint32_t format_version;		     /* MAP_DISK_VERSION */
-	uint32_t block_bytes;			     /* a power of two */
+	uint64_t magic;		 /* MAP_DISK_BASE_MAGIC */
+	uint32_t format_version; /* MAP_DISK_VERSION */
+	uint32_t block_bytes;	 /* a power of two */
 	uint8_t volume_id[MAP_DISK_VOLUME_ID_BYTES];
 	char volume_name[MAP_DISK_VOLUME_NAME_BYTES]; /* NUL-terminated, NUL-padded */
 	uint64_t size_bytes;
-	uint64_t block_count;			     /* ceil(size_bytes / block_bytes) */
+	uint64_t block_count; /* ceil(size_bytes / block_bytes) */
 	uint64_t generation;
-	uint64_t epoch;				     /* the epoch this base holds */
-	uint64_t body_checksum;			     /* of the hashes, SEED_BASE_BODY */
-	uint8_t reserved[112];			     /* zero */
-	uint64_t header_checksum;		     /* of the bytes above, SEED_BASE_HEADER */
+	uint64_t epoch;		  /* the epoch this base holds */
+	uint64_t body_checksum;	  /* of the hashes, SEED_BASE_BODY */
+	uint8_t reserved[112];	  /* zero */
+	uint64_t header_checksum; /* of the bytes above, SEED_BASE_HEADER */
 };
 _Static_assert(sizeof(struct map_disk_header) == 256, "map header size");
 _Static_assert(offsetof(struct map_disk_header, header_checksum) == 248, "map header layout");
@@ -71,8 +71,8 @@ _Static_assert(sizeof(struct map_disk_log_header) == 40, "map.log header size");
  * of 8 bytes, so every record starts 8-aligned in the file.
  */
 struct map_disk_record {
-	uint64_t magic;	      /* MAP_DISK_RECORD_MAGIC */
-	uint64_t epoch;	      /* strictly increasing among records applied */
+	uint64_t magic; /* MAP_DISK_RECORD_MAGIC */
+	uint64_t epoch; /* strictly increasing among records applied */
 	uint64_t generation;
 	uint64_t entry_count;
 	uint64_t checksum;

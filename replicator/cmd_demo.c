@@ -265,7 +265,6 @@ int cmd_demo(int argc, char **argv)
 fail:
 	free(touched);
 	unlink(image);
-	unlink(state[0] ? state : dir);
 	{
 		char p[sizeof(state) + 32];
 

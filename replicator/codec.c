@@ -25,8 +25,7 @@ size_t codec_bound(size_t len)
 	return len;
 }
 
-int codec_compress(const void *src, size_t len, void *dst, size_t dst_cap,
-		   enum codec_kind *kind)
+int codec_compress(const void *src, size_t len, void *dst, size_t dst_cap, enum codec_kind *kind)
 {
 	size_t lz4_cap;
 	int n;

@@ -41,8 +41,7 @@ size_t codec_bound(size_t len);
  * and stores the kind chosen in *kind. Returns the number of bytes written to dst
  * (0 only when len is 0). len <= CODEC_LEN_MAX.
  */
-int codec_compress(const void *src, size_t len, void *dst, size_t dst_cap,
-		   enum codec_kind *kind);
+int codec_compress(const void *src, size_t len, void *dst, size_t dst_cap, enum codec_kind *kind);
 
 /*
  * Decodes src_len bytes of the given kind into dst. Returns 0 only when exactly

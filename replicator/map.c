@@ -38,13 +38,13 @@
 
 int (*map_crash_hook)(const char *step);
 
-/* Bytes of hashes converted to little-endian per write or checksum step. */
-#define MAP_IO_CHUNK_HASHES 8192u
+/* Hashes converted to little-endian per write or checksum step (32 KiB on the stack). */
+#define MAP_IO_CHUNK_HASHES 4096u
 
 /* --------------------------------------------------------------- helpers */
 
 __attribute__((format(printf, 3, 4))) static void map_err(char *err, size_t err_len,
-							   const char *fmt, ...)
+							  const char *fmt, ...)
 {
 	va_list ap;
 
@@ -227,8 +227,7 @@ static bool map_record_valid(const unsigned char *buf, uint64_t len, uint64_t of
 
 /* ------------------------------------------------------------ create/free */
 
-int map_create(struct map *m, const char *volume_name, uint64_t size_bytes,
-	       uint32_t block_bytes)
+int map_create(struct map *m, const char *volume_name, uint64_t size_bytes, uint32_t block_bytes)
 {
 	size_t name_len;
 	int rc;
@@ -283,8 +282,8 @@ uint64_t map_dirty_count(const struct map *m)
 	return n;
 }
 
-int map_check_geometry(const struct map *m, uint64_t size_bytes, uint32_t block_bytes,
-		       char *err, size_t err_len)
+int map_check_geometry(const struct map *m, uint64_t size_bytes, uint32_t block_bytes, char *err,
+		       size_t err_len)
 {
 	ASSERT(m != NULL);
 	if (block_bytes != m->block_bytes) {
@@ -312,8 +311,7 @@ int map_check_geometry(const struct map *m, uint64_t size_bytes, uint32_t block_
 
 /* ------------------------------------------------------------------ load */
 
-static int map_load_base(struct map *m, int dirfd, const char *dir, char *err,
-			 size_t err_len)
+static int map_load_base(struct map *m, int dirfd, const char *dir, char *err, size_t err_len)
 {
 	struct map_disk_header h;
 	struct stat st;
@@ -337,8 +335,9 @@ static int map_load_base(struct map *m, int dirfd, const char *dir, char *err,
 	}
 	rc = -EBADMSG;
 	if ((uint64_t)st.st_size < sizeof(h)) {
-		map_err(err, err_len, "%s/%s: the file is %llu bytes, shorter than its %zu-byte header",
-			dir, MAP_FILE, (unsigned long long)st.st_size, sizeof(h));
+		map_err(err, err_len,
+			"%s/%s: the file is %llu bytes, shorter than its %zu-byte header", dir,
+			MAP_FILE, (unsigned long long)st.st_size, sizeof(h));
 		goto close_fd;
 	}
 	rc = map_pread_all(fd, &h, sizeof(h), 0);
@@ -353,8 +352,8 @@ static int map_load_base(struct map *m, int dirfd, const char *dir, char *err,
 		goto close_fd;
 	}
 	if (le32toh(h.format_version) != MAP_DISK_VERSION) {
-		map_err(err, err_len, "%s/%s: format version %u, this pvrepl reads version %u",
-			dir, MAP_FILE, le32toh(h.format_version), MAP_DISK_VERSION);
+		map_err(err, err_len, "%s/%s: format version %u, this pvrepl reads version %u", dir,
+			MAP_FILE, le32toh(h.format_version), MAP_DISK_VERSION);
 		goto close_fd;
 	}
 	if (le64toh(h.header_checksum) != map_header_checksum(&h)) {
@@ -423,8 +422,8 @@ close_fd:
 
 /* Applies a valid record at buf[off] to m; -EBADMSG if its content is impossible. */
 static int map_replay_record(struct map *m, const unsigned char *buf, uint64_t off,
-			     const struct map_disk_record *r, uint64_t *last_epoch,
-			     const char *dir, char *err, size_t err_len)
+			     const struct map_disk_record *r, uint64_t *last_epoch, const char *dir,
+			     char *err, size_t err_len)
 {
 	const unsigned char *p = buf + off + sizeof(struct map_disk_record);
 	uint64_t base_epoch = m->epoch;
@@ -496,8 +495,9 @@ static int map_load_log(struct map *m, int dirfd, const char *dir, char *err, si
 	rc = -EBADMSG;
 	/* the log is created whole by rename, so a short header is not a torn write */
 	if (len < sizeof(h)) {
-		map_err(err, err_len, "%s/%s: the file is %llu bytes, shorter than its %zu-byte header",
-			dir, MAP_LOG_FILE, (unsigned long long)len, sizeof(h));
+		map_err(err, err_len,
+			"%s/%s: the file is %llu bytes, shorter than its %zu-byte header", dir,
+			MAP_LOG_FILE, (unsigned long long)len, sizeof(h));
 		goto close_fd;
 	}
 	/* map_commit rewrites the base before the log outgrows it (memory bound) */
@@ -527,8 +527,8 @@ static int map_load_log(struct map *m, int dirfd, const char *dir, char *err, si
 		goto free_buf;
 	}
 	if (le32toh(h.format_version) != MAP_DISK_VERSION) {
-		map_err(err, err_len, "%s/%s: format version %u, this pvrepl reads version %u",
-			dir, MAP_LOG_FILE, le32toh(h.format_version), MAP_DISK_VERSION);
+		map_err(err, err_len, "%s/%s: format version %u, this pvrepl reads version %u", dir,
+			MAP_LOG_FILE, le32toh(h.format_version), MAP_DISK_VERSION);
 		goto free_buf;
 	}
 	if (le64toh(h.checksum) != map_log_header_checksum(&h)) {
@@ -583,8 +583,9 @@ static int map_load_log(struct map *m, int dirfd, const char *dir, char *err, si
 		 * bring the old tail back behind a newer record */
 		if (ftruncate(fd, (off_t)off) < 0 || fsync(fd) < 0) {
 			rc = -errno;
-			map_err(err, err_len, "%s/%s: cannot cut off the torn record at byte %llu: %s",
-				dir, MAP_LOG_FILE, (unsigned long long)off, strerror(-rc));
+			map_err(err, err_len,
+				"%s/%s: cannot cut off the torn record at byte %llu: %s", dir,
+				MAP_LOG_FILE, (unsigned long long)off, strerror(-rc));
 			goto free_buf;
 		}
 	}
@@ -643,8 +644,8 @@ struct map_commit_io {
 static int map_commit_fail(struct map_commit_io *io, const char *file, const char *what, int rc)
 {
 	map_err(io->err, io->err_len,
-		"%s/%s: %s failed: %s; the epoch is not committed, reload the map", io->dir,
-		file, what, strerror(-rc));
+		"%s/%s: %s failed: %s; the epoch is not committed, reload the map", io->dir, file,
+		what, strerror(-rc));
 	return rc;
 }
 
@@ -691,8 +692,7 @@ static int map_write_base(struct map *m, struct map_commit_io *io, uint64_t epoc
 			n = MAP_IO_CHUNK_HASHES;
 		for (uint64_t j = 0; j < n; j++)
 			le[j] = htole64(m->hashes[i + j]);
-		rc = map_pwrite_all(io->fd, le, n * sizeof(le[0]),
-				    sizeof(h) + i * sizeof(le[0]));
+		rc = map_pwrite_all(io->fd, le, n * sizeof(le[0]), sizeof(h) + i * sizeof(le[0]));
 		if (rc < 0)
 			return map_commit_fail(io, MAP_TMP_FILE, "write", rc);
 	}
@@ -745,8 +745,8 @@ static int map_write_empty_log(struct map *m, struct map_commit_io *io)
 	rc = map_step("log.create");
 	if (rc != 0)
 		return rc;
-	io->fd = openat(io->dirfd, MAP_LOG_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-			0644);
+	io->fd =
+		openat(io->dirfd, MAP_LOG_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (io->fd < 0)
 		return map_commit_fail(io, MAP_LOG_TMP_FILE, "create", -errno);
 	rc = map_step("log.write");
@@ -866,8 +866,7 @@ free_buf:
 	return rc;
 }
 
-int map_commit(struct map *m, const char *state_dir, uint64_t epoch, char *err,
-	       size_t err_len)
+int map_commit(struct map *m, const char *state_dir, uint64_t epoch, char *err, size_t err_len)
 {
 	struct map_commit_io io = {
 		.dirfd = -1,

@@ -36,29 +36,29 @@
 #define MAP_VOLUME_NAME_MAX (MAP_DISK_VOLUME_NAME_BYTES - 1) /* bytes, without NUL */
 /* A log record above this size, or above 1/MAP_LOG_RECORD_BASE_DIVISOR of the
  * base, is not worth appending: the base is rewritten instead. */
-#define MAP_LOG_RECORD_BYTES_MAX (64u << 20)
+#define MAP_LOG_RECORD_BYTES_MAX    (64u << 20)
 #define MAP_LOG_RECORD_BASE_DIVISOR 4u
 
-#define MAP_FILE "map"
-#define MAP_TMP_FILE "map.tmp"
-#define MAP_LOG_FILE "map.log"
+#define MAP_FILE	 "map"
+#define MAP_TMP_FILE	 "map.tmp"
+#define MAP_LOG_FILE	 "map.log"
 #define MAP_LOG_TMP_FILE "map.log.tmp"
 
 struct map {
-	uint64_t block_count;	   /* ceil(size_bytes / block_bytes) */
+	uint64_t block_count; /* ceil(size_bytes / block_bytes) */
 	uint32_t block_bytes;
 	uint64_t size_bytes;
-	uint64_t generation;	   /* set by the caller; persisted by map_commit */
-	uint64_t epoch;		   /* the last committed epoch (0: none) */
+	uint64_t generation; /* set by the caller; persisted by map_commit */
+	uint64_t epoch;	     /* the last committed epoch (0: none) */
 	uint8_t volume_id[MAP_DISK_VOLUME_ID_BYTES];
 	char volume_name[MAP_DISK_VOLUME_NAME_BYTES];
-	uint64_t *hashes;	   /* block_count entries; owned */
-	uint64_t *dirty;	   /* bitmap, one bit per block; owned */
-	bool empty;		   /* nothing confirmed yet: every block differs */
+	uint64_t *hashes; /* block_count entries; owned */
+	uint64_t *dirty;  /* bitmap, one bit per block; owned */
+	bool empty;	  /* nothing confirmed yet: every block differs */
 
 	/* persistence, private to map.c */
-	uint64_t log_bytes;	   /* valid bytes of map.log; 0 when there is none */
-	bool failed;		   /* a commit failed part-way: reload before committing */
+	uint64_t log_bytes; /* valid bytes of map.log; 0 when there is none */
+	bool failed;	    /* a commit failed part-way: reload before committing */
 	bool last_commit_rewrote_base;
 	uint64_t last_commit_bytes; /* bytes written by the last commit (metrics) */
 };
@@ -77,8 +77,7 @@ extern int (*map_crash_hook)(const char *step);
  * two in [MAP_BLOCK_BYTES_MIN, MAP_BLOCK_BYTES_MAX]; size_bytes > 0 and at most
  * MAP_BLOCK_COUNT_MAX blocks. Returns 0, -EINVAL, -ENOMEM, or getrandom's error.
  */
-int map_create(struct map *m, const char *volume_name, uint64_t size_bytes,
-	       uint32_t block_bytes);
+int map_create(struct map *m, const char *volume_name, uint64_t size_bytes, uint32_t block_bytes);
 
 /*
  * Loads the map of state_dir: the base, then every log record with a later epoch.
@@ -93,8 +92,8 @@ int map_load(struct map *m, const char *state_dir, char *err, size_t err_len);
  * -EINVAL, with a sentence saying what the map has, what the device has and how
  * to fix it, when size_bytes or block_bytes differ from the map's; else 0.
  */
-int map_check_geometry(const struct map *m, uint64_t size_bytes, uint32_t block_bytes,
-		       char *err, size_t err_len);
+int map_check_geometry(const struct map *m, uint64_t size_bytes, uint32_t block_bytes, char *err,
+		       size_t err_len);
 
 /*
  * True when block idx must be sent: nothing is confirmed yet, or its confirmed
@@ -143,8 +142,7 @@ uint64_t map_dirty_count(const struct map *m);
  * give the state that is on disk (the old epoch or the new one). Returns 0 or
  * -errno with a sentence in err.
  */
-int map_commit(struct map *m, const char *state_dir, uint64_t epoch, char *err,
-	       size_t err_len);
+int map_commit(struct map *m, const char *state_dir, uint64_t epoch, char *err, size_t err_len);
 
 /* Frees the arrays; m can be reused with map_create or map_load. */
 void map_release(struct map *m);

@@ -26,8 +26,7 @@ _Static_assert(MERKLE_FANOUT == 2, "merkle.c implements a binary tree");
 _Static_assert((1ull << (MERKLE_LEVELS_MAX - 2)) * MERKLE_LEAF_BLOCKS >= MERKLE_BLOCKS_MAX,
 	       "MERKLE_LEVELS_MAX too small for MERKLE_BLOCKS_MAX");
 
-static uint64_t merkle_leaf_hash(const uint64_t *hashes, uint64_t first_block,
-				 uint64_t block_count)
+static uint64_t merkle_leaf_hash(const uint64_t *hashes, uint64_t first_block, uint64_t block_count)
 {
 	uint64_t le[MERKLE_LEAF_BLOCKS];
 
@@ -260,8 +259,8 @@ static int merkle_walk_node(struct merkle_walk *w, uint32_t level, uint64_t inde
 	return 0;
 }
 
-int merkle_diff_counted(const struct merkle *a, const uint64_t *hashes_a,
-			const struct merkle *b, const uint64_t *hashes_b,
+int merkle_diff_counted(const struct merkle *a, const uint64_t *hashes_a, const struct merkle *b,
+			const uint64_t *hashes_b,
 			int (*emit)(uint64_t first_block, uint64_t block_count, void *ctx),
 			void *ctx, uint64_t *nodes_compared)
 {

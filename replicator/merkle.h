@@ -24,17 +24,17 @@
 #include <stdint.h>
 
 #define MERKLE_LEAF_BLOCKS 64u
-#define MERKLE_FANOUT 2u
+#define MERKLE_FANOUT	   2u
 /* At most 2^32 blocks: 2^26 leaves, 27 levels. */
 #define MERKLE_BLOCKS_MAX (1ull << 32)
 #define MERKLE_LEVELS_MAX 28u
 
 struct merkle {
 	uint64_t block_count;
-	uint32_t levels;			     /* 0 when block_count is 0 */
-	uint64_t level_nodes[MERKLE_LEVELS_MAX];     /* nodes per level; [levels-1] is 1 */
-	uint64_t level_offset[MERKLE_LEVELS_MAX];    /* first node of the level in nodes */
-	uint64_t *nodes;			     /* all levels, one allocation; owned */
+	uint32_t levels;			  /* 0 when block_count is 0 */
+	uint64_t level_nodes[MERKLE_LEVELS_MAX];  /* nodes per level; [levels-1] is 1 */
+	uint64_t level_offset[MERKLE_LEVELS_MAX]; /* first node of the level in nodes */
+	uint64_t *nodes;			  /* all levels, one allocation; owned */
 	uint64_t root;
 };
 
@@ -75,8 +75,8 @@ int merkle_diff(const struct merkle *a, const uint64_t *hashes_a, const struct m
 		const uint64_t *hashes_b,
 		int (*emit)(uint64_t first_block, uint64_t block_count, void *ctx), void *ctx);
 /* The same, also counting the tree nodes compared (for tests and metrics). */
-int merkle_diff_counted(const struct merkle *a, const uint64_t *hashes_a,
-			const struct merkle *b, const uint64_t *hashes_b,
+int merkle_diff_counted(const struct merkle *a, const uint64_t *hashes_a, const struct merkle *b,
+			const uint64_t *hashes_b,
 			int (*emit)(uint64_t first_block, uint64_t block_count, void *ctx),
 			void *ctx, uint64_t *nodes_compared);
 

@@ -16,6 +16,7 @@ run_one() {
 	local name=$1; shift
 	if [ -n "${TESTS:-}" ] && [[ $name != *"$TESTS"* ]]; then return; fi
 	local log="$logdir/$name.log" start rc
+	mkdir -p "$(dirname "$log")"
 	start=$(date +%s.%N)
 	timeout --kill-after=10 "${TEST_TIMEOUT:-600}" "$@" >"$log" 2>&1
 	rc=$?

@@ -8,8 +8,16 @@
  *       prints one line per changed run: "FIRST COUNT zero|data"
  *   test-tool map-info --state-dir DIR
  *       prints "epoch E blocks N block_bytes B dirty D"
+ *   test-tool lz4-blocks --file F --block-size N --offsets FILE
+ *       compresses each block of F whose byte offset is listed in FILE (one per
+ *       line) with codec_compress, one block at a time, and prints
+ *       "blocks N raw_bytes R codec_bytes C" (a block kept raw counts its raw size)
+ *   test-tool map-mem --size BYTES --block-size N
+ *       creates a map of that geometry, map_set()s every block so all of it is
+ *       resident, and prints "blocks N rss_before_bytes A rss_after_bytes B"
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -17,8 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "codec.h"
 #include "kfio.h"
 #include "map.h"
 #include "scan.h"
@@ -166,16 +176,152 @@ static int map_info(int argc, char **argv)
 	return 0;
 }
 
+/* The lz4 size of exactly the listed blocks: the floor a block-granular map
+ * at a larger block size is compared with. */
+static int lz4_blocks(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "file", required_argument, NULL, 'f' },
+		{ "block-size", required_argument, NULL, 'b' },
+		{ "offsets", required_argument, NULL, 'o' },
+		{ 0 },
+	};
+	const char *file = NULL, *offsets = NULL;
+	uint64_t bs = 0, off, blocks = 0, raw_bytes = 0, codec_bytes = 0;
+	enum codec_kind kind;
+	char *buf = NULL, *out = NULL;
+	FILE *list = NULL;
+	int c, fd = -1, ret = 1;
+
+	while ((c = getopt_long(argc, argv, "f:b:o:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			file = optarg;
+			break;
+		case 'b':
+			if (cli_parse_size(optarg, &bs))
+				return 2;
+			break;
+		case 'o':
+			offsets = optarg;
+			break;
+		default:
+			return 2;
+		}
+	}
+	if (!file || !offsets || bs == 0 || bs > CODEC_LEN_MAX)
+		return 2;
+	fd = open(file, O_RDONLY);
+	list = fopen(offsets, "r");
+	buf = malloc(bs);
+	out = malloc(codec_bound(bs));
+	if (fd < 0 || !list || !buf || !out) {
+		fprintf(stderr, "lz4-blocks: %s\n", strerror(errno));
+		goto out;
+	}
+	while (fscanf(list, "%" SCNu64, &off) == 1) {
+		ssize_t n = pread(fd, buf, bs, (off_t)off);
+		int len;
+
+		if (n != (ssize_t)bs) {
+			fprintf(stderr, "lz4-blocks: short read at %" PRIu64 "\n", off);
+			goto out;
+		}
+		len = codec_compress(buf, bs, out, codec_bound(bs), &kind);
+		if (len < 0) {
+			fprintf(stderr, "lz4-blocks: codec: %s\n", strerror(-len));
+			goto out;
+		}
+		blocks++;
+		raw_bytes += bs;
+		codec_bytes += (uint64_t)len;
+	}
+	printf("blocks %" PRIu64 " raw_bytes %" PRIu64 " codec_bytes %" PRIu64 "\n", blocks,
+	       raw_bytes, codec_bytes);
+	ret = 0;
+out:
+	free(out);
+	free(buf);
+	if (list)
+		fclose(list);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static uint64_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	uint64_t kib = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %" SCNu64, &kib) == 1)
+			break;
+	fclose(f);
+	return kib * 1024;
+}
+
+/* What a map of this geometry costs in memory once every page of it is used. */
+static int map_mem(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "size", required_argument, NULL, 's' },
+		{ "block-size", required_argument, NULL, 'b' },
+		{ 0 },
+	};
+	uint64_t size = 0, bs = 0, before;
+	struct map m;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "s:b:", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (cli_parse_size(optarg, &size))
+				return 2;
+			break;
+		case 'b':
+			if (cli_parse_size(optarg, &bs))
+				return 2;
+			break;
+		default:
+			return 2;
+		}
+	}
+	if (size == 0 || bs == 0 || bs > UINT32_MAX)
+		return 2;
+	before = rss_bytes();
+	rc = map_create(&m, "map-mem", size, (uint32_t)bs);
+	if (rc) {
+		fprintf(stderr, "map-mem: map_create: %s\n", strerror(-rc));
+		return 1;
+	}
+	/* A non-zero hash per block, so every page of hashes and dirty is written. */
+	for (uint64_t i = 0; i < m.block_count; i++)
+		map_set(&m, i, i + 1);
+	printf("blocks %" PRIu64 " rss_before_bytes %" PRIu64 " rss_after_bytes %" PRIu64 "\n",
+	       m.block_count, before, rss_bytes());
+	map_release(&m);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: test-tool changed-blocks|map-info ...\n");
+		fprintf(stderr,
+			"usage: test-tool changed-blocks|map-info|lz4-blocks|map-mem ...\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "changed-blocks"))
 		return changed_blocks(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "map-info"))
 		return map_info(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "lz4-blocks"))
+		return lz4_blocks(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "map-mem"))
+		return map_mem(argc - 1, argv + 1);
 	fprintf(stderr, "test-tool: unknown command %s\n", argv[1]);
 	return 2;
 }
