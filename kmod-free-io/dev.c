@@ -203,6 +203,14 @@ int kfio_dev_open(struct kfio_dev *dev, const char *path, unsigned flags)
 	}
 	if (err)
 		goto close_fd;
+	if ((flags & KFIO_OPEN_WRITE) && dev->is_blockdev && dev->device_read_only) {
+		/* The kernel lets O_RDWR open a read-only device and fails each write;
+		 * refuse up front so nothing is half-applied. */
+		dev_err(dev, "%s is a read-only block device; make it writable (blockdev --setrw %s) to use it as a standby",
+			path, path);
+		err = -EROFS;
+		goto close_fd;
+	}
 	if (!dev->direct) {
 		dev->dio_mem_align = 1;
 		dev->dio_offset_align = 1;
@@ -332,6 +340,10 @@ int kfio_dev_zero_out(struct kfio_dev *dev, uint64_t offset, uint64_t len)
 int kfio_dev_pread_all(struct kfio_dev *dev, void *buf, uint64_t len, uint64_t offset)
 {
 	uint64_t done = 0;
+	int rc = kfio_dev_check_io(dev, offset, len, buf, false);
+
+	if (rc)
+		return rc;
 
 	while (done < len) {
 		ssize_t n = pread(dev->fd, (char *)buf + done, len - done, (off_t)(offset + done));
@@ -358,6 +370,15 @@ int kfio_dev_pread_all(struct kfio_dev *dev, void *buf, uint64_t len, uint64_t o
 int kfio_dev_pwrite_all(struct kfio_dev *dev, const void *buf, uint64_t len, uint64_t offset)
 {
 	uint64_t done = 0;
+	int rc = check_range_write(dev, offset, len);
+
+	if (rc)
+		return rc;
+	if (dev->dio_mem_align > 1 && (uintptr_t)buf % dev->dio_mem_align) {
+		dev_err(dev, "%s: buffer address %p is not aligned to %u bytes as O_DIRECT requires",
+			dev->path, buf, dev->dio_mem_align);
+		return -EINVAL;
+	}
 
 	while (done < len) {
 		ssize_t n = pwrite(dev->fd, (const char *)buf + done, len - done,

@@ -181,9 +181,9 @@ static int queue_rw(struct kfio_queue *q, uint8_t op, unsigned dev_idx, uint32_t
 		return -EBADF;
 	}
 	/* Reads may cross the end of the device and complete short; writes may not,
-	 * except on regular files, which grow. */
-	rc = kfio_dev_check_io(dev, offset, len, q->bufs[buf_idx],
-			       op == KFIO_OP_READ || !dev->is_blockdev);
+	 * not even on regular files: a volume's size is part of its identity, and a
+	 * standby that grew would no longer match its source. */
+	rc = kfio_dev_check_io(dev, offset, len, q->bufs[buf_idx], op == KFIO_OP_READ);
 	if (rc) {
 		q_err(q, "%s", dev->err_msg);
 		return rc;

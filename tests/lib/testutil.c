@@ -37,9 +37,9 @@
 #define STATX_DIOALIGN 0x00002000U
 #endif
 
-#define TU_RES_MAX 256
-#define TU_RUN_OUTPUT_MAX 8192
-#define TU_FILL_CHUNK_BYTES (1u << 20)
+#define TU_RES_MAX	     256
+#define TU_RUN_OUTPUT_MAX    8192
+#define TU_FILL_CHUNK_BYTES  (1u << 20)
 #define TU_LOOP_ATTACH_TRIES 32
 
 enum tu_res_kind {
@@ -64,6 +64,29 @@ static bool tu_private_ns;
 
 /* ------------------------------------------------------------ registry */
 
+static const int tu_fatal_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT};
+
+/*
+ * Creating a resource and registering it is one step as far as the cleanup
+ * handler is concerned: a signal in between would leak it, and one during
+ * tu_res_add would see a half-written table.
+ */
+static void tu_sig_block(sigset_t *old)
+{
+	sigset_t set;
+	unsigned i;
+
+	sigemptyset(&set);
+	for (i = 0; i < sizeof(tu_fatal_sigs) / sizeof(tu_fatal_sigs[0]); i++)
+		sigaddset(&set, tu_fatal_sigs[i]);
+	sigprocmask(SIG_BLOCK, &set, old);
+}
+
+static void tu_sig_restore(const sigset_t *old)
+{
+	sigprocmask(SIG_SETMASK, old, NULL);
+}
+
 static void tu_res_undo(struct tu_res *r);
 
 static void tu_signal_handler(int sig)
@@ -80,7 +103,6 @@ static void tu_atexit(void)
 
 static void tu_install_hooks(void)
 {
-	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT };
 	struct sigaction sa;
 	unsigned i;
 
@@ -92,8 +114,8 @@ static void tu_install_hooks(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = tu_signal_handler;
 	sigemptyset(&sa.sa_mask);
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
+	for (i = 0; i < sizeof(tu_fatal_sigs) / sizeof(tu_fatal_sigs[0]); i++)
+		sigaction(tu_fatal_sigs[i], &sa, NULL);
 }
 
 static struct tu_res *tu_res_add(enum tu_res_kind kind, const char *path, int fd)
@@ -111,8 +133,8 @@ static struct tu_res *tu_res_add(enum tu_res_kind kind, const char *path, int fd
 		tu_res_count = kept;
 	}
 	if (tu_res_count == TU_RES_MAX) {
-		fprintf(stderr, "testutil: more than %d resources; %s not registered\n",
-			TU_RES_MAX, path);
+		fprintf(stderr, "testutil: more than %d resources; %s not registered\n", TU_RES_MAX,
+			path);
 		return NULL;
 	}
 	r = &tu_res_table[tu_res_count++];
@@ -196,11 +218,15 @@ void tu_cleanup_all(void)
 {
 	unsigned i = tu_res_count;
 
+	sigset_t old;
+
 	if (!tu_hooks_installed || getpid() != tu_owner_pid)
 		return;
+	tu_sig_block(&old);
 	while (i-- > 0)
 		tu_res_undo(&tu_res_table[i]);
 	tu_res_count = 0;
+	tu_sig_restore(&old);
 }
 
 /* -------------------------------------------------------------- skipping */
@@ -228,7 +254,7 @@ void tu_require_root(void)
 
 void tu_require_prog(const char *prog)
 {
-	static const char *const extra[] = { "/sbin", "/usr/sbin", "/usr/local/sbin" };
+	static const char *const extra[] = {"/sbin", "/usr/sbin", "/usr/local/sbin"};
 	char dirs[TU_PATH_MAX], path[TU_PATH_MAX + 256];
 	const char *env = getenv("PATH");
 	char *save = NULL, *dir;
@@ -273,8 +299,7 @@ void tu_require_loop(void)
 	int fd = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0)
-		tu_skip("needs loop devices: cannot open /dev/loop-control: %s",
-			strerror(errno));
+		tu_skip("needs loop devices: cannot open /dev/loop-control: %s", strerror(errno));
 	close(fd);
 }
 
@@ -359,14 +384,20 @@ int tu_tmpdir(char *out, size_t out_len)
 {
 	char path[TU_PATH_MAX];
 
+	sigset_t old;
+
 	snprintf(path, sizeof(path), "%s/pvrepl-test-%d-XXXXXX", tu_tmp_base(), (int)getpid());
+	tu_install_hooks();
+	tu_sig_block(&old);
 	if (mkdtemp(path) == NULL) {
 		int err = errno;
 
+		tu_sig_restore(&old);
 		fprintf(stderr, "testutil: mkdtemp %s: %s\n", path, strerror(err));
 		return -err;
 	}
 	tu_res_add(TU_RES_DIR, path, -1);
+	tu_sig_restore(&old);
 	snprintf(out, out_len, "%s", path);
 	return 0;
 }
@@ -440,16 +471,21 @@ int tu_file_read(const char *path, void *buf, size_t len, uint64_t offset)
 int tu_tmpfile(char *out, size_t out_len, uint64_t size_bytes, uint64_t seed)
 {
 	char path[TU_PATH_MAX];
+	sigset_t old;
 	int fd, ret;
 
 	snprintf(path, sizeof(path), "%s/pvrepl-test-%d-XXXXXX", tu_tmp_base(), (int)getpid());
+	tu_install_hooks();
+	tu_sig_block(&old);
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
+		tu_sig_restore(&old);
 		fprintf(stderr, "testutil: mkstemp %s: %s\n", path, strerror(-ret));
 		return ret;
 	}
 	tu_res_add(TU_RES_FILE, path, -1);
+	tu_sig_restore(&old);
 	if (ftruncate(fd, (off_t)size_bytes) != 0) {
 		ret = -errno;
 		fprintf(stderr, "testutil: ftruncate %s: %s\n", path, strerror(-ret));
@@ -490,18 +526,21 @@ int tu_statx_dio(int fd, uint32_t *mem_align, uint32_t *offset_align)
 
 /* ---------------------------------------------------------- loop devices */
 
-int tu_loop_attach(struct tu_loop *lp, const char *file, uint32_t block_bytes,
-		   bool read_only)
+int tu_loop_attach(struct tu_loop *lp, const char *file, uint32_t block_bytes, bool read_only)
 {
 	struct loop_info64 info;
 	int ctl = -1, bfd = -1, lfd = -1, ret = 0, n = -1;
 	unsigned attempt;
+	sigset_t old;
 
 	memset(lp, 0, sizeof(*lp));
 	lp->fd = -1;
+	tu_install_hooks();
+	tu_sig_block(&old);
 	bfd = open(file, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (bfd < 0) {
 		ret = -errno;
+		tu_sig_restore(&old);
 		fprintf(stderr, "testutil: open %s: %s\n", file, strerror(-ret));
 		return ret;
 	}
@@ -533,8 +572,7 @@ int tu_loop_attach(struct tu_loop *lp, const char *file, uint32_t block_bytes,
 		cfg.info.lo_flags = LO_FLAGS_DIRECT_IO | LO_FLAGS_AUTOCLEAR;
 		if (read_only)
 			cfg.info.lo_flags |= LO_FLAGS_READ_ONLY;
-		snprintf((char *)cfg.info.lo_file_name, sizeof(cfg.info.lo_file_name), "%s",
-			 file);
+		snprintf((char *)cfg.info.lo_file_name, sizeof(cfg.info.lo_file_name), "%s", file);
 		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
 			break;
 		ret = -errno;
@@ -542,8 +580,8 @@ int tu_loop_attach(struct tu_loop *lp, const char *file, uint32_t block_bytes,
 		lfd = -1;
 		/* Someone else took this free device between the two calls. */
 		if (ret != -EBUSY) {
-			fprintf(stderr, "testutil: LOOP_CONFIGURE %s on %s (block %u): %s\n",
-				file, lp->dev, block_bytes, strerror(-ret));
+			fprintf(stderr, "testutil: LOOP_CONFIGURE %s on %s (block %u): %s\n", file,
+				lp->dev, block_bytes, strerror(-ret));
 			goto out;
 		}
 	}
@@ -557,7 +595,7 @@ int tu_loop_attach(struct tu_loop *lp, const char *file, uint32_t block_bytes,
 	lp->fd = lfd;
 	tu_res_add(TU_RES_LOOP, lp->dev, lfd);
 	/* A BLKROSET left by an earlier user of loopN (LO_FLAGS_READ_ONLY is separate). */
-	if (ioctl(lfd, BLKROSET, &(int){ 0 }) != 0)
+	if (ioctl(lfd, BLKROSET, &(int){0}) != 0)
 		fprintf(stderr, "testutil: BLKROSET 0 on %s: %s\n", lp->dev, strerror(errno));
 	memset(&info, 0, sizeof(info));
 	if (ioctl(lfd, LOOP_GET_STATUS64, &info) == 0)
@@ -570,6 +608,7 @@ out:
 		close(ctl);
 	/* The loop device holds its own reference to the backing file. */
 	close(bfd);
+	tu_sig_restore(&old);
 	return ret;
 }
 
@@ -615,8 +654,8 @@ const char *tu_backing_name(enum tu_backing_kind kind)
 	return "?";
 }
 
-int tu_backing_create(struct tu_backing *b, enum tu_backing_kind kind,
-		      uint64_t size_bytes, uint64_t seed)
+int tu_backing_create(struct tu_backing *b, enum tu_backing_kind kind, uint64_t size_bytes,
+		      uint64_t seed)
 {
 	int ret;
 
@@ -631,8 +670,7 @@ int tu_backing_create(struct tu_backing *b, enum tu_backing_kind kind,
 		snprintf(b->path, sizeof(b->path), "%s", b->file);
 		return 0;
 	}
-	ret = tu_loop_attach(&b->loop, b->file, kind == TU_BACKING_LOOP512 ? 512 : 4096,
-			     false);
+	ret = tu_loop_attach(&b->loop, b->file, kind == TU_BACKING_LOOP512 ? 512 : 4096, false);
 	if (ret) {
 		tu_tmpfile_release(b->file);
 		return ret;
@@ -697,8 +735,8 @@ int tu_run(const char *fmt, ...)
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
 	fprintf(stderr, "testutil: command failed (%s %d): %s\n%s",
-		WIFEXITED(st) ? "exit" : "signal",
-		WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), cmd, out);
+		WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+		cmd, out);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -722,27 +760,32 @@ static void tu_private_mount_ns(void)
 		fprintf(stderr, "testutil: making / private: %s\n", strerror(errno));
 }
 
-int tu_mount(const char *dev, const char *fstype, const char *options, char *mnt,
-	     size_t mnt_len)
+int tu_mount(const char *dev, const char *fstype, const char *options, char *mnt, size_t mnt_len)
 {
 	char path[TU_PATH_MAX];
+	sigset_t old;
 	int ret;
 
 	tu_private_mount_ns();
 	snprintf(path, sizeof(path), "%s/pvrepl-mnt-%d-XXXXXX", tu_tmp_base(), (int)getpid());
+	tu_install_hooks();
+	tu_sig_block(&old);
 	if (mkdtemp(path) == NULL) {
 		ret = -errno;
+		tu_sig_restore(&old);
 		fprintf(stderr, "testutil: mkdtemp %s: %s\n", path, strerror(-ret));
 		return ret;
 	}
 	if (mount(dev, path, fstype, 0, options) != 0) {
 		ret = -errno;
+		rmdir(path);
+		tu_sig_restore(&old);
 		fprintf(stderr, "testutil: mount -t %s %s %s: %s\n", fstype, dev, path,
 			strerror(-ret));
-		rmdir(path);
 		return ret;
 	}
 	tu_res_add(TU_RES_MOUNT, path, -1);
+	tu_sig_restore(&old);
 	snprintf(mnt, mnt_len, "%s", path);
 	return 0;
 }

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TU_PATH_MAX 4096
+#define TU_PATH_MAX  4096
 #define TU_EXIT_SKIP 77
 
 /* -------------------------------------------------------------- skipping */
@@ -78,11 +78,11 @@ int tu_statx_dio(int fd, uint32_t *mem_align, uint32_t *offset_align);
 /* ---------------------------------------------------------- loop devices */
 
 struct tu_loop {
-	char dev[64];		     /* /dev/loopN */
-	char file[TU_PATH_MAX];	     /* backing file */
-	int fd;			     /* held open; the device has LO_FLAGS_AUTOCLEAR */
-	uint32_t block_bytes;	     /* logical block size set with LOOP_CONFIGURE */
-	bool direct;		     /* LO_FLAGS_DIRECT_IO reported after configure */
+	char dev[64];		/* /dev/loopN */
+	char file[TU_PATH_MAX]; /* backing file */
+	int fd;			/* held open; the device has LO_FLAGS_AUTOCLEAR */
+	uint32_t block_bytes;	/* logical block size set with LOOP_CONFIGURE */
+	bool direct;		/* LO_FLAGS_DIRECT_IO reported after configure */
 	bool read_only;
 };
 
@@ -92,8 +92,7 @@ struct tu_loop {
  * device fd stays open in lp->fd so the kernel detaches the device even if this
  * process is killed; tu_loop_detach (or exit) detaches it explicitly.
  */
-int tu_loop_attach(struct tu_loop *lp, const char *file, uint32_t block_bytes,
-		   bool read_only);
+int tu_loop_attach(struct tu_loop *lp, const char *file, uint32_t block_bytes, bool read_only);
 /* LOOP_CLR_FD and close; safe to call twice. */
 void tu_loop_detach(struct tu_loop *lp);
 /* BLKROSET on the loop device (ro = true makes it read-only). */
@@ -113,13 +112,13 @@ struct tu_backing {
 	char path[TU_PATH_MAX]; /* what to open: the file or /dev/loopN */
 	char file[TU_PATH_MAX]; /* the regular file underneath */
 	uint64_t size_bytes;
-	struct tu_loop loop;	/* attached when kind != TU_BACKING_FILE */
+	struct tu_loop loop; /* attached when kind != TU_BACKING_FILE */
 };
 
 const char *tu_backing_name(enum tu_backing_kind kind);
 /* Creates the file (pattern of seed, 0 = zeros) and attaches a loop if asked. */
-int tu_backing_create(struct tu_backing *b, enum tu_backing_kind kind,
-		      uint64_t size_bytes, uint64_t seed);
+int tu_backing_create(struct tu_backing *b, enum tu_backing_kind kind, uint64_t size_bytes,
+		      uint64_t seed);
 /* Detaches and removes; safe to call twice. */
 void tu_backing_destroy(struct tu_backing *b);
 
@@ -138,8 +137,7 @@ __attribute__((format(printf, 1, 2))) int tu_run(const char *fmt, ...);
  * vanish with the process even on SIGKILL. The cleanup thaws (FITHAW, in case a
  * test left it frozen), unmounts and removes the dir.
  */
-int tu_mount(const char *dev, const char *fstype, const char *options, char *mnt,
-	     size_t mnt_len);
+int tu_mount(const char *dev, const char *fstype, const char *options, char *mnt, size_t mnt_len);
 /* Thaws if frozen, unmounts now and removes the dir; safe to call twice. */
 void tu_umount(const char *mnt);
 

@@ -14,7 +14,8 @@
  *       "blocks N raw_bytes R codec_bytes C" (a block kept raw counts its raw size)
  *   test-tool map-mem --size BYTES --block-size N
  *       creates a map of that geometry, map_set()s every block so all of it is
- *       resident, and prints "blocks N rss_before_bytes A rss_after_bytes B"
+ *       resident, then builds the Merkle tree over it, and prints
+ *       "blocks N rss_before_bytes A rss_after_bytes B rss_merkle_bytes C"
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +32,7 @@
 #include "codec.h"
 #include "kfio.h"
 #include "map.h"
+#include "merkle.h"
 #include "scan.h"
 
 struct run {
@@ -272,7 +274,8 @@ static int map_mem(int argc, char **argv)
 		{ "block-size", required_argument, NULL, 'b' },
 		{ 0 },
 	};
-	uint64_t size = 0, bs = 0, before;
+	uint64_t size = 0, bs = 0, before, after;
+	struct merkle t;
 	struct map m;
 	int c, rc;
 
@@ -301,8 +304,17 @@ static int map_mem(int argc, char **argv)
 	/* A non-zero hash per block, so every page of hashes and dirty is written. */
 	for (uint64_t i = 0; i < m.block_count; i++)
 		map_set(&m, i, i + 1);
-	printf("blocks %" PRIu64 " rss_before_bytes %" PRIu64 " rss_after_bytes %" PRIu64 "\n",
-	       m.block_count, before, rss_bytes());
+	after = rss_bytes();
+	rc = merkle_init(&t, m.hashes, m.block_count);
+	if (rc) {
+		fprintf(stderr, "map-mem: merkle_init: %s\n", strerror(-rc));
+		map_release(&m);
+		return 1;
+	}
+	printf("blocks %" PRIu64 " rss_before_bytes %" PRIu64 " rss_after_bytes %" PRIu64
+	       " rss_merkle_bytes %" PRIu64 "\n",
+	       m.block_count, before, after, rss_bytes());
+	merkle_release(&t);
 	map_release(&m);
 	return 0;
 }

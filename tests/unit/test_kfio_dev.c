@@ -61,7 +61,7 @@ struct dev_fix {
 };
 
 #define FIX_BUF_BYTES (1u << 20)
-#define SEED_BASE 0x5eed0001ull
+#define SEED_BASE     0x5eed0001ull
 
 /* Creates the backing filled with the SEED_BASE pattern and opens it read-write. */
 static int fix_setup(void **state)
@@ -103,18 +103,14 @@ static int fix_teardown(void **state)
 	return 0;
 }
 
-static const struct dev_case case_file_4m = { "file-4M", TU_BACKING_FILE, 4 * MIB };
-static const struct dev_case case_file_8m = { "file-8M", TU_BACKING_FILE, 8 * MIB };
-static const struct dev_case case_file_odd = { "file-1M+1536", TU_BACKING_FILE,
-					       MIB + 1536 };
-static const struct dev_case case_loop512_8m = { "loop512-8M", TU_BACKING_LOOP512,
-						 8 * MIB };
-static const struct dev_case case_loop512_odd = { "loop512-1M+1536", TU_BACKING_LOOP512,
-						  MIB + 1536 };
-static const struct dev_case case_loop4096_8m = { "loop4096-8M", TU_BACKING_LOOP4096,
-						  8 * MIB };
-static const struct dev_case case_loop4096_odd = { "loop4096-1M+8192",
-						   TU_BACKING_LOOP4096, MIB + 8192 };
+static const struct dev_case case_file_4m = {"file-4M", TU_BACKING_FILE, 4 * MIB};
+static const struct dev_case case_file_8m = {"file-8M", TU_BACKING_FILE, 8 * MIB};
+static const struct dev_case case_file_odd = {"file-1M+1536", TU_BACKING_FILE, MIB + 1536};
+static const struct dev_case case_loop512_8m = {"loop512-8M", TU_BACKING_LOOP512, 8 * MIB};
+static const struct dev_case case_loop512_odd = {"loop512-1M+1536", TU_BACKING_LOOP512, MIB + 1536};
+static const struct dev_case case_loop4096_8m = {"loop4096-8M", TU_BACKING_LOOP4096, 8 * MIB};
+static const struct dev_case case_loop4096_odd = {"loop4096-1M+8192", TU_BACKING_LOOP4096,
+						  MIB + 8192};
 
 /* --------------------------------------------------------------- probing */
 
@@ -245,8 +241,8 @@ static void expect_write_refused(const char *path, void *buf)
 		wret = kfio_dev_pwrite_all(&d, buf, 4096, 0);
 		kfio_dev_close(&d);
 		if (!ro || wret == 0)
-			fail_msg("KFIO_OPEN_WRITE of read-only %s: read_only=%d write=%d", path,
-				 ro, wret);
+			fail_msg("KFIO_OPEN_WRITE of read-only %s: read_only=%d write=%d", path, ro,
+				 wret);
 	} else {
 		assert_true(ret == -EACCES || ret == -EROFS || ret == -EPERM);
 		assert_int_equal(d.fd, -1);
@@ -312,8 +308,8 @@ enum buf_kind {
 
 struct check_case {
 	const char *what;
-	int64_t offset;	 /* >= 0 from the start, < 0 from the end (size + offset) */
-	uint32_t len_lbs; /* length in logical blocks */
+	int64_t offset;	   /* >= 0 from the start, < 0 from the end (size + offset) */
+	uint32_t len_lbs;  /* length in logical blocks */
 	int32_t len_extra; /* bytes added to the length */
 	enum buf_kind buf;
 	bool allow_past_end;
@@ -322,18 +318,18 @@ struct check_case {
 };
 
 static const struct check_case check_cases[] = {
-	{ "aligned at 0", 0, 1, 0, BUF_ALIGNED, false, 0, MSG_ANY },
-	{ "aligned 8 blocks at 64K", 65536, 8, 0, BUF_ALIGNED, false, 0, MSG_ANY },
-	{ "offset 4100", 4100, 1, 0, BUF_ALIGNED, false, -EINVAL, MSG_OFFSET },
-	{ "offset 4100 past-ok", 4100, 1, 0, BUF_ALIGNED, true, -EINVAL, MSG_OFFSET },
-	{ "offset 511", 511, 1, 0, BUF_ALIGNED, false, -EINVAL, MSG_OFFSET },
-	{ "length +100", 0, 1, 100, BUF_ALIGNED, false, -EINVAL, MSG_LEN_NUM },
-	{ "length -1", 0, 2, -1, BUF_ALIGNED, false, -EINVAL, MSG_LEN_NUM },
-	{ "buffer +1", 0, 1, 0, BUF_PLUS_1, false, -EINVAL, MSG_ANY },
-	{ "last block", -1, 1, 0, BUF_ALIGNED, false, 0, MSG_ANY },
-	{ "crosses end", -1, 2, 0, BUF_ALIGNED, false, -ERANGE, MSG_OFF_NUM },
-	{ "crosses end, past ok", -1, 2, 0, BUF_ALIGNED, true, 0, MSG_ANY },
-	{ "starts past end", 0x7fffffff000ll, 1, 0, BUF_ALIGNED, false, -ERANGE, MSG_ANY },
+	{"aligned at 0", 0, 1, 0, BUF_ALIGNED, false, 0, MSG_ANY},
+	{"aligned 8 blocks at 64K", 65536, 8, 0, BUF_ALIGNED, false, 0, MSG_ANY},
+	{"offset 4100", 4100, 1, 0, BUF_ALIGNED, false, -EINVAL, MSG_OFFSET},
+	{"offset 4100 past-ok", 4100, 1, 0, BUF_ALIGNED, true, -EINVAL, MSG_OFFSET},
+	{"offset 511", 511, 1, 0, BUF_ALIGNED, false, -EINVAL, MSG_OFFSET},
+	{"length +100", 0, 1, 100, BUF_ALIGNED, false, -EINVAL, MSG_LEN_NUM},
+	{"length -1", 0, 2, -1, BUF_ALIGNED, false, -EINVAL, MSG_LEN_NUM},
+	{"buffer +1", 0, 1, 0, BUF_PLUS_1, false, -EINVAL, MSG_ANY},
+	{"last block", -1, 1, 0, BUF_ALIGNED, false, 0, MSG_ANY},
+	{"crosses end", -1, 2, 0, BUF_ALIGNED, false, -ERANGE, MSG_OFF_NUM},
+	{"crosses end, past ok", -1, 2, 0, BUF_ALIGNED, true, 0, MSG_ANY},
+	{"starts past end", 0x7fffffff000ll, 1, 0, BUF_ALIGNED, false, -ERANGE, MSG_ANY},
 };
 
 static void test_check_io(void **state)
@@ -345,8 +341,9 @@ static void test_check_io(void **state)
 
 	for (i = 0; i < ARRAY_SIZE(check_cases); i++) {
 		const struct check_case *c = &check_cases[i];
-		uint64_t off = c->offset >= 0 ? (uint64_t)c->offset
-					      : d->size_bytes + (uint64_t)(c->offset * (int64_t)lbs);
+		uint64_t off = c->offset >= 0
+				       ? (uint64_t)c->offset
+				       : d->size_bytes + (uint64_t)(c->offset * (int64_t)lbs);
 		uint64_t len = (uint64_t)c->len_lbs * lbs + (uint64_t)(int64_t)c->len_extra;
 		const char *buf = (const char *)f->buf + (c->buf == BUF_PLUS_1 ? 1 : 0);
 		int ret;
@@ -354,9 +351,9 @@ static void test_check_io(void **state)
 		memset(d->err_msg, 0, sizeof(d->err_msg));
 		ret = kfio_dev_check_io(d, off, len, buf, c->allow_past_end);
 		if (ret != c->want)
-			fail_msg("%s / %s: offset %llu len %llu: got %d want %d (%s)",
-				 f->c->name, c->what, (unsigned long long)off,
-				 (unsigned long long)len, ret, c->want, d->err_msg);
+			fail_msg("%s / %s: offset %llu len %llu: got %d want %d (%s)", f->c->name,
+				 c->what, (unsigned long long)off, (unsigned long long)len, ret,
+				 c->want, d->err_msg);
 		if (c->want != 0)
 			assert_true(d->err_msg[0] != '\0');
 		if (c->want != 0 && c->msg != MSG_ANY) {
@@ -364,7 +361,8 @@ static void test_check_io(void **state)
 
 			if (c->msg == MSG_OFFSET && d->is_blockdev) {
 				snprintf(want_msg, sizeof(want_msg),
-					 "offset %llu is not aligned to the device's %u-byte logical block size",
+					 "offset %llu is not aligned to the device's %u-byte "
+					 "logical block size",
 					 (unsigned long long)off, lbs);
 			} else if (c->msg == MSG_OFFSET) {
 				/* A file may word it as "the file's O_DIRECT ..." */
@@ -373,7 +371,8 @@ static void test_check_io(void **state)
 				assert_contains(d->err_msg, want_msg);
 				snprintf(want_msg, sizeof(want_msg), "%u-byte", lbs);
 			} else if (c->msg == MSG_LEN_NUM) {
-				snprintf(want_msg, sizeof(want_msg), "length %llu", (unsigned long long)len);
+				snprintf(want_msg, sizeof(want_msg), "length %llu",
+					 (unsigned long long)len);
 				assert_contains(d->err_msg, want_msg);
 				snprintf(want_msg, sizeof(want_msg), "%u-byte", lbs);
 			} else
@@ -408,7 +407,7 @@ static void test_sync_roundtrip(void **state)
 	struct dev_fix *f = *state;
 	struct kfio_dev *d = &f->dev;
 	uint32_t lbs = d->logical_block_bytes;
-	uint64_t offs[3] = { 0, 65536 + lbs, d->size_bytes - 8ull * lbs };
+	uint64_t offs[3] = {0, 65536 + lbs, d->size_bytes - 8ull * lbs};
 	const uint64_t seed = 0xabcdef01ull;
 	unsigned char *check;
 	unsigned i;
@@ -448,7 +447,8 @@ static void test_sync_roundtrip(void **state)
 
 		assert_int_equal(stat(f->b.file, &st), 0);
 		if ((uint64_t)st.st_size != f->c->size_bytes)
-			fail_msg("pwrite_all crossing the end returned %d and grew %s from %llu to %llu bytes",
+			fail_msg("pwrite_all crossing the end returned %d and grew %s from %llu to "
+				 "%llu bytes",
 				 ret, f->b.file, (unsigned long long)f->c->size_bytes,
 				 (unsigned long long)st.st_size);
 	}
@@ -461,8 +461,8 @@ static void test_sync_roundtrip(void **state)
 
 /* ------------------------------------------------ discard and zero-out */
 
-static void expect_range(struct dev_fix *f, uint64_t start, uint64_t end,
-			 uint64_t zero_start, uint64_t zero_end, const char *what)
+static void expect_range(struct dev_fix *f, uint64_t start, uint64_t end, uint64_t zero_start,
+			 uint64_t zero_end, const char *what)
 {
 	struct kfio_dev *d = &f->dev;
 	uint64_t off;
@@ -473,8 +473,8 @@ static void expect_range(struct dev_fix *f, uint64_t start, uint64_t end,
 		int ret = kfio_dev_pread_all(d, f->buf, n, off);
 
 		if (ret)
-			fail_msg("%s: pread_all %llu+%llu: %d (%s)", what,
-				 (unsigned long long)off, (unsigned long long)n, ret, d->err_msg);
+			fail_msg("%s: pread_all %llu+%llu: %d (%s)", what, (unsigned long long)off,
+				 (unsigned long long)n, ret, d->err_msg);
 		for (i = 0; i < n; i += lbs) {
 			const unsigned char *p = (const unsigned char *)f->buf + i;
 			uint64_t at = off + i;
@@ -494,16 +494,16 @@ static void expect_range(struct dev_fix *f, uint64_t start, uint64_t end,
 
 struct zero_case {
 	const char *what;
-	bool discard;	   /* else zero-out */
-	uint64_t offset;   /* multiple of 4096 */
-	uint64_t len;	   /* multiple of 4096 */
+	bool discard;	 /* else zero-out */
+	uint64_t offset; /* multiple of 4096 */
+	uint64_t len;	 /* multiple of 4096 */
 };
 
 static const struct zero_case zero_cases[] = {
-	{ "discard 256K at 1M", true, MIB, 256 * 1024 },
-	{ "discard one 4K block at 2M+4K", true, 2 * MIB + 4096, 4096 },
-	{ "zero-out 64K+4K at 3M", false, 3 * MIB, 65536 + 4096 },
-	{ "zero-out 1M at 5M", false, 5 * MIB, MIB },
+	{"discard 256K at 1M", true, MIB, 256 * 1024},
+	{"discard one 4K block at 2M+4K", true, 2 * MIB + 4096, 4096},
+	{"zero-out 64K+4K at 3M", false, 3 * MIB, 65536 + 4096},
+	{"zero-out 1M at 5M", false, 5 * MIB, MIB},
 };
 
 static void test_discard_zero(void **state)
@@ -560,9 +560,29 @@ static void test_discard_zero(void **state)
 	}
 }
 
+/* KFIO_OPEN_BUFFERED opens without O_DIRECT; the geometry is the same. */
+static void test_open_buffered(void **state)
+{
+	struct dev_fix *f = *state;
+	struct kfio_dev d;
+	int ret;
+
+	memset(&d, 0, sizeof(d));
+	ret = kfio_dev_open(&d, f->b.path, KFIO_OPEN_BUFFERED | KFIO_OPEN_WRITE);
+	if (ret)
+		fail_msg("kfio_dev_open %s buffered: %d (%s)", f->b.path, ret, d.err_msg);
+	assert_false(d.direct);
+	assert_false(d.read_only);
+	assert_int_equal(d.size_bytes, f->dev.size_bytes);
+	assert_int_equal(d.logical_block_bytes, f->dev.logical_block_bytes);
+	assert_int_equal(kfio_dev_pread_all(&d, f->buf, 8192, 4096), 0);
+	assert_int_equal(tu_pattern_mismatch(f->buf, 8192, 4096, SEED_BASE), -1);
+	kfio_dev_close(&d);
+}
+
 static void test_buf_alloc(void **state)
 {
-	static const size_t lens[] = { 512, 4096, 65536 + 4096, 4u << 20 };
+	static const size_t lens[] = {512, 4096, 65536 + 4096, 4u << 20};
 	unsigned i;
 
 	(void)state;
@@ -576,9 +596,9 @@ static void test_buf_alloc(void **state)
 	}
 }
 
-#define DEV_TEST(fn, c)                                                         \
-	{                                                                       \
-		#fn "/" #c, fn, fix_setup, fix_teardown, (void *)&c                 \
+#define DEV_TEST(fn, c)                                             \
+	{                                                           \
+#fn "/" #c, fn, fix_setup, fix_teardown, (void *)&c \
 	}
 
 int main(void)
@@ -597,6 +617,8 @@ int main(void)
 		DEV_TEST(test_open_read_only, case_loop512_8m),
 		DEV_TEST(test_open_read_only, case_loop4096_8m),
 		DEV_TEST(test_blkroset, case_loop512_8m),
+		DEV_TEST(test_open_buffered, case_file_4m),
+		DEV_TEST(test_open_buffered, case_loop4096_8m),
 		DEV_TEST(test_check_io, case_file_4m),
 		DEV_TEST(test_check_io, case_loop512_odd),
 		DEV_TEST(test_check_io, case_loop4096_8m),
