@@ -46,6 +46,8 @@ TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 
 .PHONY: all deps demo test check bench format format-check clean
+# Keep objects of test binaries (no `rm` after the test summary).
+.SECONDARY:
 all: $(BUILD)/pvrepl $(BUILD)/libkfio.a $(BUILD)/test-tool $(BUILD)/kfio-bench
 
 $(BUILD)/kmod-free-io/%.o: kmod-free-io/%.c
