@@ -6,7 +6,7 @@
  *
  *   engine thread (caller)              worker threads (cfg.workers)
  *   ----------------------              ----------------------------
- *   take free buffers, queue reads  ->  pop a filled chunk from `ready`
+ *   take free buffers, queue reads  ->  take the next chunk in sequence
  *   reap completions, push to ready     hash each block, compare with the map,
  *   wait on `cond` only when no read    emit zero runs / data runs (lz4 or raw)
  *   is in flight and no buffer is free  give the buffer back to `free`
@@ -34,14 +34,18 @@ struct scan_chunk {
 	uint32_t buf_idx;
 	uint32_t bytes; /* valid bytes (short at the end of the device) */
 	uint64_t offset;
+	bool valid;	/* slot holds a read chunk not yet taken by a worker */
 };
 
 struct scan_worker {
 	struct scan_ctx *ctx;
 	pthread_t thread;
 	bool started;
-	void *out;	    /* compression output, codec_bound(batch_bytes) */
+	void *out;	    /* compression output: codec_bound(chunk_bytes) */
 	size_t out_cap;
+	size_t out_used;    /* ordered mode: bytes of out held by pending batches */
+	struct scan_batch *pending; /* ordered mode: this chunk's batches, in order */
+	uint32_t pending_count;
 	struct scan_stats st;
 };
 
@@ -58,8 +62,12 @@ struct scan_ctx {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;	/* signalled on: chunk ready, buffer freed, error, end */
-	struct scan_chunk *ready; /* ring of buf_count */
-	uint32_t ready_head, ready_count;
+	/* Read chunks by sequence number (offset / chunk_bytes) modulo buf_count:
+	 * at most buf_count chunks are read or waiting at once, and they are issued
+	 * in sequence, so slots never collide. Workers take them in sequence. */
+	struct scan_chunk *ready;
+	uint64_t next_dispatch;	/* sequence of the next chunk a worker takes */
+	uint64_t next_emit;	/* ordered mode: sequence whose batches go next */
 	uint32_t *free_bufs;	/* stack */
 	uint32_t free_count;
 	bool no_more_chunks;
@@ -96,19 +104,30 @@ static void set_error(struct scan_ctx *c, int err, const char *fmt, ...)
 	pthread_cond_broadcast(&c->cond);
 }
 
-static int emit(struct scan_worker *w, struct scan_batch *b)
+/* Counts a batch and hands it to the sink. */
+static int emit_now(struct scan_worker *w, const struct scan_batch *b)
 {
 	const struct scan_sink *sink = w->ctx->sink;
 
-	if (b->zero) {
+	if (b->zero)
 		w->st.batches_zero++;
-	} else if (b->codec == CODEC_LZ4) {
+	else if (b->codec == CODEC_LZ4)
 		w->st.batches_lz4++;
-	} else {
+	else
 		w->st.batches_raw++;
-	}
 	w->st.compressed_bytes += b->data_bytes;
 	return sink && sink->batch ? sink->batch(b, sink->ctx) : 0;
+}
+
+static int emit(struct scan_worker *w, const struct scan_batch *b)
+{
+	if (!w->ctx->cfg->ordered)
+		return emit_now(w, b);
+	/* Held until this chunk's turn (emit_pending). A chunk has at most one batch
+	 * per block, and its data lives in `out` or the chunk buffer until then. */
+	ASSERT(w->pending_count < w->ctx->chunk_bytes / w->ctx->block_bytes);
+	w->pending[w->pending_count++] = *b;
+	return 0;
 }
 
 /* A run of consecutive changed non-zero blocks, contiguous in the chunk buffer. */
@@ -125,11 +144,17 @@ static int emit_data(struct scan_worker *w, const char *p, uint64_t first_block,
 	int n;
 
 	if (c->cfg->compress) {
-		n = codec_compress(p, bytes, w->out, w->out_cap, &b.codec);
+		/* Ordered mode keeps every batch of the chunk in `out` until its turn;
+		 * out holds a whole chunk, and a batch never outgrows its plaintext. */
+		char *dst = (char *)w->out + w->out_used;
+
+		n = codec_compress(p, bytes, dst, w->out_cap - w->out_used, &b.codec);
 		if (n < 0)
 			return n;
-		b.data = w->out;
+		b.data = dst;
 		b.data_bytes = (uint32_t)n;
+		if (c->cfg->ordered)
+			w->out_used += (size_t)n;
 	} else {
 		/* Raw: the chunk buffer itself is the data; no copy. */
 		b.codec = CODEC_RAW;
@@ -219,11 +244,32 @@ static int process_chunk(struct scan_worker *w, const struct scan_chunk *ch, uin
 	return 0;
 }
 
+/* Ordered mode: waits for this chunk's turn, emits its batches, passes the turn. */
+static int emit_pending(struct scan_worker *w, uint64_t seq, int rc)
+{
+	struct scan_ctx *c = w->ctx;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->next_emit != seq && !c->error)
+		pthread_cond_wait(&c->cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+	for (uint32_t i = 0; i < w->pending_count && !rc && !c->error; i++)
+		rc = emit_now(w, &w->pending[i]);
+	w->pending_count = 0;
+	w->out_used = 0;
+	pthread_mutex_lock(&c->lock);
+	c->next_emit = seq + 1;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 static void *worker_main(void *arg)
 {
 	struct scan_worker *w = arg;
 	struct scan_ctx *c = w->ctx;
 	uint32_t max_blocks = c->chunk_bytes / c->block_bytes;
+	uint32_t slots = kfio_queue_buf_count(c->q);
 	uint64_t *hashes = calloc(max_blocks ? max_blocks : 1, sizeof(*hashes));
 
 	pthread_mutex_lock(&c->lock);
@@ -231,18 +277,28 @@ static void *worker_main(void *arg)
 		set_error(c, -ENOMEM, "out of memory for a worker's hash scratch");
 	for (;;) {
 		struct scan_chunk ch;
+		struct scan_chunk *slot;
+		uint64_t seq;
 		int rc;
 
-		while (!c->ready_count && !c->no_more_chunks && !c->error)
+		/* Chunks are taken in sequence, so in ordered mode the chunk whose turn
+		 * it is to emit is always held by a running worker: no wait cycles. */
+		for (;;) {
+			slot = &c->ready[c->next_dispatch % slots];
+			if (c->error || slot->valid || c->no_more_chunks)
+				break;
 			pthread_cond_wait(&c->cond, &c->lock);
-		if (c->error || !c->ready_count)
+		}
+		if (c->error || !slot->valid)
 			break;
-		ch = c->ready[c->ready_head];
-		c->ready_head = (c->ready_head + 1) % kfio_queue_buf_count(c->q);
-		c->ready_count--;
+		ch = *slot;
+		slot->valid = false;
+		seq = c->next_dispatch++;
 		pthread_mutex_unlock(&c->lock);
 
 		rc = process_chunk(w, &ch, hashes);
+		if (c->cfg->ordered)
+			rc = emit_pending(w, seq, rc);
 
 		pthread_mutex_lock(&c->lock);
 		c->free_bufs[c->free_count++] = ch.buf_idx;
@@ -358,11 +414,14 @@ static int engine_loop(struct scan_ctx *c, struct scan_stats *st)
 					  c->dev->path, e->offset, e->res, expect);
 				break;
 			}
-			c->ready[(c->ready_head + c->ready_count) % kfio_queue_buf_count(c->q)] =
-				(struct scan_chunk){ .buf_idx = e->buf_idx,
+			struct scan_chunk *slot =
+				&c->ready[(e->offset / c->chunk_bytes) % kfio_queue_buf_count(c->q)];
+
+			ASSERT(!slot->valid);
+			*slot = (struct scan_chunk){ .buf_idx = e->buf_idx,
 						     .bytes = (uint32_t)expect,
-						     .offset = e->offset };
-			c->ready_count++;
+						     .offset = e->offset,
+						     .valid = true };
 			done_bytes += expect;
 			st->bytes_read += (uint64_t)e->res;
 		}
@@ -479,9 +538,12 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 		struct scan_worker *w = &c->workers[i];
 
 		w->ctx = c;
-		w->out_cap = codec_bound(c->batch_bytes);
+		w->out_cap = codec_bound(cfg->ordered ? c->chunk_bytes : c->batch_bytes);
 		w->out = malloc(w->out_cap);
-		if (!w->out) {
+		w->pending = cfg->ordered ? calloc(c->chunk_bytes / c->block_bytes,
+						   sizeof(*w->pending))
+					  : NULL;
+		if (!w->out || (cfg->ordered && !w->pending)) {
 			rc = -ENOMEM;
 			snprintf(err, err_len, "out of memory for compression buffers");
 			goto stop_workers;
@@ -509,6 +571,7 @@ stop_workers:
 		if (w->started)
 			pthread_join(w->thread, NULL);
 		free(w->out);
+		free(w->pending);
 		stats->blocks_scanned += w->st.blocks_scanned;
 		stats->blocks_changed += w->st.blocks_changed;
 		stats->blocks_zero += w->st.blocks_zero;

@@ -45,7 +45,8 @@ struct scan_batch {
 };
 
 struct scan_sink {
-	/* Called from worker threads, concurrently; return 0 or -errno to abort. */
+	/* Called from worker threads, concurrently unless cfg.ordered; return 0 or
+	 * -errno to abort the scan. */
 	int (*batch)(const struct scan_batch *b, void *ctx);
 	void *ctx;
 };
@@ -56,6 +57,10 @@ struct scan_config {
 	uint32_t workers;      /* hashing/compression threads; 0 = online CPUs */
 	uint32_t batch_bytes;  /* max plaintext per data batch; 0 = read_bytes */
 	bool compress;	       /* run lz4 on data batches (else all raw) */
+	/* Call the sink in ascending block order (one call at a time), as the wire
+	 * protocol needs; workers still hash and compress in parallel, each holding
+	 * its chunk's batches until the chunks before it were emitted. */
+	bool ordered;
 	enum kfio_backend_kind backend;
 	/* Called on the engine thread after completions; may be NULL. */
 	void (*progress)(uint64_t done_bytes, uint64_t total_bytes, void *ctx);
