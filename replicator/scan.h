@@ -31,7 +31,7 @@
 #define SCAN_BLOCK_BYTES_MIN 4096u
 #define SCAN_BLOCK_BYTES_MAX (1u << 20)
 /* Chosen by the block-size sweep (docs/CHANGE-DETECTION.md). */
-#define SCAN_BLOCK_BYTES_DEFAULT (64u << 10)
+#define SCAN_BLOCK_BYTES_DEFAULT (16u << 10)
 
 struct scan_batch {
 	uint64_t first_block;

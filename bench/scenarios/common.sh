@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=bash
+#
+# Sourced by the change-detection scenarios (20-scan, 21-blocksize, 22-mapmem):
+# the run.sh contract's environment, skip/die, a scratch directory removed on
+# exit, the cache drop, the shared mixed image and the machine description. Set NAME before sourcing.
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-build}
+PVREPL=${PVREPL:-$REPO/$BUILD/pvrepl}
+TEST_TOOL=${TEST_TOOL:-$REPO/$BUILD/test-tool}
+MIXED_DATA=$REPO/bench/scenarios/mixed-data.py
+QUICK=${QUICK:-0}
+RUNS=${RUNS:-3}
+BENCH_WORK=${BENCH_WORK:-$REPO/bench/work}
+RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+RUN_TIMEOUT_S=600 # a hung run is killed, not waited for
+RAW=$RESULTS_DIR/$NAME-raw
+# Scratch for this run only (state dirs, changed copies, the binaries); removed on
+# exit. The shared images live next to it in BENCH_WORK and are kept.
+WORK=$BENCH_WORK/$NAME.$$
+
+cleanup() {
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+skip() {
+	echo "$NAME: skipped: $*"
+	exit 77
+}
+die() {
+	echo "$NAME: $*" >&2
+	exit 1
+}
+say() {
+	echo "$NAME: $*" >&2
+}
+
+# need_root: the timed scenarios drop the page cache before every run.
+need_root() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root to drop the page cache (/proc/sys/vm/drop_caches)"
+	echo 3 2>/dev/null >/proc/sys/vm/drop_caches ||
+		skip "cannot write /proc/sys/vm/drop_caches (read-only /proc/sys?)"
+}
+
+need_tools() {
+	command -v python3 >/dev/null || skip "python3 is not installed"
+	[ -x "$PVREPL" ] || die "$PVREPL not found; build it with 'make'"
+	[ -x "$TEST_TOOL" ] || die "$TEST_TOOL not found; build it with 'make'"
+	case $RUNS in '' | *[!0-9]* | 0) die "RUNS='$RUNS': want a positive number" ;; esac
+	mkdir -p "$BENCH_WORK" "$RAW" "$WORK/bin"
+	# Every run of a scenario uses the same binaries, even if the build tree is
+	# relinked meanwhile (a linker's half-written output is not executable).
+	cp "$PVREPL" "$TEST_TOOL" "$WORK/bin/"
+	PVREPL=$WORK/bin/$(basename "$PVREPL")
+	TEST_TOOL=$WORK/bin/$(basename "$TEST_TOOL")
+	local rc=0
+	"$PVREPL" scan --help >/dev/null 2>&1 || rc=$?
+	[ "$rc" -eq 0 ] || die "$PVREPL does not run (being rebuilt?); run again"
+	"$TEST_TOOL" >/dev/null 2>&1 || rc=$?
+	[ "$rc" -eq 2 ] || die "$TEST_TOOL does not run (being rebuilt?); run again"
+}
+
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+
+# mixed_image MIB: prints the path of the shared mixed-content image of that size
+# in BENCH_WORK, writing it first if it is missing (kept for reuse; the name
+# carries the generator's version so a changed generator never reuses old bytes).
+mixed_image() {
+	local mib=$1 img
+	img=$BENCH_WORK/mixed-v1-${mib}m.img
+	if [ ! -f "$img" ] || [ "$(stat -c %s "$img")" -ne $((mib << 20)) ]; then
+		say "writing a $mib MiB mixed image to $img"
+		python3 "$MIXED_DATA" image "$img.tmp.$$" $((mib << 20)) || {
+			rm -f "$img.tmp.$$"
+			die "cannot write $img"
+		}
+		mv "$img.tmp.$$" "$img"
+	fi
+	echo "$img"
+}
+
+# scan OUT ARGS...: one `pvrepl scan`, its JSON in OUT. The caller drops caches.
+scan() {
+	local out=$1
+	shift
+	timeout --kill-after=10 "$RUN_TIMEOUT_S" \
+		"$PVREPL" scan "$@" -o json --progress none >"$out" ||
+		die "pvrepl scan $* failed (see the message above)"
+}
+
+# Exports the machine's description as MACHINE_* for the report generators.
+machine_env() {
+	local mem_kib
+	mem_kib=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
+	MACHINE_NPROC=$(nproc)
+	MACHINE_MEM_GIB=$(awk -v k="$mem_kib" 'BEGIN { printf "%.1f", k / 1048576 }')
+	MACHINE_KERNEL=$(uname -r)
+	MACHINE_CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+	MACHINE_FS=$(findmnt -n -o FSTYPE,SOURCE -T "$BENCH_WORK" | tr -s ' ')
+	MACHINE_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	export MACHINE_NPROC MACHINE_MEM_GIB MACHINE_KERNEL MACHINE_CPU MACHINE_FS MACHINE_DATE
+}
