@@ -63,13 +63,14 @@ static int ring_init(struct uring_state *s, uint32_t depth)
 	int rc;
 
 	/*
-	 * SINGLE_ISSUER + COOP_TASKRUN: one thread owns the queue (the engine thread),
-	 * so the kernel may skip cross-thread locking and the IPI that interrupts it
-	 * for task work. Kernels before 6.0 refuse the flags; retry without them.
+	 * COOP_TASKRUN: completions are run when we enter the kernel anyway instead
+	 * of interrupting the thread with an IPI. Not SINGLE_ISSUER: a queue may be
+	 * created on one thread and driven by another (the receiver's connection
+	 * threads). Kernels before 5.19 refuse the flag; retry without it.
 	 */
 	memset(&p, 0, sizeof(p));
-#if defined(IORING_SETUP_SINGLE_ISSUER) && defined(IORING_SETUP_COOP_TASKRUN)
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+#ifdef IORING_SETUP_COOP_TASKRUN
+	p.flags = IORING_SETUP_COOP_TASKRUN;
 #endif
 	rc = io_uring_queue_init_params(depth, &s->ring, &p);
 	if (rc == -EINVAL && p.flags) {

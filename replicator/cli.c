@@ -20,8 +20,12 @@ static int cmd_help(int argc, char **argv);
 
 static const struct cli_cmd commands[] = {
 	{ "demo", cmd_demo, "run the built-in demo on two temporary image files" },
+	{ "send", cmd_send, "replicate one epoch of a volume to a receiver" },
+	{ "replicate", cmd_replicate, "replicate a volume continuously, one epoch per interval" },
+	{ "receive", cmd_receive, "serve standby volumes for senders (the receiver daemon)" },
 	{ "scan", cmd_scan, "find the blocks of a device that changed since the recorded map" },
 	{ "probe", cmd_probe, "show a device's size, block sizes and I/O capabilities" },
+	{ "certs", cmd_certs, "create a CA and node certificates for tests and the demo" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "show this help" },
 };

@@ -45,5 +45,9 @@ double cli_now_s(void);
 int cmd_probe(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_certs(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_replicate(int argc, char **argv);
+int cmd_receive(int argc, char **argv);
 
 #endif

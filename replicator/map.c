@@ -882,7 +882,9 @@ int map_commit(struct map *m, const char *state_dir, uint64_t epoch, char *err, 
 	ASSERT(m != NULL);
 	ASSERT(m->hashes != NULL);
 	ASSERT(state_dir != NULL);
-	ASSERT(epoch > m->epoch);
+	/* Epoch 0 may be committed once, by an empty map: it records the volume's
+	 * identity before its first sync. */
+	ASSERT(epoch > m->epoch || (m->empty && epoch == 0));
 	if (m->failed) {
 		map_err(err, err_len,
 			"%s: an earlier commit of this map failed; reload the map before "

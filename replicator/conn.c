@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * conn — frame I/O over a tls_conn and the TCP socket helpers (see conn.h).
+ * Knows the frame header and nothing about what the messages mean.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "tls.h"
+
+int conn_init(struct conn *c, struct tls_conn *tls)
+{
+	memset(c, 0, sizeof(*c));
+	c->tls = tls;
+	c->rx = malloc(PROTO_FRAME_BYTES_MAX);
+	c->tx = malloc(PROTO_FRAME_BYTES_MAX);
+	if (!c->rx || !c->tx) {
+		free(c->rx);
+		free(c->tx);
+		c->rx = c->tx = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void conn_release(struct conn *c)
+{
+	if (c->tls)
+		tls_conn_close(c->tls);
+	free(c->rx);
+	free(c->tx);
+	memset(c, 0, sizeof(*c));
+}
+
+int conn_send(struct conn *c, const void *buf, size_t len)
+{
+	int rc = tls_conn_write_all(c->tls, buf, len);
+
+	if (rc)
+		snprintf(c->err, sizeof(c->err), "send failed: %s", tls_conn_err(c->tls));
+	return rc;
+}
+
+int conn_recv(struct conn *c, struct proto_msg *msg)
+{
+	for (;;) {
+		struct proto_header h;
+		int rc = tls_conn_read_full(c->tls, c->rx, PROTO_HEADER_BYTES);
+
+		if (rc) {
+			snprintf(c->err, sizeof(c->err), "%s",
+				 rc == -ECONNRESET ? "the peer closed the connection"
+						   : tls_conn_err(c->tls));
+			return rc;
+		}
+		/* The header is checked (magic, checksum, type, length bounds) before its
+		 * length is trusted for the payload read. */
+		rc = proto_decode_header(c->rx, PROTO_HEADER_BYTES, &h);
+		if (rc) {
+			snprintf(c->err, sizeof(c->err),
+				 "received a bad frame header (not a pvrepl peer, or corrupted)");
+			return -EBADMSG;
+		}
+		rc = tls_conn_read_full(c->tls, c->rx + PROTO_HEADER_BYTES, h.payload_bytes);
+		if (rc) {
+			snprintf(c->err, sizeof(c->err), "reading a %s frame: %s",
+				 proto_type_name(h.type), tls_conn_err(c->tls));
+			return rc;
+		}
+		rc = proto_decode(c->rx, PROTO_HEADER_BYTES + h.payload_bytes, msg);
+		if (rc < 0) {
+			snprintf(c->err, sizeof(c->err), "received a malformed %s frame",
+				 proto_type_name(h.type));
+			return -EBADMSG;
+		}
+		if (msg->header.type != PROTO_KEEPALIVE)
+			return 0;
+	}
+}
+
+uint64_t conn_wire_bytes_sent(const struct conn *c)
+{
+	return tls_conn_wire_bytes_sent(c->tls);
+}
+
+static int split_hostport(const char *hostport, char *host, size_t host_len, char *port,
+			  size_t port_len)
+{
+	const char *colon;
+
+	if (hostport[0] == '[') {
+		const char *end = strchr(hostport, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		snprintf(host, host_len, "%.*s", (int)(end - hostport - 1), hostport + 1);
+		snprintf(port, port_len, "%s", end + 2);
+		return 0;
+	}
+	colon = strrchr(hostport, ':');
+	if (!colon || colon == hostport || !colon[1])
+		return -EINVAL;
+	snprintf(host, host_len, "%.*s", (int)(colon - hostport), hostport);
+	snprintf(port, port_len, "%s", colon + 1);
+	return 0;
+}
+
+int conn_tcp_tune(int fd, unsigned timeout_ms)
+{
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	int one = 1;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0)
+		return -errno;
+	return 0;
+}
+
+int conn_tcp_connect(const char *hostport, unsigned timeout_ms, char *err, size_t err_len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	char host[256], port[32];
+	int fd = -1, rc;
+
+	if (split_hostport(hostport, host, sizeof(host), port, sizeof(port))) {
+		snprintf(err, err_len, "peer '%s' is not HOST:PORT", hostport);
+		return -EINVAL;
+	}
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc) {
+		snprintf(err, err_len, "cannot resolve %s: %s", hostport, gai_strerror(rc));
+		return -EHOSTUNREACH;
+	}
+	rc = -ECONNREFUSED;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0) {
+			rc = -errno;
+			continue;
+		}
+		/* The send timeout also bounds connect(2). */
+		conn_tcp_tune(fd, timeout_ms);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		rc = errno == EINPROGRESS ? -ETIMEDOUT : -errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		snprintf(err, err_len, "cannot connect to %s: %s", hostport, strerror(-rc));
+		return rc;
+	}
+	return fd;
+}
+
+int conn_tcp_listen(const char *hostport, char *err, size_t err_len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *res;
+	char host[256], port[32];
+	int fd, rc, one = 1;
+
+	if (split_hostport(hostport, host, sizeof(host), port, sizeof(port))) {
+		snprintf(err, err_len, "--listen '%s' is not HOST:PORT", hostport);
+		return -EINVAL;
+	}
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (rc) {
+		snprintf(err, err_len, "cannot resolve %s: %s", hostport, gai_strerror(rc));
+		return -EINVAL;
+	}
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 16) < 0) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot listen on %s: %s", hostport, strerror(-rc));
+		close(fd);
+		fd = rc;
+	}
+out:
+	freeaddrinfo(res);
+	return fd;
+}

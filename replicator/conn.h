@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * conn — frames over a TLS (or explicitly insecure plaintext) connection: send one
+ * encoded frame, receive and decode the next one into a buffer the conn owns. The
+ * bytes are untrusted until proto_decode accepted them; a frame is read whole
+ * (header first, its length checked before the payload is read), so a hostile
+ * length can never make us allocate or read more than PROTO_FRAME_BYTES_MAX.
+ * Also the TCP helpers both sides share: connect to HOST:PORT, listen, timeouts.
+ */
+#ifndef PVREPL_CONN_H
+#define PVREPL_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+struct tls_conn;
+
+struct conn {
+	struct tls_conn *tls;
+	uint8_t *rx;   /* PROTO_FRAME_BYTES_MAX; decoded pointers point in here */
+	uint8_t *tx;   /* PROTO_FRAME_BYTES_MAX scratch for small frames */
+	char err[320];
+};
+
+/* Takes ownership of tls; allocates the frame buffers. */
+int conn_init(struct conn *c, struct tls_conn *tls);
+void conn_release(struct conn *c);
+/* Sends buf[0..len) (one or more whole frames). */
+int conn_send(struct conn *c, const void *buf, size_t len);
+/*
+ * Receives the next frame other than KEEPALIVE into msg (pointers into c->rx,
+ * valid until the next call). -ECONNRESET on EOF, -ETIMEDOUT, -EBADMSG with c->err.
+ */
+int conn_recv(struct conn *c, struct proto_msg *msg);
+uint64_t conn_wire_bytes_sent(const struct conn *c);
+
+/* "host:port", "[v6]:port" -> a connected TCP socket with timeouts set. */
+int conn_tcp_connect(const char *hostport, unsigned timeout_ms, char *err, size_t err_len);
+/* Listening TCP socket on "host:port" (SO_REUSEADDR). */
+int conn_tcp_listen(const char *hostport, char *err, size_t err_len);
+/* SO_RCVTIMEO / SO_SNDTIMEO, TCP_NODELAY and keepalive on a connected socket. */
+int conn_tcp_tune(int fd, unsigned timeout_ms);
+
+#endif

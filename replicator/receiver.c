@@ -1,0 +1,1246 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * receiver — the standby side of replication (see receiver.h and the receiver
+ * state machine in docs/PROTOCOL.md).
+ *
+ *   accept ─ tls_accept ─► WAIT_HELLO ─ check_hello fails ─► REFUSE, close
+ *                              │ WELCOME
+ *                              ▼
+ *          ┌──────────────► IDLE ─ EPOCH_BEGIN ─┬─ INITIAL_SYNC ─► sync_epoch: verify,
+ *          │                                    │   write the standby directly, cursor
+ *          │                                    │   every PROTO_CURSOR_SYNC_BYTES
+ *          │                                    └─ delta ─► delta_epoch: verify, journal
+ *          │                                        EPOCH_END: root check, journal_commit,
+ *          └──────── EPOCH_ACK ◄────────────────────  ack, journal_apply, map_commit
+ *
+ * Invariants (DESIGN.md 1-3, 6):
+ *   1. The standby is written outside the journal only while the volume's state
+ *      says `syncing`, and that state is durable before the first such write.
+ *   2. EPOCH_ACK is sent only after the epoch is durable: journal_commit returned
+ *      (delta), or the standby was flushed and the map and state committed (sync).
+ *   3. Every block is checked against the xxh3 the sender computed on its
+ *      plaintext before it is journaled or written; a mismatch aborts the epoch.
+ *   4. Every field of every frame is checked against the volume before use: runs
+ *      inside the volume, ascending, sizes matching the geometry.
+ *   5. An I/O error on the journal or standby is sticky for the volume: it refuses
+ *      further epochs until the receiver restarts and recovers from disk.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "conn.h"
+#include "delta.h"
+#include "journal.h"
+#include "map.h"
+#include "merkle.h"
+#include "proto.h"
+#include "pvrepl_assert.h"
+#include "receiver.h"
+#include "scan.h"
+#include "tls.h"
+#include "vstate.h"
+
+#define RECV_WRITE_BUFS 8u
+#define RECV_ERR_MAX 512
+
+struct rvol {
+	const struct receiver_volume_cfg *cfg;
+	const struct receiver_config *rcfg;
+	char dir[KFIO_PATH_MAX];
+	pthread_mutex_t lock;
+	bool busy;	   /* a sender is connected */
+	bool failed;	   /* sticky I/O error: refuse until restart */
+	char fail_msg[RECV_ERR_MAX];
+	struct kfio_dev dev;
+	struct kfio_queue *q; /* standby writes during a sync */
+	struct map map;
+	bool have_map;
+	struct vstate vs;
+	struct journal *j;
+};
+
+struct receiver {
+	const struct receiver_config *cfg;
+	struct tls_ctx *tls;
+	struct rvol vols[RECEIVER_VOLUMES_MAX];
+	unsigned vol_count;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	unsigned conns;
+};
+
+struct rconn {
+	struct receiver *r;
+	int fd;
+	char peer_addr[64];
+	char peer_name[256];
+	struct conn c;
+	uint64_t *hashes;	/* PROTO_DATA_BLOCKS_MAX scratch */
+	uint8_t *plain;		/* PROTO_DATA_PLAINTEXT_MAX, aligned */
+};
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void logf_(const char *fmt, ...)
+{
+	char ts[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	va_list ap;
+
+	gmtime_r(&now, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	flockfile(stderr);
+	fprintf(stderr, "%s pvrepl receive: ", ts);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+static uint64_t zero_block_hash(uint32_t len)
+{
+	static const uint8_t zeros[SCAN_BLOCK_BYTES_MAX];
+
+	return delta_hash(zeros, len);
+}
+
+static uint32_t block_len(const struct rvol *v, uint64_t block)
+{
+	uint64_t off = block * v->map.block_bytes;
+	uint64_t left = v->map.size_bytes - off;
+
+	return left < v->map.block_bytes ? (uint32_t)left : v->map.block_bytes;
+}
+
+static uint64_t map_root(const struct map *m)
+{
+	struct merkle t;
+	uint64_t root;
+
+	if (merkle_init(&t, m->hashes, m->block_count))
+		return 0;
+	root = merkle_root(&t);
+	merkle_release(&t);
+	return root;
+}
+
+/* ------------------------------------------------------------ frame helpers */
+
+static int send_error(struct rconn *rc, uint16_t code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int send_error(struct rconn *rc, uint16_t code, const char *fmt, ...)
+{
+	struct proto_error e = { .code = code };
+	char msg[RECV_ERR_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	proto_message_format(e.message, "%s", msg);
+	logf_("peer=%s %s: %s", rc->peer_addr, proto_error_name(code), msg);
+	n = proto_encode_error(&e, rc->c.tx, PROTO_FRAME_BYTES_MAX);
+	if (n > 0)
+		conn_send(&rc->c, rc->c.tx, (size_t)n);
+	return -EPROTO;
+}
+
+static int send_refuse(struct rconn *rc, uint16_t reason, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int send_refuse(struct rconn *rc, uint16_t reason, const char *fmt, ...)
+{
+	struct proto_refuse f = {
+		.reason = reason,
+		.version_min = PROTO_VERSION_MIN,
+		.version_max = PROTO_VERSION_MAX,
+	};
+	char msg[RECV_ERR_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	proto_message_format(f.message, "%s", msg);
+	logf_("peer=%s cert=%s refused (%s): %s", rc->peer_addr, rc->peer_name,
+	      proto_refuse_name(reason), msg);
+	n = proto_encode_refuse(&f, rc->c.tx, PROTO_FRAME_BYTES_MAX);
+	if (n > 0)
+		conn_send(&rc->c, rc->c.tx, (size_t)n);
+	return -EACCES;
+}
+
+/* ---------------------------------------------------------- volume state */
+
+static int on_block_set(uint64_t block, uint64_t hash, void *ctx)
+{
+	struct rvol *v = ctx;
+
+	if (block >= v->map.block_count)
+		return -EBADMSG;
+	map_set(&v->map, block, hash);
+	return 0;
+}
+
+static void vol_fail(struct rvol *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void vol_fail(struct rvol *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(v->fail_msg, sizeof(v->fail_msg), fmt, ap);
+	va_end(ap);
+	v->failed = true;
+	logf_("volume=%s FAILED: %s", v->cfg->name, v->fail_msg);
+}
+
+static int vol_open_journal(struct rvol *v, char *err, size_t err_len)
+{
+	struct journal_config jc = {
+		.backend = v->rcfg->backend,
+		.journal_max_bytes = v->rcfg->journal_bytes,
+		.block_bytes = v->map.block_bytes,
+		.queue_depth = 16,
+	};
+
+	if (v->j)
+		return 0;
+	memcpy(jc.volume_id, v->map.volume_id, sizeof(jc.volume_id));
+	return journal_open(&v->j, v->dir, &jc, &v->dev, err, err_len);
+}
+
+/* Brings a volume to a known state after a restart (crash included). */
+static int vol_recover(struct rvol *v, char *err, size_t err_len)
+{
+	struct journal_recovery jr;
+	char jpath[KFIO_PATH_MAX + 16];
+	struct stat st;
+	int rc;
+
+	rc = vstate_load(&v->vs, v->dir, err, err_len);
+	if (rc == -ENOENT)
+		memset(&v->vs, 0, sizeof(v->vs));
+	else if (rc)
+		return rc;
+	rc = map_load(&v->map, v->dir, err, err_len);
+	if (rc && rc != -ENOENT)
+		return rc;
+	v->have_map = rc == 0;
+	if (v->have_map) {
+		rc = map_check_geometry(&v->map, v->dev.size_bytes, v->map.block_bytes, err,
+					err_len);
+		if (rc)
+			return rc;
+	}
+
+	snprintf(jpath, sizeof(jpath), "%s/journal", v->dir);
+	if (v->have_map && stat(jpath, &st) == 0) {
+		rc = vol_open_journal(v, err, err_len);
+		if (rc)
+			return rc;
+		memset(&jr, 0, sizeof(jr));
+		rc = journal_recover(v->j, &jr, on_block_set, v);
+		if (rc) {
+			snprintf(err, err_len, "volume %s: journal recovery failed: %s", v->cfg->name,
+				 journal_err(v->j));
+			return rc;
+		}
+		if (jr.replayed_epoch) {
+			rc = map_commit(&v->map, v->dir, jr.replayed_epoch, err, err_len);
+			if (rc)
+				return rc;
+			logf_("volume=%s recovered: replayed committed epoch %" PRIu64, v->cfg->name,
+			      jr.replayed_epoch);
+		}
+		if (jr.discarded_epoch)
+			logf_("volume=%s recovered: discarded uncommitted epoch %" PRIu64,
+			      v->cfg->name, jr.discarded_epoch);
+	}
+	/* The map is the authority on the committed epoch; the state follows it. */
+	if (v->have_map && v->vs.kind == VSTATE_CONSISTENT && v->vs.epoch != v->map.epoch) {
+		v->vs.epoch = v->map.epoch;
+		v->vs.consistent_unix = time(NULL);
+		rc = vstate_store(&v->vs, v->dir, err, err_len);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
+		    const struct receiver_volume_cfg *vc, char *err, size_t err_len)
+{
+	struct kfio_queue_config qc = {
+		.backend = rcfg->backend,
+		.depth = RECV_WRITE_BUFS,
+		.buf_count = RECV_WRITE_BUFS,
+		.buf_bytes = PROTO_DATA_PLAINTEXT_MAX,
+	};
+	struct kfio_dev *devs[1];
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	v->cfg = vc;
+	v->rcfg = rcfg;
+	pthread_mutex_init(&v->lock, NULL);
+	snprintf(v->dir, sizeof(v->dir), "%s/%s", rcfg->state_dir, vc->name);
+	if (mkdir(rcfg->state_dir, 0700) && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot create state directory %s: %s", rcfg->state_dir,
+			 strerror(-rc));
+		return rc;
+	}
+	if (mkdir(v->dir, 0700) && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot create %s: %s", v->dir, strerror(-rc));
+		return rc;
+	}
+	rc = kfio_dev_open(&v->dev, vc->device, KFIO_OPEN_WRITE);
+	if (rc) {
+		snprintf(err, err_len, "volume %s: %s", vc->name, v->dev.err_msg);
+		return rc;
+	}
+	devs[0] = &v->dev;
+	rc = kfio_queue_new(&v->q, &qc, devs, 1, err, err_len);
+	if (rc)
+		return rc;
+	rc = vol_recover(v, err, err_len);
+	if (rc)
+		return rc;
+	logf_("volume=%s device=%s state=%s epoch=%" PRIu64 " size=%" PRIu64, vc->name,
+	      vc->device, vstate_kind_name(v->vs.kind), v->vs.epoch, v->dev.size_bytes);
+	return 0;
+}
+
+static void vol_close(struct rvol *v)
+{
+	if (v->j)
+		journal_close(v->j);
+	if (v->have_map)
+		map_release(&v->map);
+	kfio_queue_free(v->q);
+	kfio_dev_close(&v->dev);
+	pthread_mutex_destroy(&v->lock);
+}
+
+/* After an aborted epoch the in-memory map holds hashes that were never
+ * committed: reload the committed one from disk. */
+static int vol_reload_map(struct rvol *v)
+{
+	char err[RECV_ERR_MAX];
+	int rc;
+
+	if (v->have_map)
+		map_release(&v->map);
+	rc = map_load(&v->map, v->dir, err, sizeof(err));
+	v->have_map = rc == 0;
+	if (rc && rc != -ENOENT) {
+		vol_fail(v, "reloading the map failed: %s", err);
+		return rc;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ handshake */
+
+static struct rvol *find_volume(struct receiver *r, const char *name)
+{
+	for (unsigned i = 0; i < r->vol_count; i++)
+		if (!strcmp(r->vols[i].cfg->name, name))
+			return &r->vols[i];
+	return NULL;
+}
+
+static bool authorised(const struct rvol *v, const char *peer_name)
+{
+	if (v->cfg->allow_count == 0)
+		return true;
+	for (unsigned i = 0; i < v->cfg->allow_count; i++)
+		if (!strcmp(v->cfg->allow[i], peer_name))
+			return true;
+	return false;
+}
+
+static void hex_id(const uint8_t id[16], char out[33])
+{
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/* Checks HELLO against the volume in the documented order; REFUSE on failure. */
+static int check_hello(struct rconn *rc, struct rvol *v, const struct proto_hello *h)
+{
+	char a[33], b[33];
+
+	if (!proto_version_choose(h->version_min, h->version_max, PROTO_VERSION_MIN,
+				  PROTO_VERSION_MAX))
+		return send_refuse(rc, PROTO_REFUSE_VERSION,
+				   "no common protocol version: sender speaks %u..%u, receiver %u..%u",
+				   h->version_min, h->version_max, PROTO_VERSION_MIN,
+				   PROTO_VERSION_MAX);
+	if (v->failed)
+		return send_error(rc, PROTO_ERR_IO,
+				  "volume %s is stopped after an I/O error (%s); restart the receiver to recover",
+				  v->cfg->name, v->fail_msg);
+	if (v->have_map && memcmp(h->volume_id, v->map.volume_id, 16)) {
+		hex_id(h->volume_id, a);
+		hex_id(v->map.volume_id, b);
+		return send_refuse(rc, PROTO_REFUSE_VOLUME_ID,
+				   "volume %s here has id %s but the sender's has id %s; point the sender at the right receiver or reinitialise the standby",
+				   v->cfg->name, b, a);
+	}
+	if (h->size_bytes != v->dev.size_bytes)
+		return send_refuse(rc, PROTO_REFUSE_SIZE,
+				   "volume %s: the source is %" PRIu64 " bytes but the standby %s is %" PRIu64
+				   " bytes; resize the standby to match",
+				   v->cfg->name, h->size_bytes, v->cfg->device, v->dev.size_bytes);
+	if (v->have_map && h->block_bytes != v->map.block_bytes)
+		return send_refuse(rc, PROTO_REFUSE_BLOCK_SIZE,
+				   "volume %s: the sender uses %u-byte blocks, the standby's map %u-byte blocks",
+				   v->cfg->name, h->block_bytes, v->map.block_bytes);
+	if (h->block_bytes < SCAN_BLOCK_BYTES_MIN || h->block_bytes > SCAN_BLOCK_BYTES_MAX)
+		return send_refuse(rc, PROTO_REFUSE_BLOCK_SIZE,
+				   "volume %s: block size %u is outside %u..%u", v->cfg->name,
+				   h->block_bytes, SCAN_BLOCK_BYTES_MIN, SCAN_BLOCK_BYTES_MAX);
+	if (v->have_map && v->map.generation > h->generation)
+		return send_refuse(rc, PROTO_REFUSE_GENERATION,
+				   "volume %s: the standby is at generation %" PRIu64
+				   ", newer than the sender's %" PRIu64
+				   "; the sender is the stale side: demote it or reverse the direction",
+				   v->cfg->name, v->map.generation, h->generation);
+	return 0;
+}
+
+static int send_welcome(struct rconn *rc, struct rvol *v, const struct proto_hello *h)
+{
+	struct proto_welcome w = {
+		.version = PROTO_VERSION_MAX,
+		.version_min = PROTO_VERSION_MIN,
+		.version_max = PROTO_VERSION_MAX,
+		.capabilities = h->capabilities & (PROTO_CAP_LZ4 | PROTO_CAP_RESUME),
+	};
+	int n;
+
+	if (v->vs.kind == VSTATE_CONSISTENT && v->have_map) {
+		w.state = PROTO_STATE_CONSISTENT;
+		w.generation = v->map.generation;
+		w.epoch = v->map.epoch;
+		w.merkle_root = map_root(&v->map);
+		memcpy(w.volume_id, v->map.volume_id, 16);
+	} else if (v->vs.kind == VSTATE_SYNCING) {
+		w.state = PROTO_STATE_SYNCING;
+		w.generation = v->vs.generation;
+		w.epoch = v->have_map ? v->map.epoch : 0;
+		if (!memcmp(v->vs.volume_id, h->volume_id, 16) && v->vs.sync_cursor &&
+		    v->vs.sync_epoch > w.epoch) {
+			w.resume_epoch = v->vs.sync_epoch;
+			w.resume_block = v->vs.sync_cursor;
+		}
+		memcpy(w.volume_id, v->vs.volume_id, 16);
+	} else {
+		w.state = PROTO_STATE_EMPTY;
+		memcpy(w.volume_id, h->volume_id, 16);
+	}
+	n = proto_encode_welcome(&w, rc->c.tx, PROTO_FRAME_BYTES_MAX);
+	if (n < 0)
+		return n;
+	return conn_send(&rc->c, rc->c.tx, (size_t)n);
+}
+
+/* ----------------------------------------------------------------- epochs */
+
+struct epoch_rx {
+	const struct proto_epoch_begin *eb;
+	uint64_t next_block;  /* runs must start at or after it (ascending, no overlap) */
+	uint64_t blocks;      /* blocks received */
+};
+
+/* Checks a run against the volume and the epoch's order (invariant 4). */
+static int check_run(struct rconn *rc, struct rvol *v, struct epoch_rx *ex, uint64_t first,
+		     uint32_t count)
+{
+	if (count == 0 || first >= v->map.block_count || count > v->map.block_count - first)
+		return send_error(rc, PROTO_ERR_PROTOCOL,
+				  "volume %s: run %" PRIu64 "+%u is outside the volume's %" PRIu64
+				  " blocks",
+				  v->cfg->name, first, count, v->map.block_count);
+	if (first < ex->next_block)
+		return send_error(rc, PROTO_ERR_PROTOCOL,
+				  "volume %s: run at block %" PRIu64
+				  " is out of order (expected >= %" PRIu64 ")",
+				  v->cfg->name, first, ex->next_block);
+	ex->next_block = first + count;
+	ex->blocks += count;
+	return 0;
+}
+
+/*
+ * Decodes a DATA frame's blocks into dst and checks each block's xxh3 against the
+ * sender's (invariant 3). Fills rc->hashes. Returns the plaintext length or <0.
+ */
+static int verify_data(struct rconn *rc, struct rvol *v, const struct proto_data *d, void *dst)
+{
+	uint64_t expect = 0;
+	uint32_t off = 0;
+
+	for (uint32_t i = 0; i < d->block_count; i++)
+		expect += block_len(v, d->first_block + i);
+	if (expect != d->plaintext_bytes || expect > PROTO_DATA_PLAINTEXT_MAX)
+		return send_error(rc, PROTO_ERR_PROTOCOL,
+				  "volume %s: DATA at block %" PRIu64 " carries %u plaintext bytes, the geometry says %" PRIu64,
+				  v->cfg->name, d->first_block, d->plaintext_bytes, expect);
+	if (codec_decompress(d->codec == PROTO_CODEC_LZ4 ? CODEC_LZ4 : CODEC_RAW, d->data,
+			     d->data_bytes, dst, d->plaintext_bytes))
+		return send_error(rc, PROTO_ERR_VERIFY,
+				  "volume %s: DATA at block %" PRIu64 " does not decompress",
+				  v->cfg->name, d->first_block);
+	for (uint32_t i = 0; i < d->block_count; i++) {
+		uint32_t len = block_len(v, d->first_block + i);
+		uint64_t want = proto_data_hash(d, i);
+
+		if (delta_hash((const char *)dst + off, len) != want)
+			return send_error(rc, PROTO_ERR_VERIFY,
+					  "volume %s: block %" PRIu64
+					  " does not match the sender's xxh3; epoch aborted, nothing applied",
+					  v->cfg->name, d->first_block + i);
+		rc->hashes[i] = want;
+		off += len;
+	}
+	return (int)d->plaintext_bytes;
+}
+
+/* Sync writes: up to RECV_WRITE_BUFS in flight on the standby queue. */
+struct sync_io {
+	uint32_t next_buf;
+	uint32_t inflight;
+	uint64_t bytes_since_cursor;
+};
+
+static int sync_reap(struct rvol *v, struct sync_io *io, unsigned min_wait)
+{
+	struct kfio_cqe cqes[RECV_WRITE_BUFS];
+	int n;
+
+	while (min_wait > 0 || io->inflight) {
+		n = kfio_queue_reap(v->q, cqes, RECV_WRITE_BUFS, min_wait ? 1 : 0);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			if (cqes[i].res < 0 || (uint32_t)cqes[i].res != cqes[i].len) {
+				vol_fail(v, "%s: standby write at offset %" PRIu64 " failed: %s",
+					 v->cfg->device, cqes[i].offset,
+					 cqes[i].res < 0 ? strerror(-cqes[i].res) : "short write");
+				return -EIO;
+			}
+		}
+		io->inflight -= (uint32_t)n;
+		min_wait = min_wait > (unsigned)n ? min_wait - (unsigned)n : 0;
+		if (!min_wait)
+			break;
+	}
+	return 0;
+}
+
+/* Waits for every write, then flushes the standby (the writes are durable). */
+static int sync_flush(struct rvol *v, struct sync_io *io)
+{
+	struct kfio_cqe cqe;
+	int rc;
+
+	rc = sync_reap(v, io, io->inflight);
+	if (rc)
+		return rc;
+	rc = kfio_queue_flush(v->q, 0, 0);
+	if (!rc)
+		rc = kfio_queue_submit(v->q);
+	if (rc >= 0)
+		rc = kfio_queue_reap(v->q, &cqe, 1, 1);
+	if (rc < 0 || cqe.res < 0) {
+		vol_fail(v, "%s: flush failed: %s", v->cfg->device,
+			 strerror(rc < 0 ? -rc : -cqe.res));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Gets a free registered buffer for the next write (reaping one if all are busy). */
+static int sync_buf(struct rvol *v, struct sync_io *io, uint32_t *idx)
+{
+	if (io->inflight >= RECV_WRITE_BUFS) {
+		int rc = sync_reap(v, io, 1);
+
+		if (rc)
+			return rc;
+	}
+	/* Buffers are used round-robin and writes complete in any order, so wait
+	 * until the one we are about to reuse is free: drain fully when wrapping. */
+	if (io->next_buf == RECV_WRITE_BUFS) {
+		int rc = sync_reap(v, io, io->inflight);
+
+		if (rc)
+			return rc;
+		io->next_buf = 0;
+	}
+	*idx = io->next_buf++;
+	return 0;
+}
+
+static int sync_write(struct rvol *v, struct sync_io *io, uint32_t buf, uint64_t first,
+		      uint32_t bytes)
+{
+	uint32_t a = v->dev.dio_offset_align > 1 ? v->dev.dio_offset_align : 1;
+	uint32_t len = (bytes + a - 1) / a * a; /* the volume's tail is aligned on devices */
+	int rc;
+
+	if ((uint64_t)first * v->map.block_bytes + len > v->dev.size_bytes)
+		len = bytes;
+	rc = kfio_queue_write(v->q, 0, buf, first * v->map.block_bytes, len, first);
+	if (!rc)
+		rc = kfio_queue_submit(v->q);
+	if (rc < 0) {
+		vol_fail(v, "%s", kfio_queue_err(v->q));
+		return rc;
+	}
+	io->inflight++;
+	io->bytes_since_cursor += bytes;
+	return 0;
+}
+
+static int persist_cursor(struct rvol *v, struct sync_io *io, uint64_t cursor)
+{
+	char err[RECV_ERR_MAX];
+	int rc = sync_flush(v, io);
+
+	if (rc)
+		return rc;
+	v->vs.sync_cursor = cursor;
+	rc = vstate_store(&v->vs, v->dir, err, sizeof(err));
+	if (rc)
+		vol_fail(v, "%s", err);
+	io->bytes_since_cursor = 0;
+	return rc;
+}
+
+/* Rebuilds the hashes of what an interrupted sync already wrote. */
+static int rehash_standby(struct rvol *v, char *err, size_t err_len)
+{
+	struct scan_config sc;
+	struct scan_stats st;
+
+	scan_config_defaults(&sc);
+	sc.compress = false;
+	sc.backend = v->rcfg->backend;
+	v->map.empty = true;
+	return scan_run(&v->dev, &v->map, &sc, NULL, &st, err, err_len);
+}
+
+static int sync_start(struct rconn *rc, struct rvol *v, const struct proto_hello *h,
+		      const struct proto_epoch_begin *eb)
+{
+	char err[RECV_ERR_MAX];
+	int r;
+
+	if (eb->flags & PROTO_EPOCH_RESUMED) {
+		if (v->vs.kind != VSTATE_SYNCING || eb->epoch != v->vs.sync_epoch ||
+		    eb->resume_block > v->vs.sync_cursor || !v->have_map)
+			return send_error(rc, PROTO_ERR_EPOCH,
+					  "volume %s: cannot resume epoch %" PRIu64 " at block %" PRIu64
+					  " (this side: %s epoch %" PRIu64 " cursor %" PRIu64 ")",
+					  v->cfg->name, eb->epoch, eb->resume_block,
+					  vstate_kind_name(v->vs.kind), v->vs.sync_epoch,
+					  v->vs.sync_cursor);
+		r = rehash_standby(v, err, sizeof(err));
+		if (r)
+			return send_error(rc, PROTO_ERR_IO, "volume %s: rehashing the standby failed: %s",
+					  v->cfg->name, err);
+		logf_("volume=%s peer=%s epoch=%" PRIu64 " resuming the sync at block %" PRIu64,
+		      v->cfg->name, rc->peer_addr, eb->epoch, eb->resume_block);
+		return 0;
+	}
+	/* A fresh map for the new content, with the sender's identity. The state says
+	 * `syncing` durably before the first write to the standby (invariant 1). A
+	 * journal from before is moot: the sync rewrites every block. */
+	if (v->j) {
+		journal_close(v->j);
+		v->j = NULL;
+	}
+	snprintf(err, sizeof(err), "%s/journal", v->dir);
+	unlink(err);
+	if (v->have_map)
+		map_release(&v->map);
+	v->have_map = false;
+	r = map_create(&v->map, v->cfg->name, h->size_bytes, h->block_bytes);
+	if (r)
+		return send_error(rc, PROTO_ERR_INTERNAL, "volume %s: cannot create a map: %s",
+				  v->cfg->name, strerror(-r));
+	v->have_map = true;
+	memcpy(v->map.volume_id, h->volume_id, 16);
+	v->map.generation = h->generation;
+	v->vs.kind = VSTATE_SYNCING;
+	v->vs.sync_epoch = eb->epoch;
+	v->vs.sync_cursor = 0;
+	v->vs.generation = h->generation;
+	memcpy(v->vs.volume_id, h->volume_id, 16);
+	r = vstate_store(&v->vs, v->dir, err, sizeof(err));
+	if (r) {
+		vol_fail(v, "%s", err);
+		return send_error(rc, PROTO_ERR_IO, "volume %s: %s", v->cfg->name, err);
+	}
+	logf_("volume=%s peer=%s epoch=%" PRIu64 " full sync started", v->cfg->name, rc->peer_addr,
+	      eb->epoch);
+	return 0;
+}
+
+static int finish_epoch_checks(struct rconn *rc, struct rvol *v, struct epoch_rx *ex,
+			       const struct proto_epoch_end *ee)
+{
+	uint64_t root;
+
+	if (ee->epoch != ex->eb->epoch || ee->block_count != ex->blocks)
+		return send_error(rc, PROTO_ERR_EPOCH,
+				  "volume %s: EPOCH_END for epoch %" PRIu64 " with %" PRIu64
+				  " blocks, but epoch %" PRIu64 " carried %" PRIu64,
+				  v->cfg->name, ee->epoch, ee->block_count, ex->eb->epoch, ex->blocks);
+	root = map_root(&v->map);
+	if (root != ee->merkle_root)
+		return send_error(rc, PROTO_ERR_VERIFY,
+				  "volume %s: after epoch %" PRIu64
+				  " the standby's Merkle root %016" PRIx64 " differs from the source's %016" PRIx64,
+				  v->cfg->name, ex->eb->epoch, root, ee->merkle_root);
+	return 0;
+}
+
+static int send_ack(struct rconn *rc, struct rvol *v, uint64_t epoch)
+{
+	struct proto_epoch_ack a = {
+		.epoch = epoch,
+		.generation = v->map.generation,
+		.merkle_root = map_root(&v->map),
+	};
+	int n = proto_encode_epoch_ack(&a, rc->c.tx, PROTO_FRAME_BYTES_MAX);
+
+	return n < 0 ? n : conn_send(&rc->c, rc->c.tx, (size_t)n);
+}
+
+static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello *h,
+		      const struct proto_epoch_begin *eb)
+{
+	struct epoch_rx ex = { .eb = eb, .next_block = eb->resume_block };
+	struct sync_io io = { 0 };
+	struct proto_msg msg;
+	char err[RECV_ERR_MAX];
+	int r;
+
+	r = sync_start(rc, v, h, eb);
+	if (r)
+		return r;
+	for (;;) {
+		r = conn_recv(&rc->c, &msg);
+		if (r)
+			goto lost;
+		switch (msg.header.type) {
+		case PROTO_DATA: {
+			const struct proto_data *d = &msg.u.data;
+			uint32_t buf;
+
+			r = check_run(rc, v, &ex, d->first_block, d->block_count);
+			if (!r)
+				r = sync_buf(v, &io, &buf);
+			if (!r)
+				r = verify_data(rc, v, d, kfio_queue_buf(v->q, buf));
+			if (r < 0)
+				goto abort;
+			r = sync_write(v, &io, buf, d->first_block, d->plaintext_bytes);
+			if (r)
+				goto io_error;
+			for (uint32_t i = 0; i < d->block_count; i++)
+				map_set(&v->map, d->first_block + i, rc->hashes[i]);
+			break;
+		}
+		case PROTO_ZERO: {
+			const struct proto_zero *z = &msg.u.zero;
+
+			r = check_run(rc, v, &ex, z->first_block, z->block_count);
+			if (r)
+				goto abort;
+			for (uint64_t b = z->first_block; b < z->first_block + z->block_count;) {
+				uint32_t n = PROTO_DATA_PLAINTEXT_MAX / v->map.block_bytes, buf;
+				uint32_t bytes = 0;
+
+				if (n > z->first_block + z->block_count - b)
+					n = (uint32_t)(z->first_block + z->block_count - b);
+				r = sync_buf(v, &io, &buf);
+				if (r)
+					goto io_error;
+				for (uint32_t i = 0; i < n; i++) {
+					uint32_t len = block_len(v, b + i);
+
+					map_set(&v->map, b + i, zero_block_hash(len));
+					bytes += len;
+				}
+				memset(kfio_queue_buf(v->q, buf), 0, bytes);
+				r = sync_write(v, &io, buf, b, bytes);
+				if (r)
+					goto io_error;
+				b += n;
+			}
+			break;
+		}
+		case PROTO_EPOCH_END:
+			r = sync_flush(v, &io);
+			if (r)
+				goto io_error;
+			r = finish_epoch_checks(rc, v, &ex, &msg.u.epoch_end);
+			if (r)
+				goto abort;
+			/* Durable: data flushed above; now the map, then the state. */
+			r = map_commit(&v->map, v->dir, eb->epoch, err, sizeof(err));
+			if (r) {
+				vol_fail(v, "%s", err);
+				goto io_error;
+			}
+			v->vs.kind = VSTATE_CONSISTENT;
+			v->vs.epoch = eb->epoch;
+			v->vs.sync_epoch = 0;
+			v->vs.sync_cursor = 0;
+			v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
+			v->vs.consistent_unix = time(NULL);
+			r = vstate_store(&v->vs, v->dir, err, sizeof(err));
+			if (r) {
+				vol_fail(v, "%s", err);
+				goto io_error;
+			}
+			logf_("volume=%s peer=%s epoch=%" PRIu64 " full sync complete: %" PRIu64
+			      " blocks, standby consistent",
+			      v->cfg->name, rc->peer_addr, eb->epoch, ex.blocks);
+			return send_ack(rc, v, eb->epoch);
+		default:
+			r = send_error(rc, PROTO_ERR_PROTOCOL, "volume %s: unexpected %s during epoch %" PRIu64,
+				       v->cfg->name, proto_type_name(msg.header.type), eb->epoch);
+			goto abort;
+		}
+		/* The cursor: everything below it is durable and need not be resent. */
+		if (io.bytes_since_cursor >= PROTO_CURSOR_SYNC_BYTES) {
+			r = persist_cursor(v, &io, ex.next_block);
+			if (r)
+				goto io_error;
+		}
+	}
+io_error:
+	sync_reap(v, &io, io.inflight);
+	return send_error(rc, PROTO_ERR_IO, "volume %s: %s", v->cfg->name, v->fail_msg);
+lost:
+	logf_("volume=%s peer=%s epoch=%" PRIu64 " sync interrupted: %s (cursor %" PRIu64 ")",
+	      v->cfg->name, rc->peer_addr, eb->epoch, rc->c.err, v->vs.sync_cursor);
+abort:
+	sync_reap(v, &io, io.inflight);
+	/* Keep what is durable (the cursor); the in-memory map is rebuilt on resume. */
+	return r ? r : -EPROTO;
+}
+
+static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoch_begin *eb)
+{
+	struct epoch_rx ex = { .eb = eb };
+	struct proto_msg msg;
+	char err[RECV_ERR_MAX];
+	int r;
+
+	if (v->vs.kind != VSTATE_CONSISTENT || !v->have_map || eb->base_epoch != v->map.epoch ||
+	    eb->generation != v->map.generation)
+		return send_error(rc, PROTO_ERR_EPOCH,
+				  "volume %s: epoch %" PRIu64 " is a delta against epoch %" PRIu64
+				  " but the standby is %s at epoch %" PRIu64 "; the sender must resync",
+				  v->cfg->name, eb->epoch, eb->base_epoch, vstate_kind_name(v->vs.kind),
+				  v->have_map ? v->map.epoch : 0);
+	r = vol_open_journal(v, err, sizeof(err));
+	if (r) {
+		vol_fail(v, "%s", err);
+		return send_error(rc, PROTO_ERR_IO, "volume %s: %s", v->cfg->name, err);
+	}
+	r = journal_begin(v->j, eb->epoch, eb->generation, eb->base_epoch);
+	if (r)
+		goto journal_error;
+	for (;;) {
+		r = conn_recv(&rc->c, &msg);
+		if (r) {
+			logf_("volume=%s peer=%s epoch=%" PRIu64 " interrupted: %s; discarded",
+			      v->cfg->name, rc->peer_addr, eb->epoch, rc->c.err);
+			goto abort;
+		}
+		switch (msg.header.type) {
+		case PROTO_DATA: {
+			const struct proto_data *d = &msg.u.data;
+
+			r = check_run(rc, v, &ex, d->first_block, d->block_count);
+			if (!r)
+				r = verify_data(rc, v, d, rc->plain);
+			if (r < 0)
+				goto abort;
+			r = journal_add_data(v->j, d->first_block, d->block_count, rc->plain,
+					     d->plaintext_bytes, rc->hashes);
+			if (r)
+				goto journal_error;
+			for (uint32_t i = 0; i < d->block_count; i++)
+				map_set(&v->map, d->first_block + i, rc->hashes[i]);
+			break;
+		}
+		case PROTO_ZERO: {
+			const struct proto_zero *z = &msg.u.zero;
+
+			r = check_run(rc, v, &ex, z->first_block, z->block_count);
+			if (r)
+				goto abort;
+			r = journal_add_zero(v->j, z->first_block, z->block_count);
+			if (r)
+				goto journal_error;
+			for (uint64_t b = z->first_block; b < z->first_block + z->block_count; b++)
+				map_set(&v->map, b, zero_block_hash(block_len(v, b)));
+			break;
+		}
+		case PROTO_EPOCH_END:
+			r = finish_epoch_checks(rc, v, &ex, &msg.u.epoch_end);
+			if (r)
+				goto abort;
+			/* Durable once journal_commit returns: only then the ack. */
+			r = journal_commit(v->j);
+			if (r)
+				goto journal_error;
+			r = send_ack(rc, v, eb->epoch);
+			/* Apply whatever happens to the connection: the epoch is committed. */
+			if (journal_apply(v->j, NULL, NULL)) {
+				vol_fail(v, "applying epoch %" PRIu64 ": %s", eb->epoch, journal_err(v->j));
+				return -EIO;
+			}
+			if (map_commit(&v->map, v->dir, eb->epoch, err, sizeof(err))) {
+				vol_fail(v, "%s", err);
+				return -EIO;
+			}
+			v->vs.epoch = eb->epoch;
+			v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
+			v->vs.consistent_unix = time(NULL);
+			if (vstate_store(&v->vs, v->dir, err, sizeof(err))) {
+				vol_fail(v, "%s", err);
+				return -EIO;
+			}
+			logf_("volume=%s peer=%s epoch=%" PRIu64 " committed and applied: %" PRIu64
+			      " blocks",
+			      v->cfg->name, rc->peer_addr, eb->epoch, ex.blocks);
+			return r;
+		default:
+			r = send_error(rc, PROTO_ERR_PROTOCOL, "volume %s: unexpected %s during epoch %" PRIu64,
+				       v->cfg->name, proto_type_name(msg.header.type), eb->epoch);
+			goto abort;
+		}
+	}
+journal_error:
+	if (r == -ENOSPC) {
+		send_error(rc, PROTO_ERR_IO,
+			   "volume %s: epoch %" PRIu64 " does not fit the %" PRIu64
+			   "-byte journal; raise --journal-size",
+			   v->cfg->name, eb->epoch, v->rcfg->journal_bytes);
+		goto abort;
+	}
+	if (r == -EBADMSG) {
+		send_error(rc, PROTO_ERR_VERIFY, "volume %s: %s", v->cfg->name, journal_err(v->j));
+		goto abort;
+	}
+	vol_fail(v, "journal: %s", journal_err(v->j));
+	send_error(rc, PROTO_ERR_IO, "volume %s: %s", v->cfg->name, v->fail_msg);
+abort:
+	if (v->j && !v->failed)
+		journal_abort(v->j);
+	vol_reload_map(v);
+	return r ? r : -EPROTO;
+}
+
+/* ------------------------------------------------------------ connections */
+
+static int serve_volume(struct rconn *rc, struct rvol *v, const struct proto_hello *h)
+{
+	struct proto_msg msg;
+	int r;
+
+	r = check_hello(rc, v, h);
+	if (r)
+		return r;
+	r = send_welcome(rc, v, h);
+	if (r)
+		return r;
+	for (;;) {
+		r = conn_recv(&rc->c, &msg);
+		if (r == -ECONNRESET)
+			return 0; /* the sender is done */
+		if (r)
+			return r;
+		if (msg.header.type != PROTO_EPOCH_BEGIN)
+			return send_error(rc, PROTO_ERR_PROTOCOL, "volume %s: expected EPOCH_BEGIN, got %s",
+					  v->cfg->name, proto_type_name(msg.header.type));
+		struct proto_epoch_begin eb = msg.u.epoch_begin;
+
+		if (eb.generation != h->generation)
+			return send_error(rc, PROTO_ERR_EPOCH,
+					  "volume %s: EPOCH_BEGIN generation %" PRIu64
+					  " differs from HELLO's %" PRIu64,
+					  v->cfg->name, eb.generation, h->generation);
+		if (eb.flags & PROTO_EPOCH_INITIAL_SYNC)
+			r = sync_epoch(rc, v, h, &eb);
+		else
+			r = delta_epoch(rc, v, &eb);
+		if (r)
+			return r;
+	}
+}
+
+static void *conn_main(void *arg)
+{
+	struct rconn *rc = arg;
+	struct receiver *r = rc->r;
+	struct tls_conn *tls = NULL;
+	struct proto_msg msg;
+	struct rvol *v;
+	char err[RECV_ERR_MAX] = "";
+	bool dummy;
+
+	tls_ctx_maybe_reload(r->tls, &dummy, err, sizeof(err));
+	if (tls_accept(r->tls, rc->fd, &tls, err, sizeof(err))) {
+		logf_("peer=%s TLS handshake failed: %s", rc->peer_addr, err);
+		goto done;
+	}
+	snprintf(rc->peer_name, sizeof(rc->peer_name), "%s",
+		 tls_conn_peer_name(tls) ? tls_conn_peer_name(tls) : "");
+	if (conn_init(&rc->c, tls)) {
+		tls_conn_close(tls);
+		goto done;
+	}
+	if (conn_recv(&rc->c, &msg)) {
+		logf_("peer=%s no HELLO: %s", rc->peer_addr, rc->c.err);
+		goto release;
+	}
+	if (msg.header.type != PROTO_HELLO) {
+		send_error(rc, PROTO_ERR_PROTOCOL, "expected HELLO, got %s",
+			   proto_type_name(msg.header.type));
+		goto release;
+	}
+	struct proto_hello h = msg.u.hello;
+
+	v = find_volume(r, h.volume_name);
+	if (!v) {
+		send_refuse(rc, PROTO_REFUSE_VOLUME_ID,
+			    "this receiver serves no volume named '%s'; add --volume %s=DEVICE",
+			    h.volume_name, h.volume_name);
+		goto release;
+	}
+	if (!authorised(v, rc->peer_name)) {
+		send_refuse(rc, PROTO_REFUSE_CERTIFICATE,
+			    "certificate '%s' is not allowed to replicate volume %s; add --allow %s=%s",
+			    rc->peer_name, v->cfg->name, v->cfg->name, rc->peer_name);
+		goto release;
+	}
+	pthread_mutex_lock(&v->lock);
+	if (v->busy) {
+		pthread_mutex_unlock(&v->lock);
+		send_refuse(rc, PROTO_REFUSE_BUSY, "volume %s is being replicated by another sender",
+			    v->cfg->name);
+		goto release;
+	}
+	v->busy = true;
+	pthread_mutex_unlock(&v->lock);
+	/* The volume is ours alone now (busy); no lock is held across network waits. */
+	serve_volume(rc, v, &h);
+	pthread_mutex_lock(&v->lock);
+	v->busy = false;
+	pthread_mutex_unlock(&v->lock);
+release:
+	conn_release(&rc->c);
+	rc->fd = -1;
+done:
+	if (rc->fd >= 0)
+		close(rc->fd);
+	free(rc->hashes);
+	kfio_buf_free(rc->plain, PROTO_DATA_PLAINTEXT_MAX);
+	pthread_mutex_lock(&r->lock);
+	r->conns--;
+	pthread_cond_broadcast(&r->idle);
+	pthread_mutex_unlock(&r->lock);
+	free(rc);
+	return NULL;
+}
+
+static void accept_one(struct receiver *r, int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct rconn *rc;
+	pthread_t t;
+	char host[INET6_ADDRSTRLEN] = "?";
+	int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+	pthread_mutex_lock(&r->lock);
+	if (r->conns >= RECEIVER_CONNS_MAX) {
+		pthread_mutex_unlock(&r->lock);
+		logf_("peer=%s refused: %u connections already", host, RECEIVER_CONNS_MAX);
+		close(fd);
+		return;
+	}
+	r->conns++;
+	pthread_mutex_unlock(&r->lock);
+
+	rc = calloc(1, sizeof(*rc));
+	if (rc) {
+		rc->hashes = calloc(PROTO_DATA_BLOCKS_MAX, sizeof(*rc->hashes));
+		rc->plain = kfio_buf_alloc(PROTO_DATA_PLAINTEXT_MAX);
+	}
+	if (!rc || !rc->hashes || !rc->plain) {
+		if (rc) {
+			free(rc->hashes);
+			kfio_buf_free(rc->plain, PROTO_DATA_PLAINTEXT_MAX);
+		}
+		free(rc);
+		close(fd);
+		pthread_mutex_lock(&r->lock);
+		r->conns--;
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	rc->r = r;
+	rc->fd = fd;
+	snprintf(rc->peer_addr, sizeof(rc->peer_addr), "%s", host);
+	conn_tcp_tune(fd, r->cfg->timeout_ms);
+	if (pthread_create(&t, NULL, conn_main, rc)) {
+		close(fd);
+		free(rc->hashes);
+		kfio_buf_free(rc->plain, PROTO_DATA_PLAINTEXT_MAX);
+		free(rc);
+		pthread_mutex_lock(&r->lock);
+		r->conns--;
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	pthread_detach(t);
+}
+
+static int write_ready_file(const char *path, int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "";
+	char tmp[KFIO_PATH_MAX + 8];
+	unsigned port = 0;
+	FILE *f;
+
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	} else {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, ss.ss_family == AF_INET6 ? "[%s]:%u\n" : "%s:%u\n", host, port);
+	if (fclose(f) || rename(tmp, path))
+		return -errno;
+	return 0;
+}
+
+int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop, char *err,
+		 size_t err_len)
+{
+	struct tls_config tc = {
+		.dir = cfg->tls_dir,
+		.server = true,
+		.insecure_plaintext = cfg->insecure_plaintext,
+	};
+	struct receiver *r;
+	int lfd = -1, rc;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->cfg = cfg;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->idle, NULL);
+	rc = tls_ctx_new(&r->tls, &tc, err, err_len);
+	if (rc)
+		goto free_r;
+	for (unsigned i = 0; i < cfg->vol_count; i++) {
+		rc = vol_open(&r->vols[i], cfg, &cfg->vols[i], err, err_len);
+		if (rc) {
+			r->vol_count = i + 1;
+			goto close_vols;
+		}
+		r->vol_count = i + 1;
+	}
+	lfd = conn_tcp_listen(cfg->listen, err, err_len);
+	if (lfd < 0) {
+		rc = lfd;
+		goto close_vols;
+	}
+	if (cfg->ready_file && write_ready_file(cfg->ready_file, lfd)) {
+		rc = -EIO;
+		snprintf(err, err_len, "cannot write %s", cfg->ready_file);
+		goto close_vols;
+	}
+	logf_("listening on %s, %u volume(s), %s", cfg->listen, r->vol_count,
+	      cfg->insecure_plaintext ? "INSECURE PLAINTEXT" : "mutual TLS 1.3");
+	while (!*stop) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+		if (poll(&p, 1, 250) > 0)
+			accept_one(r, lfd);
+	}
+	logf_("stopping: waiting for %u connection(s)", r->conns);
+	/* Connections end when their sender closes or times out; an epoch that is
+	 * not committed by then is discarded at the next start, never half-applied. */
+	pthread_mutex_lock(&r->lock);
+	while (r->conns) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&r->idle, &r->lock, &ts);
+	}
+	pthread_mutex_unlock(&r->lock);
+	rc = 0;
+close_vols:
+	if (lfd >= 0)
+		close(lfd);
+	for (unsigned i = 0; i < r->vol_count; i++)
+		vol_close(&r->vols[i]);
+	tls_ctx_free(r->tls);
+free_r:
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->idle);
+	free(r);
+	return rc;
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * receiver — the standby side: serves many volumes from many senders. Each volume
+ * is mapped to its standby device by configuration and keeps a state directory
+ * (map, journal, state). Epochs are verified block by block, journaled, committed
+ * durably, acknowledged, then applied; an initial sync writes directly with a
+ * persisted cursor while the volume says `syncing`. One of the two modules that
+ * own control flow (with sender.c).
+ */
+#ifndef PVREPL_RECEIVER_H
+#define PVREPL_RECEIVER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kfio.h"
+
+#define RECEIVER_VOLUMES_MAX 64u
+#define RECEIVER_ALLOW_MAX 8u
+#define RECEIVER_CONNS_MAX 32u
+#define RECEIVER_JOURNAL_BYTES_DEFAULT (1ull << 30)
+#define RECEIVER_NAME_MAX 64u
+
+struct receiver_volume_cfg {
+	char name[RECEIVER_NAME_MAX];
+	char device[KFIO_PATH_MAX];
+	char allow[RECEIVER_ALLOW_MAX][256]; /* certificate identities; none = any CA-signed */
+	unsigned allow_count;
+};
+
+struct receiver_config {
+	const char *listen;
+	const char *tls_dir;
+	const char *state_dir;
+	bool insecure_plaintext;
+	unsigned timeout_ms;
+	uint64_t journal_bytes;
+	enum kfio_backend_kind backend;
+	struct receiver_volume_cfg vols[RECEIVER_VOLUMES_MAX];
+	unsigned vol_count;
+	/* When set, the address actually bound is written here once listening
+	 * (tests listen on port 0). */
+	const char *ready_file;
+};
+
+/*
+ * Opens every volume (recovering committed journals), listens, and serves until
+ * *stop becomes non-zero. Returns 0 or -errno with a sentence in err.
+ */
+int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop, char *err,
+		 size_t err_len);
+
+#endif

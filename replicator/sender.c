@@ -1,0 +1,514 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * sender — one epoch from the source to the receiver (see sender.h and the
+ * sender state machine in docs/PROTOCOL.md):
+ *
+ *   CONNECTING ─ tls_connect, HELLO ─► WAIT_WELCOME ─ REFUSE ─► report, stop
+ *                                          │ WELCOME: choose incremental, full or resumed
+ *                                          ▼
+ *                 SENDING: scan_run(ordered) → sink_batch → DATA / ZERO frames
+ *                                          │ EPOCH_END (count, root of the scanned map)
+ *                                          ▼
+ *                 WAIT_ACK ─ EPOCH_ACK (epoch, root) ─► map_commit: the map advances
+ *
+ * Any failure before map_commit leaves the confirmed map on disk untouched; the
+ * in-memory map is thrown away with the process or reloaded by the caller.
+ *
+ * Invariants:
+ *   1. The confirmed map advances only after an EPOCH_ACK naming this epoch and
+ *      the root we computed (DESIGN.md invariant 2 seen from the source).
+ *   2. Frames leave in ascending block order (scan ordered mode), so the
+ *      receiver's resume cursor is meaningful.
+ *   3. A full sync is chosen whenever the two sides are not provably in step
+ *      (different epoch, root or generation): never a guess.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "codec.h"
+#include "conn.h"
+#include "kfio.h"
+#include "map.h"
+#include "merkle.h"
+#include "proto.h"
+#include "sender.h"
+#include "tls.h"
+
+#define SENDER_PREFIX_BYTES (PROTO_HEADER_BYTES + PROTO_DATA_FIXED_BYTES + 8u * PROTO_DATA_BLOCKS_MAX)
+
+struct send_ctx {
+	struct conn *conn;
+	struct sender_result *res;
+	uint64_t epoch;
+	uint64_t resume_block;
+	uint32_t block_bytes;
+	uint64_t size_bytes;
+	uint8_t *prefix;  /* SENDER_PREFIX_BYTES */
+	uint8_t *scratch; /* plaintext for a resumed run that straddles the cursor */
+};
+
+static void set_msg(struct sender_result *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void set_msg(struct sender_result *res, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(res->message, sizeof(res->message), fmt, ap);
+	va_end(ap);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static int send_zero(struct send_ctx *s, uint64_t first, uint32_t count)
+{
+	struct proto_zero z = { .first_block = first, .block_count = count };
+	int n = proto_encode_zero(&z, s->prefix, SENDER_PREFIX_BYTES);
+
+	if (n < 0)
+		return n;
+	s->res->blocks_sent += count;
+	return conn_send(s->conn, s->prefix, (size_t)n);
+}
+
+static int send_data(struct send_ctx *s, uint64_t first, uint32_t count, enum codec_kind codec,
+		     const uint64_t *hashes, const void *data, uint32_t data_bytes,
+		     uint32_t plaintext_bytes)
+{
+	struct proto_data d = {
+		.first_block = first,
+		.block_count = count,
+		.codec = codec == CODEC_LZ4 ? PROTO_CODEC_LZ4 : PROTO_CODEC_RAW,
+		.plaintext_bytes = plaintext_bytes,
+		.hashes = hashes,
+		.data = data,
+		.data_bytes = data_bytes,
+	};
+	int n = proto_encode_data_prefix(&d, s->prefix, SENDER_PREFIX_BYTES);
+	int rc;
+
+	if (n < 0)
+		return n;
+	/* Zero-copy: the prefix, then the batch's data where the scan left it. */
+	rc = conn_send(s->conn, s->prefix, (size_t)n);
+	if (!rc)
+		rc = conn_send(s->conn, data, data_bytes);
+	if (!rc) {
+		s->res->blocks_sent += count;
+		s->res->payload_bytes += plaintext_bytes;
+		s->res->data_bytes += data_bytes;
+	}
+	return rc;
+}
+
+/*
+ * A resumed sync skips what the receiver already holds. A data run that straddles
+ * the cursor is decompressed and its tail sent raw: compressed runs cannot be cut.
+ */
+static int send_straddling(struct send_ctx *s, const struct scan_batch *b)
+{
+	uint32_t skip = (uint32_t)(s->resume_block - b->first_block);
+	uint32_t off = skip * s->block_bytes;
+	int rc;
+
+	if (b->zero)
+		return send_zero(s, s->resume_block, b->block_count - skip);
+	rc = codec_decompress(b->codec, b->data, b->data_bytes, s->scratch, b->payload_bytes);
+	if (rc)
+		return rc;
+	return send_data(s, s->resume_block, b->block_count - skip, CODEC_RAW, b->hashes + skip,
+			 s->scratch + off, b->payload_bytes - off, b->payload_bytes - off);
+}
+
+/* Scan sink: runs on a worker thread, one call at a time, in block order. */
+static int sink_batch(const struct scan_batch *b, void *ctx)
+{
+	struct send_ctx *s = ctx;
+
+	if (b->first_block + b->block_count <= s->resume_block)
+		return 0;
+	if (b->first_block < s->resume_block)
+		return send_straddling(s, b);
+	if (b->zero)
+		return send_zero(s, b->first_block, b->block_count);
+	return send_data(s, b->first_block, b->block_count, b->codec, b->hashes, b->data,
+			 b->data_bytes, b->payload_bytes);
+}
+
+/* The Merkle root of the map's hashes as they are now (confirmed or scanned). */
+static uint64_t map_root(const struct map *m)
+{
+	struct merkle t;
+	uint64_t root;
+
+	if (merkle_init(&t, m->hashes, m->block_count))
+		return 0;
+	root = merkle_root(&t);
+	merkle_release(&t);
+	return root;
+}
+
+static int load_map(const struct sender_config *cfg, const struct kfio_dev *dev, struct map *m,
+		    struct sender_result *res)
+{
+	char err[512] = "";
+	int rc = map_load(m, cfg->state_dir, err, sizeof(err));
+
+	if (rc == -ENOENT) {
+		rc = map_create(m, cfg->volume, dev->size_bytes,
+				cfg->block_bytes ? cfg->block_bytes : SCAN_BLOCK_BYTES_DEFAULT);
+		if (rc) {
+			set_msg(res, "volume %s: cannot create a map for %s: %s", cfg->volume,
+				cfg->device, strerror(-rc));
+			return rc;
+		}
+		m->generation = 1;
+		/* The volume's identity (its random id) is recorded before any receiver
+		 * can adopt it: a sender that crashed during its first sync must come
+		 * back as the same volume, not as a stranger the receiver refuses. */
+		if (mkdir(cfg->state_dir, 0700) && errno != EEXIST) {
+			rc = -errno;
+			set_msg(res, "volume %s: cannot create state directory %s: %s", cfg->volume,
+				cfg->state_dir, strerror(-rc));
+			map_release(m);
+			return rc;
+		}
+		rc = map_commit(m, cfg->state_dir, 0, err, sizeof(err));
+		if (rc) {
+			set_msg(res, "volume %s: cannot record a new map in %s: %s", cfg->volume,
+				cfg->state_dir, err);
+			map_release(m);
+			return rc;
+		}
+		m->empty = true; /* epoch 0: nothing confirmed yet */
+		return 0;
+	}
+	if (rc) {
+		set_msg(res, "volume %s: %s", cfg->volume, err);
+		return rc;
+	}
+	if (strcmp(m->volume_name, cfg->volume)) {
+		set_msg(res,
+			"state directory %s holds volume '%s', not '%s'; give each volume its own --state-dir",
+			cfg->state_dir, m->volume_name, cfg->volume);
+		map_release(m);
+		return -EINVAL;
+	}
+	rc = map_check_geometry(m, dev->size_bytes,
+				cfg->block_bytes ? cfg->block_bytes : m->block_bytes, err,
+				sizeof(err));
+	if (rc) {
+		set_msg(res, "volume %s (%s): %s", cfg->volume, cfg->device, err);
+		map_release(m);
+		return rc;
+	}
+	if (m->generation == 0)
+		m->generation = 1;
+	/* Epoch 0 is the identity-only map recorded before the first sync. */
+	if (m->epoch == 0)
+		m->empty = true;
+	return 0;
+}
+
+static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, struct conn *c,
+			struct sender_result *res)
+{
+	struct tls_config tc = {
+		.dir = cfg->tls_dir,
+		.server = false,
+		.server_name = cfg->server_name,
+		.insecure_plaintext = cfg->insecure_plaintext,
+	};
+	struct tls_conn *tls = NULL;
+	char err[512] = "";
+	int fd, rc;
+
+	rc = tls_ctx_new(ctx, &tc, err, sizeof(err));
+	if (rc) {
+		set_msg(res, "volume %s: TLS setup from %s failed: %s", cfg->volume,
+			cfg->tls_dir ? cfg->tls_dir : "(none)", err);
+		return rc;
+	}
+	fd = conn_tcp_connect(cfg->peer, cfg->timeout_ms, err, sizeof(err));
+	if (fd < 0) {
+		set_msg(res, "volume %s: %s", cfg->volume, err);
+		return fd;
+	}
+	rc = tls_connect(*ctx, fd, &tls, err, sizeof(err));
+	if (rc) {
+		set_msg(res, "volume %s: TLS handshake with %s failed: %s", cfg->volume, cfg->peer,
+			err);
+		return rc;
+	}
+	rc = conn_init(c, tls);
+	if (rc) {
+		tls_conn_close(tls);
+		set_msg(res, "out of memory for frame buffers");
+	}
+	return rc;
+}
+
+/* After a send failed, the receiver may have said why before closing. */
+static void explain_send_failure(struct conn *c, struct sender_result *res, const char *volume,
+				 const char *what)
+{
+	struct proto_msg msg;
+	char send_err[sizeof(c->err)];
+
+	snprintf(send_err, sizeof(send_err), "%s", c->err);
+	if (conn_recv(c, &msg) == 0 && msg.header.type == PROTO_ERROR) {
+		set_msg(res, "volume %s: the receiver aborted the epoch: %s (%s)", volume,
+			msg.u.error.message, proto_error_name(msg.u.error.code));
+		return;
+	}
+	set_msg(res, "volume %s: %s: %s", volume, what, send_err);
+}
+
+static int handshake(const struct sender_config *cfg, struct conn *c, struct map *m,
+		     struct proto_welcome *w, struct sender_result *res)
+{
+	struct proto_hello h = {
+		.version_min = PROTO_VERSION_MIN,
+		.version_max = PROTO_VERSION_MAX,
+		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME,
+		.size_bytes = m->size_bytes,
+		.block_bytes = m->block_bytes,
+		.generation = m->generation,
+		.epoch = m->empty ? 0 : m->epoch,
+		.merkle_root = m->empty ? 0 : map_root(m),
+		.history_count = 1,
+		.history = { { .generation = m->generation, .start_epoch = 0 } },
+	};
+	struct proto_msg msg;
+	int n, rc;
+
+	memcpy(h.volume_id, m->volume_id, sizeof(h.volume_id));
+	snprintf(h.volume_name, sizeof(h.volume_name), "%s", cfg->volume);
+	n = proto_encode_hello(&h, c->tx, PROTO_FRAME_BYTES_MAX);
+	if (n < 0) {
+		set_msg(res, "volume %s: cannot encode HELLO (volume name must be 1..63 printable characters)",
+			cfg->volume);
+		return n;
+	}
+	rc = conn_send(c, c->tx, (size_t)n);
+	if (!rc)
+		rc = conn_recv(c, &msg);
+	if (rc) {
+		set_msg(res, "volume %s: handshake with %s failed: %s", cfg->volume, cfg->peer,
+			c->err);
+		return rc;
+	}
+	if (msg.header.type == PROTO_REFUSE) {
+		res->outcome = SENDER_REFUSED;
+		res->refuse_reason = msg.u.refuse.reason;
+		set_msg(res, "volume %s: the receiver at %s refused (%s): %s", cfg->volume,
+			cfg->peer, proto_refuse_name(msg.u.refuse.reason), msg.u.refuse.message);
+		return msg.u.refuse.reason == PROTO_REFUSE_CERTIFICATE ? -EACCES : -EINVAL;
+	}
+	if (msg.header.type == PROTO_ERROR) {
+		set_msg(res, "volume %s: the receiver reported an error: %s", cfg->volume,
+			msg.u.error.message);
+		return -EPROTO;
+	}
+	if (msg.header.type != PROTO_WELCOME) {
+		set_msg(res, "volume %s: expected WELCOME from %s, got %s", cfg->volume, cfg->peer,
+			proto_type_name(msg.header.type));
+		return -EPROTO;
+	}
+	*w = msg.u.welcome;
+	return 0;
+}
+
+static void on_progress(uint64_t done, uint64_t total, void *ctx)
+{
+	progress_cb(done, total, ctx);
+}
+
+int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
+{
+	struct tls_ctx *ctx = NULL;
+	struct conn c = { 0 };
+	struct kfio_dev dev;
+	struct map m;
+	struct proto_welcome w;
+	struct proto_epoch_begin eb = { 0 };
+	struct proto_epoch_end ee;
+	struct proto_msg msg;
+	struct send_ctx s = { 0 };
+	struct scan_config scfg = cfg->scan;
+	struct scan_stats st;
+	struct progress prog;
+	double t0 = now_s(), cpu0 = cpu_s();
+	char err[512] = "";
+	uint64_t root;
+	bool map_loaded = false;
+	int rc, n;
+
+	memset(res, 0, sizeof(*res));
+	res->outcome = SENDER_FAILED;
+	rc = kfio_dev_open(&dev, cfg->device, 0);
+	if (rc) {
+		set_msg(res, "volume %s: %s", cfg->volume, dev.err_msg);
+		goto out;
+	}
+	rc = load_map(cfg, &dev, &m, res);
+	if (rc)
+		goto close_dev;
+	map_loaded = true;
+	res->block_bytes = m.block_bytes;
+
+	rc = connect_peer(cfg, &ctx, &c, res);
+	if (rc)
+		goto release;
+	rc = handshake(cfg, &c, &m, &w, res);
+	if (rc)
+		goto release;
+
+	/* In step only if both sides provably hold the same confirmed map. */
+	root = map_root(&m);
+	if (!m.empty && w.state == PROTO_STATE_CONSISTENT && w.epoch == m.epoch &&
+	    w.generation == m.generation && w.merkle_root == root &&
+	    !memcmp(w.volume_id, m.volume_id, sizeof(w.volume_id))) {
+		eb.epoch = m.epoch + 1;
+		eb.base_epoch = m.epoch;
+		eb.flags = 0;
+	} else {
+		res->initial_sync = true;
+		/* Compare against nothing: every block is sent (zero runs as markers). */
+		m.empty = true;
+		eb.flags = PROTO_EPOCH_INITIAL_SYNC;
+		eb.epoch = (m.epoch > w.epoch ? m.epoch : w.epoch) + 1;
+		if (w.state == PROTO_STATE_SYNCING && w.resume_epoch && w.resume_block &&
+		    !memcmp(w.volume_id, m.volume_id, sizeof(w.volume_id))) {
+			eb.epoch = w.resume_epoch;
+			eb.flags |= PROTO_EPOCH_RESUMED;
+			eb.resume_block = w.resume_block;
+			res->resumed = true;
+			res->resume_block = w.resume_block;
+		}
+	}
+	eb.generation = m.generation;
+	eb.block_count = m.block_count; /* an upper bound; EPOCH_END has the count */
+	res->epoch = eb.epoch;
+	n = proto_encode_epoch_begin(&eb, c.tx, PROTO_FRAME_BYTES_MAX);
+	rc = n < 0 ? n : conn_send(&c, c.tx, (size_t)n);
+	if (rc) {
+		set_msg(res, "volume %s: sending EPOCH_BEGIN failed: %s", cfg->volume, c.err);
+		goto release;
+	}
+
+	s = (struct send_ctx){ .conn = &c,
+			       .res = res,
+			       .epoch = eb.epoch,
+			       .resume_block = eb.resume_block,
+			       .block_bytes = m.block_bytes,
+			       .size_bytes = m.size_bytes };
+	s.prefix = malloc(SENDER_PREFIX_BYTES);
+	s.scratch = malloc(SCAN_BATCH_BYTES_MAX);
+	if (!s.prefix || !s.scratch) {
+		rc = -ENOMEM;
+		set_msg(res, "out of memory");
+		goto free_s;
+	}
+	scfg.ordered = true;
+	progress_init(&prog, cfg->progress, res->initial_sync ? "sync" : "epoch", cfg->volume,
+		      dev.size_bytes);
+	scfg.progress = on_progress;
+	scfg.progress_ctx = &prog;
+	struct scan_sink sink = { .batch = sink_batch, .ctx = &s };
+
+	rc = scan_run(&dev, &m, &scfg, &sink, &st, err, sizeof(err));
+	progress_finish(&prog, st.bytes_read);
+	res->blocks_scanned = st.blocks_scanned;
+	res->blocks_changed = st.blocks_changed;
+	res->blocks_zero = st.blocks_zero;
+	res->scan_seconds = st.seconds;
+	if (rc) {
+		if (c.err[0])
+			explain_send_failure(&c, res, cfg->volume, "streaming the epoch failed");
+		else
+			set_msg(res, "volume %s: scan failed: %s", cfg->volume, err);
+		goto free_s;
+	}
+
+	ee = (struct proto_epoch_end){ .epoch = eb.epoch,
+				       .block_count = res->blocks_sent,
+				       .merkle_root = map_root(&m) };
+	n = proto_encode_epoch_end(&ee, c.tx, PROTO_FRAME_BYTES_MAX);
+	rc = n < 0 ? n : conn_send(&c, c.tx, (size_t)n);
+	if (!rc)
+		rc = conn_recv(&c, &msg);
+	if (rc) {
+		set_msg(res, "volume %s: waiting for the ack of epoch %" PRIu64 " failed: %s",
+			cfg->volume, eb.epoch, c.err);
+		goto free_s;
+	}
+	if (msg.header.type == PROTO_ERROR) {
+		rc = -EPROTO;
+		set_msg(res, "volume %s: the receiver refused epoch %" PRIu64 ": %s (%s)",
+			cfg->volume, eb.epoch, msg.u.error.message,
+			proto_error_name(msg.u.error.code));
+		goto free_s;
+	}
+	if (msg.header.type != PROTO_EPOCH_ACK || msg.u.epoch_ack.epoch != eb.epoch ||
+	    msg.u.epoch_ack.merkle_root != ee.merkle_root) {
+		rc = -EPROTO;
+		set_msg(res, "volume %s: expected the ack of epoch %" PRIu64 ", got %s", cfg->volume,
+			eb.epoch, proto_type_name(msg.header.type));
+		goto free_s;
+	}
+
+	/* Durable on the standby: now, and only now, the confirmed map advances. */
+	rc = map_commit(&m, cfg->state_dir, eb.epoch, err, sizeof(err));
+	if (rc) {
+		set_msg(res,
+			"volume %s: epoch %" PRIu64 " is on the standby but recording it in %s failed: %s (the next epoch resyncs)",
+			cfg->volume, eb.epoch, cfg->state_dir, err);
+		goto free_s;
+	}
+	res->outcome = SENDER_OK;
+	set_msg(res, "volume %s: epoch %" PRIu64 " replicated", cfg->volume, eb.epoch);
+free_s:
+	free(s.prefix);
+	free(s.scratch);
+release:
+	if (c.tls)
+		res->wire_bytes = conn_wire_bytes_sent(&c);
+	conn_release(&c);
+	if (ctx)
+		tls_ctx_free(ctx);
+	if (map_loaded)
+		map_release(&m);
+close_dev:
+	kfio_dev_close(&dev);
+out:
+	res->err = rc;
+	res->seconds = now_s() - t0;
+	res->cpu_seconds = cpu_s() - cpu0;
+	return rc;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * sender — the source side of replication: one epoch per call. It scans the device
+ * against the confirmed map, streams the changed blocks to the receiver in block
+ * order while the scan runs, and advances the confirmed map only after the
+ * receiver acknowledged the epoch as durable. A failure at any point leaves the
+ * confirmed map where it was, so the next attempt resends what is needed.
+ * One of the two modules that own control flow (with receiver.c).
+ */
+#ifndef PVREPL_SENDER_H
+#define PVREPL_SENDER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "progress.h"
+#include "scan.h"
+
+#define SENDER_TIMEOUT_MS_DEFAULT 30000u
+
+struct sender_config {
+	const char *volume;
+	const char *device;
+	const char *state_dir;
+	const char *peer;	 /* HOST:PORT */
+	const char *tls_dir;
+	const char *server_name; /* expected name in the receiver's certificate */
+	bool insecure_plaintext;
+	uint32_t block_bytes;	 /* for a new map; 0 = default */
+	unsigned timeout_ms;
+	enum progress_mode progress;
+	struct scan_config scan;
+};
+
+enum sender_outcome {
+	SENDER_OK = 0,
+	SENDER_REFUSED,	    /* the receiver refused the volume (see message) */
+	SENDER_FAILED,	    /* I/O, network or protocol failure (see message) */
+};
+
+struct sender_result {
+	enum sender_outcome outcome;
+	int err;		/* -errno when not SENDER_OK */
+	uint16_t refuse_reason; /* PROTO_REFUSE_* when SENDER_REFUSED */
+	uint64_t epoch;
+	uint32_t block_bytes;
+	bool initial_sync;
+	bool resumed;
+	uint64_t resume_block;
+	uint64_t blocks_scanned;
+	uint64_t blocks_changed;
+	uint64_t blocks_zero;
+	uint64_t blocks_sent;	/* data + zero blocks on the wire */
+	uint64_t payload_bytes; /* plaintext of the data blocks sent */
+	uint64_t data_bytes;	/* after compression */
+	uint64_t wire_bytes;	/* everything sent on the connection, TLS included */
+	double seconds;
+	double scan_seconds;
+	double cpu_seconds;
+	char message[512];
+};
+
+/* Runs one epoch end to end; fills res (also on failure). Returns 0 or -errno. */
+int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res);
+
+#endif
