@@ -554,7 +554,7 @@ static int jrn_super_write(struct journal *j, uint32_t state)
 	int rc;
 
 	if (j->sb_unflushed) {
-		rc = jrn_flush(j, JOURNAL_DEV_JOURNAL);
+		rc = jrn_drain(j);
 		if (rc != 0)
 			return rc;
 	}
@@ -1577,9 +1577,7 @@ static int jrn_apply(struct journal *j, journal_block_fn on_block, void *ctx, ui
 	rc = jrn_super_write(j, JOURNAL_DISK_STATE_APPLIED);
 	if (rc != 0)
 		return rc;
-	/* APPLIED durable before the next journal_begin overwrites the records
-	 * (invariant 4); a crash before this flush only replays the epoch. */
-	rc = jrn_flush(j, JOURNAL_DEV_JOURNAL);
+	rc = jrn_drain(j);
 	if (rc != 0)
 		return rc;
 	j->state = JOURNAL_APPLIED;

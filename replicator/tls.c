@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,6 +123,7 @@ struct tls_conn {
 	uint64_t wire_sent_bytes;
 	uint64_t wire_received_bytes;
 	uint64_t since_key_update_bytes;
+	bool more;
 	char peer_name[TLS_PEER_NAME_BYTES];
 	char peer_serial[TLS_SERIAL_HEX_BYTES];
 	char err[TLS_ERR_BYTES];
@@ -177,7 +180,7 @@ static ssize_t tls_sock_send(struct tls_conn *c, const void *buf, size_t len)
 	ssize_t n;
 
 	do
-		n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		n = send(c->fd, buf, len, MSG_NOSIGNAL | (c->more ? MSG_MORE : 0));
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		c->io_errno = (errno == EAGAIN || errno == EWOULDBLOCK) ? ETIMEDOUT : errno;
@@ -1166,8 +1169,10 @@ static int tls_plain_write_all(struct tls_conn *c, const uint8_t *p, size_t len)
 {
 	ssize_t n;
 
+	static long chunk = -1;
+	if (chunk < 0) chunk = getenv("XCHUNK") ? atol(getenv("XCHUNK")) : 0;
 	while (len) {
-		n = tls_sock_send(c, p, len);
+		n = tls_sock_send(c, p, chunk && (size_t)chunk < len ? (size_t)chunk : len);
 		if (n < 0) {
 			tls_errf(c->err, sizeof(c->err), "write failed: %s",
 				 n == -ETIMEDOUT ? "timed out waiting for the peer"
@@ -1224,6 +1229,9 @@ int tls_conn_write_all(struct tls_conn *c, const void *buf, size_t len)
 		return c->fatal_rc;
 	if (c->insecure)
 		return tls_plain_write_all(c, p, len);
+	static int xmore = -1;
+	if (xmore < 0) xmore = getenv("XMORE") != NULL;
+	c->more = xmore;
 	while (len) {
 		c->io_errno = 0;
 		ERR_clear_error();
@@ -1235,6 +1243,7 @@ int tls_conn_write_all(struct tls_conn *c, const void *buf, size_t len)
 		len -= n;
 		c->since_key_update_bytes += n;
 	}
+	if (c->more) { int z = 0; c->more = false; setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &z, sizeof(z)); }
 	/* Rekey well before the AES-GCM record limit of one key (RFC 8446 5.5); the
 	 * KeyUpdate goes out with the next record. */
 	if (c->since_key_update_bytes >= TLS_KEY_UPDATE_BYTES) {

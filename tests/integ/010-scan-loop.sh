@@ -34,7 +34,7 @@ comp=$(json_get compressed_bytes <"$TMP/s1.json")
 [ ! -e "$state/map" ] || fail "scan without --update wrote a map"
 
 # 2. Record the map, then a rescan finds nothing.
-"$PVREPL" scan --device "$dev" --state-dir "$state" --update -o json >/dev/null
+"$PVREPL" scan --device "$dev" --state-dir "$state" --block-size 64k --update -o json >/dev/null
 [ -s "$state/map" ] || fail "--update did not write the map"
 "$PVREPL" scan --device "$dev" --state-dir "$state" -o json >"$TMP/s2.json"
 [ "$(json_get blocks_changed <"$TMP/s2.json")" = 0 ] || fail "no-change rescan found changes"

@@ -34,3 +34,8 @@ loop_attach() {
 
 # json_get FIELD < json  (python3 is on every Debian 12 machine with the tools we use)
 json_get() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# wait_applied STATE_DIR/VOLUME EPOCH: the receiver acks an epoch once it is
+# durable in its journal and applies it to the standby right after; compare
+# images only after this (bounded: 10 s).
+wait_applied() { "$TEST_TOOL" wait-applied --state-dir "$1" --epoch "$2" >/dev/null; }

@@ -34,6 +34,7 @@
 #include "map.h"
 #include "merkle.h"
 #include "scan.h"
+#include "vstate.h"
 
 struct run {
 	uint64_t first;
@@ -319,6 +320,48 @@ static int map_mem(int argc, char **argv)
 	return 0;
 }
 
+/*
+ * wait-applied --state-dir DIR --epoch N [--timeout-ms T]: the receiver acks an
+ * epoch once it is durable in the journal and applies it to the standby right
+ * after; this waits (bounded) until the volume's state says epoch >= N is
+ * applied, then prints "epoch E state S". Exit 1 on timeout.
+ */
+static int wait_applied(int argc, char **argv)
+{
+	const char *dir = NULL;
+	uint64_t epoch = 0, timeout_ms = 10000;
+	struct vstate vs;
+	char err[512] = "";
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--state-dir"))
+			dir = argv[i + 1];
+		else if (!strcmp(argv[i], "--epoch"))
+			epoch = strtoull(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--timeout-ms"))
+			timeout_ms = strtoull(argv[i + 1], NULL, 10);
+		else
+			return 2;
+	}
+	if (!dir)
+		return 2;
+	for (uint64_t waited = 0;; waited += 10) {
+		int rc = vstate_load(&vs, dir, err, sizeof(err));
+
+		if (rc == 0 && vs.epoch >= epoch) {
+			printf("epoch %" PRIu64 " state %s\n", vs.epoch, vstate_kind_name(vs.kind));
+			return 0;
+		}
+		if (waited >= timeout_ms) {
+			fprintf(stderr, "test-tool: %s: epoch %" PRIu64 " not applied after %" PRIu64
+					" ms (%s)\n",
+				dir, epoch, timeout_ms, rc ? err : "older epoch");
+			return 1;
+		}
+		usleep(10000);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -334,6 +377,8 @@ int main(int argc, char **argv)
 		return lz4_blocks(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "map-mem"))
 		return map_mem(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "wait-applied"))
+		return wait_applied(argc - 1, argv + 1);
 	fprintf(stderr, "test-tool: unknown command %s\n", argv[1]);
 	return 2;
 }
