@@ -59,7 +59,7 @@ static int read_sysfs_u64(const char *path, uint64_t *out)
 static int probe_blockdev(struct kfio_dev *dev, const struct stat *st)
 {
 	char path[128];
-	uint64_t v;
+	uint64_t v = 0;
 	int lbs = 0;
 	unsigned int pbs = 0;
 	int ro = 0;

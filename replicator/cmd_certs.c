@@ -21,8 +21,8 @@ static void certs_usage(FILE *f)
 		"Usage: pvrepl certs ca --out DIR [--force]\n"
 		"       pvrepl certs issue --ca DIR --name NAME --out DIR [--days N] [--force]\n\n"
 		"Makes a private CA, and node certificates signed by it, as files laid out like\n"
-		"a Kubernetes TLS Secret. Every node (sender and receiver) gets one; the name\n"
-		"is what the receiver's --server-name and the per-volume allow lists refer to.\n\n"
+		"a Kubernetes TLS Secret. Every node (sender and receiver) gets one; senders\n"
+		"check the receiver's name, receivers authorise volumes by the sender's name.\n\n"
 		"  ca      writes DIR/ca.crt and DIR/ca.key (0600): EC P-256, %u days\n"
 		"  issue   writes DIR/tls.crt, DIR/tls.key (0600) and a copy of ca.crt:\n"
 		"          CN and subjectAltName NAME, for TLS server and client use\n\n"
@@ -38,10 +38,13 @@ static void certs_usage(FILE *f)
 int cmd_certs(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "out", required_argument, NULL, 'o' },  { "ca", required_argument, NULL, 'c' },
-		{ "name", required_argument, NULL, 'n' }, { "days", required_argument, NULL, 'd' },
-		{ "force", no_argument, NULL, 'f' },	  { "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"out", required_argument, NULL, 'o'},
+		{"ca", required_argument, NULL, 'c'},
+		{"name", required_argument, NULL, 'n'},
+		{"days", required_argument, NULL, 'd'},
+		{"force", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	const char *out_dir = NULL, *ca_dir = NULL, *name = NULL, *sub;
 	unsigned long days = TLS_CERT_DAYS_DEFAULT;
@@ -77,7 +80,8 @@ int cmd_certs(int argc, char **argv)
 		case 'd':
 			errno = 0;
 			days = strtoul(optarg, &end, 10);
-			if (errno || *end || end == optarg || days < 1 || days > TLS_CERT_DAYS_MAX) {
+			if (errno || *end || end == optarg || days < 1 ||
+			    days > TLS_CERT_DAYS_MAX) {
 				cli_err("--days must be a number from 1 to %u", TLS_CERT_DAYS_MAX);
 				return CLI_EXIT_USAGE;
 			}

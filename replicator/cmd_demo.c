@@ -181,7 +181,7 @@ struct demo {
 	struct sender_config cfg;
 	struct sender_result res[4];
 	unsigned epochs;
-	char err[512];
+	char err[640];
 };
 
 static int start_receiver(struct demo *d)

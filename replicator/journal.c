@@ -73,7 +73,7 @@ int (*journal_io_hook)(struct kfio_queue *q, const struct journal_io_point *p);
 #define JOURNAL_BUF_NONE       UINT32_MAX
 #define JOURNAL_REAP_BATCH     32u
 /* Hashes converted to little-endian per step of a record checksum (4 KiB of stack). */
-#define JOURNAL_HASH_CHUNK 512u
+#define JOURNAL_HASH_CHUNK	512u
 #define JOURNAL_BLOCK_COUNT_MAX (1ull << 32)
 
 struct journal {
@@ -101,8 +101,8 @@ struct journal {
 
 	/* the newest superblock written or read, host order */
 	struct journal_disk_super sb;
-	bool sb_unflushed;    /* sb written, no journal flush since */
-	bool sb_inflight;     /* the superblock buffer is being written */
+	bool sb_unflushed; /* sb written, no journal flush since */
+	bool sb_inflight;  /* the superblock buffer is being written */
 	enum journal_state found;
 	enum journal_state state; /* in memory; differs from sb.state after an abort */
 	bool need_recover;
@@ -128,8 +128,7 @@ struct journal {
 
 /* --------------------------------------------------------------- helpers */
 
-__attribute__((format(printf, 2, 3))) static void jrn_errf(struct journal *j, const char *fmt,
-							   ...)
+__attribute__((format(printf, 2, 3))) static void jrn_errf(struct journal *j, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -201,8 +200,7 @@ static uint64_t jrn_header_section_bytes(uint32_t type, uint64_t block_count)
 	return jrn_round_up(n, JOURNAL_DISK_ALIGN_BYTES);
 }
 
-static uint64_t jrn_data_section_bytes(const struct journal *j, uint32_t type,
-				       uint64_t block_count)
+static uint64_t jrn_data_section_bytes(const struct journal *j, uint32_t type, uint64_t block_count)
 {
 	if (type != JOURNAL_DISK_RECORD_DATA)
 		return 0;
@@ -513,8 +511,7 @@ static int jrn_read(struct journal *j, unsigned dev_idx, uint32_t buf_idx, uint6
 	if (j->read_res != (int32_t)len)
 		return jrn_fail(j, j->read_res < 0 ? j->read_res : -EIO,
 				"%s: read of %u bytes at offset %" PRIu64 " failed (%s)", name, len,
-				offset,
-				j->read_res < 0 ? strerror(-j->read_res) : "short read");
+				offset, j->read_res < 0 ? strerror(-j->read_res) : "short read");
 	return 0;
 }
 
@@ -554,7 +551,7 @@ static int jrn_super_write(struct journal *j, uint32_t state)
 	int rc;
 
 	if (j->sb_unflushed) {
-		rc = jrn_drain(j);
+		rc = jrn_flush(j, JOURNAL_DEV_JOURNAL);
 		if (rc != 0)
 			return rc;
 	}
@@ -691,8 +688,8 @@ static int jrn_check_run(struct journal *j, const char *what, uint64_t first_blo
 	    block_count > j->volume_blocks - first_block) {
 		jrn_errf(j,
 			 "%s: epoch %" PRIu64 ": %s run of blocks %" PRIu64 "+%" PRIu64
-			 " is outside the volume's %" PRIu64
-			 " blocks or longer than %" PRIu64 "; the epoch is aborted",
+			 " is outside the volume's %" PRIu64 " blocks or longer than %" PRIu64
+			 "; the epoch is aborted",
 			 j->path, j->sb.epoch, what, first_block, block_count, j->volume_blocks,
 			 count_max);
 		jrn_epoch_drop(j);
@@ -729,9 +726,8 @@ static void jrn_record_done(struct journal *j, uint64_t rec_bytes, uint64_t chec
 	ASSERT(journal_check_invariants(j));
 }
 
-static void jrn_record_header(const struct journal *j, struct journal_disk_record *h,
-			      uint32_t type, uint64_t first_block, uint32_t block_count,
-			      uint32_t plaintext_bytes)
+static void jrn_record_header(const struct journal *j, struct journal_disk_record *h, uint32_t type,
+			      uint64_t first_block, uint32_t block_count, uint32_t plaintext_bytes)
 {
 	memset(h, 0, sizeof(*h));
 	h->magic = htole64(JOURNAL_DISK_RECORD_MAGIC);
@@ -768,14 +764,15 @@ static int jrn_validate_config(const struct journal_config *cfg, struct kfio_dev
 		return -EINVAL;
 	}
 	if ((volume_bytes - 1) / bb + 1 > JOURNAL_BLOCK_COUNT_MAX) {
-		snprintf(err, err_len, "a volume of %" PRIu64 " bytes has more than 2^32 %u-byte blocks",
+		snprintf(err, err_len,
+			 "a volume of %" PRIu64 " bytes has more than 2^32 %u-byte blocks",
 			 volume_bytes, bb);
 		return -EINVAL;
 	}
 	/* every standby write starts at a block and ends at a block or the volume's
 	 * end: both must suit O_DIRECT on the standby */
-	if (standby->dio_offset_align > 1 &&
-	    (bb % standby->dio_offset_align != 0 || volume_bytes % standby->dio_offset_align != 0)) {
+	if (standby->dio_offset_align > 1 && (bb % standby->dio_offset_align != 0 ||
+					      volume_bytes % standby->dio_offset_align != 0)) {
 		snprintf(err, err_len,
 			 "%s: O_DIRECT needs %u-byte alignment, but the block size is %u and the "
 			 "volume %" PRIu64 " bytes",
@@ -899,7 +896,8 @@ static int jrn_super_load(struct journal *j)
 			      (uint64_t)k * JOURNAL_DISK_SLOT_BYTES, JOURNAL_DISK_SLOT_BYTES);
 		if (rc != 0)
 			return rc;
-		res[k] = jrn_super_decode(kfio_queue_buf(j->q, JOURNAL_BUF_SUPER), k, &cur, &why[k]);
+		res[k] =
+			jrn_super_decode(kfio_queue_buf(j->q, JOURNAL_BUF_SUPER), k, &cur, &why[k]);
 		if (res[k] == 1 && (!have || cur.sequence > best.sequence)) {
 			best = cur;
 			have = true;
@@ -940,8 +938,9 @@ static int jrn_check_identity(struct journal *j)
 		return -EINVAL;
 	}
 	if (j->sb.volume_bytes != j->volume_bytes) {
-		jrn_errf(j, "%s: the journal is for a %" PRIu64 "-byte volume, this one has %" PRIu64
-			    " bytes",
+		jrn_errf(j,
+			 "%s: the journal is for a %" PRIu64 "-byte volume, this one has %" PRIu64
+			 " bytes",
 			 j->path, j->sb.volume_bytes, j->volume_bytes);
 		return -EINVAL;
 	}
@@ -995,8 +994,9 @@ int journal_open(struct journal **out, const char *state_dir, const struct journ
 	j->journal_bytes -= j->journal_bytes % JOURNAL_DISK_ALIGN_BYTES;
 	j->buf_bytes = cfg->buf_bytes;
 	if (j->buf_bytes == 0)
-		j->buf_bytes = cfg->block_bytes > JOURNAL_BUF_BYTES_DEFAULT ? cfg->block_bytes
-									: JOURNAL_BUF_BYTES_DEFAULT;
+		j->buf_bytes = cfg->block_bytes > JOURNAL_BUF_BYTES_DEFAULT
+				       ? cfg->block_bytes
+				       : JOURNAL_BUF_BYTES_DEFAULT;
 	depth = cfg->queue_depth ? cfg->queue_depth : JOURNAL_QUEUE_DEPTH_DEFAULT;
 	if (snprintf(j->dir, sizeof(j->dir), "%s", state_dir) >= (int)sizeof(j->dir) ||
 	    snprintf(j->path, sizeof(j->path), "%s/%s", state_dir, JOURNAL_FILE) >=
@@ -1232,8 +1232,8 @@ int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_cou
 	ASSERT(j->woff == JOURNAL_DISK_RECORDS_OFFSET + j->tail);
 	rc = jrn_put(j, &h, sizeof(h));
 	for (uint32_t i = 0; rc == 0 && i < block_count; i += JOURNAL_HASH_CHUNK) {
-		uint32_t n = block_count - i < JOURNAL_HASH_CHUNK ? block_count - i
-								   : JOURNAL_HASH_CHUNK;
+		uint32_t n =
+			block_count - i < JOURNAL_HASH_CHUNK ? block_count - i : JOURNAL_HASH_CHUNK;
 
 		for (uint32_t k = 0; k < n; k++)
 			le[k] = htole64(hashes[i + k]);
@@ -1381,7 +1381,8 @@ static int jrn_record_load(struct journal *j, uint32_t buf, uint64_t off, uint64
 		why = "non-zero reserved field";
 	else if (r->block_count == 0 || r->first_block >= j->volume_blocks ||
 		 r->block_count > j->volume_blocks - r->first_block ||
-		 (r->type == JOURNAL_DISK_RECORD_DATA && r->block_count > JOURNAL_RECORD_BLOCKS_MAX))
+		 (r->type == JOURNAL_DISK_RECORD_DATA &&
+		  r->block_count > JOURNAL_RECORD_BLOCKS_MAX))
 		why = "its block run is outside the volume";
 	else if (r->type == JOURNAL_DISK_RECORD_DATA &&
 		 r->plaintext_bytes != jrn_run_bytes(j, r->first_block, r->block_count))
@@ -1482,7 +1483,9 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 				if (apply && on_block != NULL) {
 					rc = on_block(first + i, want, ctx);
 					if (rc != 0) {
-						jrn_errf(j, "%s: the apply callback failed at block %" PRIu64 " (%d)",
+						jrn_errf(j,
+							 "%s: the apply callback failed at block "
+							 "%" PRIu64 " (%d)",
 							 j->path, first + i, rc);
 						goto put_bufs;
 					}
@@ -1499,7 +1502,8 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 			if (rc != 0)
 				goto put_bufs;
 		}
-		for (uint64_t c = 0; apply && r.type == JOURNAL_DISK_RECORD_ZERO && c < r.block_count;
+		for (uint64_t c = 0;
+		     apply && r.type == JOURNAL_DISK_RECORD_ZERO && c < r.block_count;
 		     c += per_chunk) {
 			uint64_t n = r.block_count - c < per_chunk ? r.block_count - c : per_chunk;
 			uint64_t first = r.first_block + c;
@@ -1515,11 +1519,14 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 				uint64_t b = first + i;
 
 				rc = on_block(b,
-					      jrn_block_len(j, b) == j->block_bytes ? j->zero_hash
-										    : j->zero_tail_hash,
+					      jrn_block_len(j, b) == j->block_bytes
+						      ? j->zero_hash
+						      : j->zero_tail_hash,
 					      ctx);
 				if (rc != 0) {
-					jrn_errf(j, "%s: the apply callback failed at block %" PRIu64 " (%d)",
+					jrn_errf(j,
+						 "%s: the apply callback failed at block %" PRIu64
+						 " (%d)",
 						 j->path, b, rc);
 					goto put_bufs;
 				}
@@ -1577,7 +1584,9 @@ static int jrn_apply(struct journal *j, journal_block_fn on_block, void *ctx, ui
 	rc = jrn_super_write(j, JOURNAL_DISK_STATE_APPLIED);
 	if (rc != 0)
 		return rc;
-	rc = jrn_drain(j);
+	/* APPLIED durable before the next journal_begin overwrites the records
+	 * (invariant 4); a crash before this flush only replays the epoch. */
+	rc = jrn_flush(j, JOURNAL_DEV_JOURNAL);
 	if (rc != 0)
 		return rc;
 	j->state = JOURNAL_APPLIED;

@@ -34,12 +34,12 @@
 #define JOURNAL_FILE	 "journal"
 #define JOURNAL_TMP_FILE "journal.tmp"
 
-#define JOURNAL_ERR_MAX		    512u
-#define JOURNAL_BYTES_DEFAULT	    (256ull << 20)
+#define JOURNAL_ERR_MAX	      512u
+#define JOURNAL_BYTES_DEFAULT (256ull << 20)
 /* Two superblock slots and one smallest record (8 KiB of records). */
-#define JOURNAL_BYTES_MIN	    (JOURNAL_DISK_RECORDS_OFFSET + 2ull * JOURNAL_DISK_ALIGN_BYTES)
-#define JOURNAL_BLOCK_BYTES_MIN	    512u
-#define JOURNAL_BLOCK_BYTES_MAX	    (4u << 20) /* PROTO_BLOCK_BYTES_MAX */
+#define JOURNAL_BYTES_MIN	(JOURNAL_DISK_RECORDS_OFFSET + 2ull * JOURNAL_DISK_ALIGN_BYTES)
+#define JOURNAL_BLOCK_BYTES_MIN 512u
+#define JOURNAL_BLOCK_BYTES_MAX (4u << 20) /* PROTO_BLOCK_BYTES_MAX */
 /* Blocks per DATA record: PROTO_DATA_BLOCKS_MAX, so a record's hash table fits
  * in one buffer of at least JOURNAL_BUF_BYTES_MIN. */
 #define JOURNAL_RECORD_BLOCKS_MAX   8192u
@@ -71,18 +71,18 @@ struct journal_config {
 
 /* What journal_recover found and did, for the logs. */
 struct journal_recovery {
-	enum journal_state found;  /* the state on disk at open */
-	uint64_t replayed_epoch;   /* a committed epoch applied again (0: none) */
-	uint64_t replayed_blocks;  /* blocks it wrote to the standby */
-	uint64_t discarded_epoch;  /* an open (uncommitted) epoch dropped (0: none) */
-	uint64_t applied_epoch;	   /* the last epoch the standby holds through the journal */
+	enum journal_state found; /* the state on disk at open */
+	uint64_t replayed_epoch;  /* a committed epoch applied again (0: none) */
+	uint64_t replayed_blocks; /* blocks it wrote to the standby */
+	uint64_t discarded_epoch; /* an open (uncommitted) epoch dropped (0: none) */
+	uint64_t applied_epoch;	  /* the last epoch the standby holds through the journal */
 };
 
 struct journal_status {
 	enum journal_state state;
-	bool failed;	     /* an I/O error: reopen the journal */
-	bool need_recover;   /* journal_recover has not run yet (or found corruption) */
-	uint64_t epoch;	     /* the open, committed or applied epoch (0: none) */
+	bool failed;	   /* an I/O error: reopen the journal */
+	bool need_recover; /* journal_recover has not run yet (or found corruption) */
+	uint64_t epoch;	   /* the open, committed or applied epoch (0: none) */
 	uint64_t generation;
 	uint64_t applied_epoch;
 	uint64_t records_bytes; /* record bytes of the epoch (so far, while open) */

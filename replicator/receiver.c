@@ -684,8 +684,12 @@ static int sync_start(struct rconn *rc, struct rvol *v, const struct proto_hello
 		journal_close(v->j);
 		v->j = NULL;
 	}
-	snprintf(err, sizeof(err), "%s/journal", v->dir);
-	unlink(err);
+	{
+		char jpath[KFIO_PATH_MAX + 16];
+
+		snprintf(jpath, sizeof(jpath), "%s/journal", v->dir);
+		unlink(jpath);
+	}
 	if (v->have_map)
 		map_release(&v->map);
 	v->have_map = false;
@@ -761,7 +765,7 @@ static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello
 		switch (msg.header.type) {
 		case PROTO_DATA: {
 			const struct proto_data *d = &msg.u.data;
-			uint32_t buf;
+			uint32_t buf = 0;
 
 			r = check_run(rc, v, &ex, d->first_block, d->block_count);
 			if (!r)

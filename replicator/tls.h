@@ -33,10 +33,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define TLS_CERT_FILE	 "tls.crt"
-#define TLS_KEY_FILE	 "tls.key"
-#define TLS_CA_FILE	 "ca.crt"
-#define TLS_CA_KEY_FILE	 "ca.key"
+#define TLS_CERT_FILE	"tls.crt"
+#define TLS_KEY_FILE	"tls.key"
+#define TLS_CA_FILE	"ca.crt"
+#define TLS_CA_KEY_FILE "ca.key"
 
 /* A good size for the err buffers below; messages are truncated to fit. */
 #define TLS_ERR_BYTES 512
@@ -45,13 +45,13 @@
 /* Longest peer name kept (DNS names are at most 253 bytes). */
 #define TLS_PEER_NAME_BYTES 256
 /* CA lifetime made by tls_ca_create, default and limit of tls_cert_issue. */
-#define TLS_CA_DAYS		 3650u
-#define TLS_CERT_DAYS_DEFAULT	 365u
-#define TLS_CERT_DAYS_MAX	 3650u
+#define TLS_CA_DAYS	      3650u
+#define TLS_CERT_DAYS_DEFAULT 365u
+#define TLS_CERT_DAYS_MAX     3650u
 /* tls_cert_issue names: 1..64 bytes (the X.509 limit of a CN). */
-#define TLS_CERT_NAME_BYTES_MAX	 64u
+#define TLS_CERT_NAME_BYTES_MAX 64u
 /* A connection rekeys its sending direction after this much data (AES-GCM limits). */
-#define TLS_KEY_UPDATE_BYTES	 (1ull << 36)
+#define TLS_KEY_UPDATE_BYTES (1ull << 36)
 
 struct tls_config {
 	const char *dir; /* holds tls.crt, tls.key, ca.crt; unused with insecure_plaintext */
@@ -130,7 +130,8 @@ int tls_conn_read_full(struct tls_conn *conn, void *buf, size_t len);
 ssize_t tls_conn_read_some(struct tls_conn *conn, void *buf, size_t len);
 /* The message of the last error on conn ("" if none). Owned by conn. */
 const char *tls_conn_err(const struct tls_conn *conn);
-/* Bytes written to / read from the socket, TLS records and handshake included. */
+/* Bytes written to / read from the socket, TLS records and handshake included.
+ * Safe to call from another thread (metrics) while conn is open. */
 uint64_t tls_conn_wire_bytes_sent(const struct tls_conn *conn);
 uint64_t tls_conn_wire_bytes_received(const struct tls_conn *conn);
 /* Sends close_notify (best effort, bounded by SO_SNDTIMEO), frees conn, closes

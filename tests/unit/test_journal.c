@@ -49,7 +49,7 @@
 #define SEED_E	     0xe0e0e0ull
 #define SEED_E1	     0xe1e1e1ull
 #define SEED_E2	     0xe2e2e2ull
-#define TORN_SEEDS   4u
+#define TORN_SEEDS   3u
 #define SECTOR_BYTES 512u
 
 enum run_kind {
@@ -81,8 +81,8 @@ static const struct run runs_e[] = {
 };
 /* Epoch E+1: data runs of one and two buffers, zero runs, the short last block. */
 static const struct run runs_e1[] = {
-	{RUN_DATA, 0, 3, SEED_E1},   {RUN_ZERO, 5, 5, 0},	  {RUN_DATA, 10, 20, SEED_E1},
-	{RUN_ZERO, 30, 2, 0},	     {RUN_DATA, 45, 3, SEED_E1},
+	{RUN_DATA, 0, 3, SEED_E1}, {RUN_ZERO, 5, 5, 0},	       {RUN_DATA, 10, 20, SEED_E1},
+	{RUN_ZERO, 30, 2, 0},	   {RUN_DATA, 45, 3, SEED_E1},
 };
 static const struct run runs_e2[] = {
 	{RUN_DATA, 2, 4, SEED_E2},
@@ -110,8 +110,7 @@ static uint64_t run_bytes(const struct geo *g, uint64_t first, uint64_t count)
 	return end - first * g->block_bytes;
 }
 
-static void apply_runs(const struct geo *g, unsigned char *img, const struct run *runs,
-		       unsigned n)
+static void apply_runs(const struct geo *g, unsigned char *img, const struct run *runs, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t off = runs[i].first * g->block_bytes;
@@ -423,12 +422,14 @@ static void fix_teardown(struct fix *f)
 /* ------------------------------------------------------------ the hook */
 
 #define HOOK_LOG_MAX 256u
+#define PEND_MAX     32u
 
 enum hook_action {
 	HOOK_COUNT = 0, /* only count */
 	HOOK_CRASH,	/* kfio_queue_sim_crash before I/O stop_at */
 	HOOK_TEAR,	/* before I/O stop_at: DROP, then land part of superblock write stop_at-1 */
 	HOOK_FAIL,	/* return -EIO before I/O stop_at, no crash */
+	HOOK_SUBSET,	/* before I/O stop_at: DROP, then land the pending writes in mask */
 };
 
 enum tear_kind {
@@ -447,6 +448,15 @@ static struct {
 	enum tear_kind tear;
 	unsigned sectors;
 	const char *jpath;
+	const char *spath;
+	/* writes not yet flushed on their device, in issue order */
+	unsigned npend;
+	struct {
+		unsigned dev_idx;
+		uint64_t offset;
+		uint32_t len;
+	} pend[PEND_MAX];
+	uint32_t mask;	      /* HOOK_SUBSET: bit i lands pend[i] */
 	uint64_t last_offset; /* of the previous I/O */
 	const char *what[HOOK_LOG_MAX];
 	uint64_t offset[HOOK_LOG_MAX];
@@ -458,7 +468,49 @@ static void hook_arm(enum hook_action action, uint64_t stop_at)
 	hk.count = 0;
 	hk.stop_at = stop_at;
 	hk.fired = false;
+	hk.npend = 0;
 	journal_io_hook = NULL;
+}
+
+/* Cuts power with DROP, then lets exactly the pending writes in hk.mask land. */
+static void crash_subset(struct kfio_queue *q)
+{
+	unsigned char *saved[PEND_MAX];
+
+	/* the files hold every pending write's bytes now (the sim writes through) */
+	for (unsigned i = 0; i < hk.npend; i++) {
+		saved[i] = malloc(hk.pend[i].len);
+		assert_non_null(saved[i]);
+		file_read(hk.pend[i].dev_idx == JOURNAL_DEV_JOURNAL ? hk.jpath : hk.spath, saved[i],
+			  hk.pend[i].len, hk.pend[i].offset);
+	}
+	assert_int_equal(kfio_queue_sim_crash(q, KFIO_CRASH_DROP, 0), 0);
+	for (unsigned i = 0; i < hk.npend; i++) {
+		if (hk.mask & (1u << i))
+			file_write(hk.pend[i].dev_idx == JOURNAL_DEV_JOURNAL ? hk.jpath : hk.spath,
+				   saved[i], hk.pend[i].len, hk.pend[i].offset);
+		free(saved[i]);
+	}
+}
+
+/* Keeps hk.pend up to date with the I/O about to be issued. */
+static void pend_track(const struct journal_io_point *p)
+{
+	unsigned kept = 0;
+
+	if (strcmp(p->what, "flush") != 0) {
+		assert_true(hk.npend < PEND_MAX);
+		hk.pend[hk.npend].dev_idx = p->dev_idx;
+		hk.pend[hk.npend].offset = p->offset;
+		hk.pend[hk.npend].len = p->len;
+		hk.npend++;
+		return;
+	}
+	for (unsigned i = 0; i < hk.npend; i++) {
+		if (hk.pend[i].dev_idx != p->dev_idx)
+			hk.pend[kept++] = hk.pend[i];
+	}
+	hk.npend = kept;
 }
 
 static int test_hook(struct kfio_queue *q, const struct journal_io_point *p)
@@ -472,6 +524,7 @@ static int test_hook(struct kfio_queue *q, const struct journal_io_point *p)
 	}
 	if (hk.action == HOOK_COUNT || i != hk.stop_at) {
 		hk.last_offset = p->offset;
+		pend_track(p);
 		return 0;
 	}
 	hk.fired = true;
@@ -490,13 +543,17 @@ static int test_hook(struct kfio_queue *q, const struct journal_io_point *p)
 			file_write(hk.jpath, slot_new, SECTOR_BYTES, hk.last_offset);
 		} else if (hk.tear == TEAR_PREFIX && hk.sectors > 0) {
 			file_write(hk.jpath, slot_new, hk.sectors * SECTOR_BYTES, hk.last_offset);
-		} else if (hk.tear == TEAR_SUFFIX && hk.sectors < JOURNAL_DISK_SLOT_BYTES / SECTOR_BYTES) {
+		} else if (hk.tear == TEAR_SUFFIX &&
+			   hk.sectors < JOURNAL_DISK_SLOT_BYTES / SECTOR_BYTES) {
 			file_write(hk.jpath, slot_new + hk.sectors * SECTOR_BYTES,
 				   JOURNAL_DISK_SLOT_BYTES - hk.sectors * SECTOR_BYTES,
 				   hk.last_offset + hk.sectors * SECTOR_BYTES);
 		}
 		return -EIO;
 	case HOOK_FAIL:
+		return -EIO;
+	case HOOK_SUBSET:
+		crash_subset(q);
 		return -EIO;
 	case HOOK_COUNT:
 		break;
@@ -609,6 +666,8 @@ static unsigned crash_run(struct fix *f, unsigned nepochs, unsigned *begun, int 
 	hk.count = 0;
 	hk.fired = false;
 	hk.jpath = f->jpath;
+	hk.spath = f->standby;
+	hk.npend = 0;
 	*begun = 0;
 	journal_io_hook = test_hook;
 	for (unsigned e = 0; e < nepochs && rc == 0; e++) {
@@ -692,6 +751,73 @@ static void test_crash_matrix(void **state)
 	fix_teardown(&f);
 }
 
+/*
+ * CrashMonkey-style: at every I/O point of two epochs, every subset of the writes
+ * not yet flushed lands (all 2^n subsets when n <= SUBSET_FULL_MAX, else none,
+ * all, each one alone and all but each one).
+ */
+#define SUBSET_FULL_MAX 6u
+
+static void test_crash_subsets(void **state)
+{
+	const unsigned nepochs = ARRAY_SIZE(epochs);
+	struct matrix_stats st = {0};
+	unsigned npend_max = 0;
+	struct fix f;
+	uint64_t total;
+
+	(void)state;
+	fix_setup(&f, &geo_main, JRN_BYTES, true);
+	total = count_epoch_ios(&f, nepochs);
+	for (uint64_t k = 0; k < total; k++) {
+		unsigned n = 0, nmasks = 1;
+		uint32_t masks[2 * PEND_MAX + 2];
+		bool full = true;
+
+		for (unsigned mi = 0; mi < nmasks; mi++) {
+			uint32_t mask = full ? mi : masks[mi];
+			unsigned acked, begun;
+			char what[160];
+			int rc;
+
+			hook_arm(HOOK_SUBSET, k);
+			hk.mask = mask;
+			acked = crash_run(&f, nepochs, &begun, &rc);
+			assert_true(hk.fired);
+			assert_int_equal(rc, -EIO);
+			if (mi == 0) {
+				/* the first run (mask 0) tells how many writes are pending */
+				n = hk.npend;
+				if (n > npend_max)
+					npend_max = n;
+				full = n <= SUBSET_FULL_MAX;
+				if (full) {
+					nmasks = 1u << n;
+				} else {
+					nmasks = 0;
+					masks[nmasks++] = 0;
+					masks[nmasks++] = (uint32_t)((1ull << n) - 1);
+					for (unsigned b = 0; b < n; b++) {
+						masks[nmasks++] = 1u << b;
+						masks[nmasks++] =
+							(uint32_t)((1ull << n) - 1) & ~(1u << b);
+					}
+				}
+			}
+			assert_int_equal(hk.npend, n);
+			snprintf(what, sizeof(what),
+				 "crash before I/O %" PRIu64
+				 " (%s), %u writes pending, landed mask %#x",
+				 k, hk.what[k], n, mask);
+			check_after_crash(&f, acked, begun, what, &st);
+		}
+	}
+	print_message("crash subsets: %" PRIu64 " I/O points, up to %u writes pending, %u runs: "
+		      "%u gave E, %u E+1, %u E+2\n",
+		      total, npend_max, st.runs, st.gave[0], st.gave[1], st.gave[2]);
+	fix_teardown(&f);
+}
+
 /* Every superblock write of two epochs, torn at every sector or garbled. */
 static void test_super_torn(void **state)
 {
@@ -730,7 +856,8 @@ static void test_super_torn(void **state)
 				assert_true(hk.fired);
 				assert_int_equal(rc, -EIO);
 				snprintf(what, sizeof(what),
-					 "superblock write (I/O %" PRIu64 ") torn: kind %u, %u sectors",
+					 "superblock write (I/O %" PRIu64
+					 ") torn: kind %u, %u sectors",
 					 supers[i], t, s);
 				check_after_crash(&f, acked, begun, what, &st);
 				cases++;
@@ -788,8 +915,9 @@ static void test_crash_during_replay(void **state)
 				break;
 			}
 			assert_int_equal(rc, k < total ? -EIO : 0);
-			snprintf(what, sizeof(what), "crash at replay I/O %" PRIu64 "/%" PRIu64 ", mode %d",
-				 k, total, (int)modes[m]);
+			snprintf(what, sizeof(what),
+				 "crash at replay I/O %" PRIu64 "/%" PRIu64 ", mode %d", k, total,
+				 (int)modes[m]);
 			check_after_crash(&f, 1, 1, what, &st);
 		}
 	}
@@ -845,6 +973,46 @@ static void test_roundtrip(void **state)
 	assert_int_equal(rec.replayed_epoch, 0);
 	assert_int_equal(rec.discarded_epoch, 0);
 	fix_close(&f);
+	seen_free(&s);
+	fix_teardown(&f);
+}
+
+/* The same epochs on the real backend: io_uring, completions out of order. */
+static void test_roundtrip_uring(void **state)
+{
+	struct journal_recovery rec;
+	struct kfio_caps caps;
+	bool committed;
+	struct seen s;
+	struct fix f;
+	int rc;
+
+	(void)state;
+	if (kfio_probe(&caps) != 0 || !caps.uring) {
+		print_message("io_uring is not available: only the sim backend was tested\n");
+		return;
+	}
+	fix_setup(&f, &geo_main, JRN_BYTES, true);
+	fix_reset(&f);
+	f.cfg.backend = KFIO_BACKEND_URING;
+	fix_open_recover(&f, &rec, NULL);
+	assert_int_equal(rec.found, JOURNAL_APPLIED);
+	seen_init(&s, f.g.blocks);
+	rc = run_epoch(&f, EPOCH_E + 1, runs_e1, ARRAY_SIZE(runs_e1), true, &committed, &s);
+	if (rc)
+		fail_msg("uring epoch: %d (%s)", rc, journal_err(f.j));
+	seen_check(&f.g, &s, f.img_e1, runs_e1, ARRAY_SIZE(runs_e1));
+	run_epoch_ok(&f, EPOCH_E + 2, runs_e2, ARRAY_SIZE(runs_e2));
+	/* committed, not applied: the replay runs on io_uring too */
+	rc = run_epoch(&f, EPOCH_E + 3, runs_e1, ARRAY_SIZE(runs_e1), false, &committed, NULL);
+	assert_int_equal(rc, 0);
+	fix_close(&f);
+	expect_standby(&f, f.img_e2, "io_uring, before the replay");
+	fix_open_recover(&f, &rec, NULL);
+	assert_int_equal(rec.replayed_epoch, EPOCH_E + 3);
+	fix_close(&f);
+	apply_runs(&f.g, f.img_e2, runs_e1, ARRAY_SIZE(runs_e1));
+	expect_standby(&f, f.img_e2, "io_uring, replayed");
 	seen_free(&s);
 	fix_teardown(&f);
 }
@@ -1016,12 +1184,12 @@ static void test_corrupt_record(void **state)
 		uint64_t offset;
 		const char *want;
 	} cases[] = {
-		{8192 + 8, "record 0 at offset 8192"},		/* header: type */
-		{8192 + 64 + 8, "checksum mismatch"},		/* the hash table */
-		{8192 + 4096 + 100, "block 0 in record 0"},	/* data */
-		{36864 + 16, "record 1 at offset 36864"},	/* zero record header */
-		{40960 + 4096 + 17 * 8192 + 5, "block 27"},	/* data, second buffer */
-		{40960 + 56, "checksum mismatch"},		/* a record checksum */
+		{8192 + 8, "record 0 at offset 8192"},	    /* header: type */
+		{8192 + 64 + 8, "checksum mismatch"},	    /* the hash table */
+		{8192 + 4096 + 100, "block 0 in record 0"}, /* data */
+		{36864 + 16, "record 1 at offset 36864"},   /* zero record header */
+		{40960 + 4096 + 17 * 8192 + 5, "block 27"}, /* data, second buffer */
+		{40960 + 56, "checksum mismatch"},	    /* a record checksum */
 	};
 	struct journal_recovery rec;
 	struct journal_status js;
@@ -1047,8 +1215,8 @@ static void test_corrupt_record(void **state)
 		fix_open(&f);
 		rc = journal_recover(f.j, &rec, NULL, NULL);
 		if (rc != -EBADMSG)
-			fail_msg("damage at %" PRIu64 ": recover gave %d (%s)", cases[c].offset,
-				 rc, journal_err(f.j));
+			fail_msg("damage at %" PRIu64 ": recover gave %d (%s)", cases[c].offset, rc,
+				 journal_err(f.j));
 		assert_contains(journal_err(f.j), f.jpath);
 		assert_contains(journal_err(f.j), cases[c].want);
 		journal_status(f.j, &js);
@@ -1083,9 +1251,8 @@ static void test_double_apply(void **state)
 	fix_open_recover(&f, &rec, NULL);
 	seen_init(&s1, f.g.blocks);
 	seen_init(&s2, f.g.blocks);
-	assert_int_equal(run_epoch(&f, EPOCH_E + 1, runs_e1, ARRAY_SIZE(runs_e1), true, &committed,
-				   &s1),
-			 0);
+	assert_int_equal(
+		run_epoch(&f, EPOCH_E + 1, runs_e1, ARRAY_SIZE(runs_e1), true, &committed, &s1), 0);
 	assert_int_equal(journal_apply(f.j, seen_cb, &s2), 0);
 	fix_close(&f);
 	expect_standby(&f, f.img_e1, "applied twice");
@@ -1166,8 +1333,10 @@ static int setup(void **state)
 
 int main(void)
 {
+	/* clang-format off */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_roundtrip_uring),
 		cmocka_unit_test(test_small_blocks),
 		cmocka_unit_test(test_hash_mismatch),
 		cmocka_unit_test(test_enospc),
@@ -1177,9 +1346,11 @@ int main(void)
 		cmocka_unit_test(test_double_apply),
 		cmocka_unit_test(test_io_error_sticky),
 		cmocka_unit_test(test_crash_matrix),
+		cmocka_unit_test(test_crash_subsets),
 		cmocka_unit_test(test_super_torn),
 		cmocka_unit_test(test_crash_during_replay),
 	};
+	/* clang-format on */
 
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
