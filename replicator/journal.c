@@ -773,10 +773,11 @@ static int jrn_validate_config(const struct journal_config *cfg, struct kfio_dev
 	 * end: both must suit O_DIRECT on the standby */
 	if (standby->dio_offset_align > 1 && (bb % standby->dio_offset_align != 0 ||
 					      volume_bytes % standby->dio_offset_align != 0)) {
-		snprintf(err, err_len,
-			 "%s: O_DIRECT needs %u-byte alignment, but the block size is %u and the "
-			 "volume %" PRIu64 " bytes",
-			 standby->path, standby->dio_offset_align, bb, volume_bytes);
+		snprintf(
+			err, err_len,
+			"%s: O_DIRECT needs %u-byte alignment, but the block size is %u and the volume %" PRIu64
+			" bytes",
+			standby->path, standby->dio_offset_align, bb, volume_bytes);
 		return -EINVAL;
 	}
 	if (cfg->queue_depth > JOURNAL_QUEUE_DEPTH_MAX) {
@@ -787,10 +788,10 @@ static int jrn_validate_config(const struct journal_config *cfg, struct kfio_dev
 	if (cfg->buf_bytes != 0 &&
 	    (cfg->buf_bytes < JOURNAL_BUF_BYTES_MIN || cfg->buf_bytes > KFIO_BUF_BYTES_MAX ||
 	     cfg->buf_bytes % JOURNAL_DISK_ALIGN_BYTES != 0 || cfg->buf_bytes % bb != 0)) {
-		snprintf(err, err_len,
-			 "journal buffer size %u must be a multiple of 4096 and of the %u-byte "
-			 "block size, %u..%u bytes",
-			 cfg->buf_bytes, bb, JOURNAL_BUF_BYTES_MIN, KFIO_BUF_BYTES_MAX);
+		snprintf(
+			err, err_len,
+			"journal buffer size %u must be a multiple of 4096 and of the %u-byte block size, %u..%u bytes",
+			cfg->buf_bytes, bb, JOURNAL_BUF_BYTES_MIN, KFIO_BUF_BYTES_MAX);
 		return -EINVAL;
 	}
 	if (cfg->journal_max_bytes != 0 && cfg->journal_max_bytes < JOURNAL_BYTES_MIN) {
@@ -885,7 +886,7 @@ close_dir:
 static int jrn_super_load(struct journal *j)
 {
 	struct journal_disk_super best, cur;
-	const char *why[JOURNAL_DISK_SLOTS] = {"", ""};
+	const char *why[JOURNAL_DISK_SLOTS] = { "", "" };
 	int res[JOURNAL_DISK_SLOTS];
 	bool have = false;
 	int rc;
@@ -904,11 +905,11 @@ static int jrn_super_load(struct journal *j)
 		}
 	}
 	if (!have) {
-		jrn_errf(j,
-			 "%s: no valid superblock: the copy at offset 0 is %s, the copy at offset "
-			 "%u is %s; the journal is damaged (remove it only after a resync)",
-			 j->path, res[0] == 0 ? "blank" : why[0], JOURNAL_DISK_SLOT_BYTES,
-			 res[1] == 0 ? "blank" : why[1]);
+		jrn_errf(
+			j,
+			"%s: no valid superblock: the copy at offset 0 is %s, the copy at offset %u is %s; the journal is damaged (remove it only after a resync)",
+			j->path, res[0] == 0 ? "blank" : why[0], JOURNAL_DISK_SLOT_BYTES,
+			res[1] == 0 ? "blank" : why[1]);
 		return -EBADMSG;
 	}
 	j->sb = best;
@@ -924,17 +925,17 @@ static int jrn_check_identity(struct journal *j)
 			snprintf(want + 2 * i, 3, "%02x", j->volume_id[i]);
 			snprintf(have + 2 * i, 3, "%02x", j->sb.volume_id[i]);
 		}
-		jrn_errf(j,
-			 "%s: the journal belongs to volume id %s, not to this volume (%s); "
-			 "point the receiver at the right state directory",
-			 j->path, have, want);
+		jrn_errf(
+			j,
+			"%s: the journal belongs to volume id %s, not to this volume (%s); point the receiver at the right state directory",
+			j->path, have, want);
 		return -EINVAL;
 	}
 	if (j->sb.block_bytes != j->block_bytes) {
-		jrn_errf(j,
-			 "%s: the journal uses %u-byte blocks but %u-byte blocks are configured; "
-			 "configure %u-byte blocks again",
-			 j->path, j->sb.block_bytes, j->block_bytes, j->sb.block_bytes);
+		jrn_errf(
+			j,
+			"%s: the journal uses %u-byte blocks but %u-byte blocks are configured; configure %u-byte blocks again",
+			j->path, j->sb.block_bytes, j->block_bytes, j->sb.block_bytes);
 		return -EINVAL;
 	}
 	if (j->sb.volume_bytes != j->volume_bytes) {
@@ -1041,10 +1042,11 @@ int journal_open(struct journal **out, const char *state_dir, const struct journ
 	}
 	j->journal_bytes = j->jdev.size_bytes;
 	if (j->journal_bytes < JOURNAL_BYTES_MIN || j->journal_bytes % JOURNAL_DISK_ALIGN_BYTES) {
-		snprintf(err, err_len,
-			 "%s: the file is %" PRIu64 " bytes; a journal is a multiple of 4096 "
-			 "bytes and at least %llu (truncated or not a journal)",
-			 j->path, j->journal_bytes, (unsigned long long)JOURNAL_BYTES_MIN);
+		snprintf(
+			err, err_len,
+			"%s: the file is %" PRIu64
+			" bytes; a journal is a multiple of 4096 bytes and at least %llu (truncated or not a journal)",
+			j->path, j->journal_bytes, (unsigned long long)JOURNAL_BYTES_MIN);
 		rc = -EBADMSG;
 		goto close_dev;
 	}
@@ -1151,9 +1153,9 @@ int journal_begin(struct journal *j, uint64_t epoch, uint64_t generation, uint64
 			 "%s: cannot begin epoch %" PRIu64 ": the journal holds %s epoch %" PRIu64
 			 "%s",
 			 j->path, epoch, jrn_state_name(j->state), j->sb.epoch,
-			 j->need_recover ? "; run journal_recover first (or journal_reset for a "
-					   "resync)"
-					 : "");
+			 j->need_recover
+				 ? "; run journal_recover first (or journal_reset for a resync)"
+				 : "");
 		return -EINVAL;
 	}
 	/* Invariant 4: the durable state is EMPTY or APPLIED here, so the records
@@ -1197,8 +1199,8 @@ int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_cou
 	want = jrn_run_bytes(j, first_block, block_count);
 	if (plaintext_bytes != want) {
 		jrn_errf(j,
-			 "%s: epoch %" PRIu64 ": the data run at block %" PRIu64 " has %u bytes, "
-			 "its %u blocks need %" PRIu64 "; the epoch is aborted",
+			 "%s: epoch %" PRIu64 ": the data run at block %" PRIu64
+			 " has %u bytes, its %u blocks need %" PRIu64 "; the epoch is aborted",
 			 j->path, j->sb.epoch, first_block, plaintext_bytes, block_count, want);
 		jrn_epoch_drop(j);
 		return -EINVAL;
@@ -1483,10 +1485,11 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 				if (apply && on_block != NULL) {
 					rc = on_block(first + i, want, ctx);
 					if (rc != 0) {
-						jrn_errf(j,
-							 "%s: the apply callback failed at block "
-							 "%" PRIu64 " (%d)",
-							 j->path, first + i, rc);
+						jrn_errf(
+							j,
+							"%s: the apply callback failed at block %" PRIu64
+							" (%d)",
+							j->path, first + i, rc);
 						goto put_bufs;
 					}
 				}
@@ -1540,9 +1543,9 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 	}
 	if (index != j->sb.record_count || delta_stream_digest(&chain) != j->sb.records_checksum) {
 		jrn_errf(j,
-			 "%s: epoch %" PRIu64 ": the commit checksum in the superblock does not "
-			 "match its %" PRIu64 " records (%" PRIu64 " bytes from offset %u): the "
-			 "journal is damaged",
+			 "%s: epoch %" PRIu64
+			 ": the commit checksum in the superblock does not match its %" PRIu64
+			 " records (%" PRIu64 " bytes from offset %u): the journal is damaged",
 			 j->path, j->sb.epoch, index, j->sb.records_bytes,
 			 JOURNAL_DISK_RECORDS_OFFSET);
 		return -EBADMSG;

@@ -71,22 +71,22 @@ struct geo {
 };
 
 /* 8 KiB blocks, 48 of them, the last one 4 KiB short. */
-static const struct geo geo_main = {8192u, 48ull * 8192u - 4096u, 48};
+static const struct geo geo_main = { 8192u, 48ull * 8192u - 4096u, 48 };
 
 /* Epoch E: rewrites blocks with the bytes they already hold (the standby stays
  * E), leaving an APPLIED journal with stale records for the next epoch. */
 static const struct run runs_e[] = {
-	{RUN_DATA, 0, 20, SEED_E},
-	{RUN_DATA, 40, 8, SEED_E},
+	{ RUN_DATA, 0, 20, SEED_E },
+	{ RUN_DATA, 40, 8, SEED_E },
 };
 /* Epoch E+1: data runs of one and two buffers, zero runs, the short last block. */
 static const struct run runs_e1[] = {
-	{RUN_DATA, 0, 3, SEED_E1}, {RUN_ZERO, 5, 5, 0},	       {RUN_DATA, 10, 20, SEED_E1},
-	{RUN_ZERO, 30, 2, 0},	   {RUN_DATA, 45, 3, SEED_E1},
+	{ RUN_DATA, 0, 3, SEED_E1 }, { RUN_ZERO, 5, 5, 0 },	   { RUN_DATA, 10, 20, SEED_E1 },
+	{ RUN_ZERO, 30, 2, 0 },	     { RUN_DATA, 45, 3, SEED_E1 },
 };
 static const struct run runs_e2[] = {
-	{RUN_DATA, 2, 4, SEED_E2},
-	{RUN_ZERO, 40, 3, 0},
+	{ RUN_DATA, 2, 4, SEED_E2 },
+	{ RUN_ZERO, 40, 3, 0 },
 };
 
 static char tmp_root[TU_PATH_MAX];
@@ -573,12 +573,12 @@ static const struct {
 	const struct run *runs;
 	unsigned n;
 } epochs[] = {
-	{runs_e1, ARRAY_SIZE(runs_e1)},
-	{runs_e2, ARRAY_SIZE(runs_e2)},
+	{ runs_e1, ARRAY_SIZE(runs_e1) },
+	{ runs_e2, ARRAY_SIZE(runs_e2) },
 };
 static const struct run runs_next[] = {
-	{RUN_DATA, 20, 2, 0x5eed},
-	{RUN_ZERO, 0, 1, 0},
+	{ RUN_DATA, 20, 2, 0x5eed },
+	{ RUN_ZERO, 0, 1, 0 },
 };
 
 static const unsigned char *fix_img(const struct fix *f, unsigned x)
@@ -698,10 +698,10 @@ static uint64_t count_epoch_ios(struct fix *f, unsigned nepochs)
 
 static void test_crash_matrix(void **state)
 {
-	static const enum kfio_crash_mode modes[] = {KFIO_CRASH_DROP, KFIO_CRASH_KEEP,
-						     KFIO_CRASH_TORN};
+	static const enum kfio_crash_mode modes[] = { KFIO_CRASH_DROP, KFIO_CRASH_KEEP,
+						      KFIO_CRASH_TORN };
 	const unsigned nepochs = ARRAY_SIZE(epochs);
-	struct matrix_stats st = {0};
+	struct matrix_stats st = { 0 };
 	struct fix f;
 	uint64_t total;
 	unsigned points = 0;
@@ -738,11 +738,11 @@ static void test_crash_matrix(void **state)
 			}
 		}
 	}
-	print_message("crash matrix: 2 epochs, %" PRIu64 " I/O points + end = %" PRIu64
-		      " points x (DROP, KEEP, TORN x %u) = %u runs: %u gave E, %u E+1, %u E+2 "
-		      "(%u replayed, %u discarded)\n",
-		      total, total + 1, TORN_SEEDS, points, st.gave[0], st.gave[1], st.gave[2],
-		      st.replayed, st.discarded);
+	print_message(
+		"crash matrix: 2 epochs, %" PRIu64 " I/O points + end = %" PRIu64
+		" points x (DROP, KEEP, TORN x %u) = %u runs: %u gave E, %u E+1, %u E+2 (%u replayed, %u discarded)\n",
+		total, total + 1, TORN_SEEDS, points, st.gave[0], st.gave[1], st.gave[2],
+		st.replayed, st.discarded);
 	/* the matrix must have exercised every outcome and both recoveries */
 	for (unsigned x = 0; x < 3; x++)
 		assert_true(st.gave[x] > 0);
@@ -761,7 +761,7 @@ static void test_crash_matrix(void **state)
 static void test_crash_subsets(void **state)
 {
 	const unsigned nepochs = ARRAY_SIZE(epochs);
-	struct matrix_stats st = {0};
+	struct matrix_stats st = { 0 };
 	unsigned npend_max = 0;
 	struct fix f;
 	uint64_t total;
@@ -812,8 +812,8 @@ static void test_crash_subsets(void **state)
 			check_after_crash(&f, acked, begun, what, &st);
 		}
 	}
-	print_message("crash subsets: %" PRIu64 " I/O points, up to %u writes pending, %u runs: "
-		      "%u gave E, %u E+1, %u E+2\n",
+	print_message("crash subsets: %" PRIu64
+		      " I/O points, up to %u writes pending, %u runs: %u gave E, %u E+1, %u E+2\n",
 		      total, npend_max, st.runs, st.gave[0], st.gave[1], st.gave[2]);
 	fix_teardown(&f);
 }
@@ -823,7 +823,7 @@ static void test_super_torn(void **state)
 {
 	const unsigned sectors = JOURNAL_DISK_SLOT_BYTES / SECTOR_BYTES;
 	const unsigned nepochs = ARRAY_SIZE(epochs);
-	struct matrix_stats st = {0};
+	struct matrix_stats st = { 0 };
 	uint64_t supers[8];
 	unsigned nsupers = 0, cases = 0;
 	struct fix f;
@@ -864,18 +864,18 @@ static void test_super_torn(void **state)
 			}
 		}
 	}
-	print_message("superblock tears: %u superblock writes x %u tears (prefix and suffix "
-		      "landings of 0..8 sectors, garbled) = %u runs: %u gave E, %u E+1, %u E+2\n",
-		      nsupers, cases / nsupers, cases, st.gave[0], st.gave[1], st.gave[2]);
+	print_message(
+		"superblock tears: %u superblock writes x %u tears (prefix and suffix landings of 0..8 sectors, garbled) = %u runs: %u gave E, %u E+1, %u E+2\n",
+		nsupers, cases / nsupers, cases, st.gave[0], st.gave[1], st.gave[2]);
 	fix_teardown(&f);
 }
 
 /* Power cut at every I/O of a replay; the next recovery still gives E+1. */
 static void test_crash_during_replay(void **state)
 {
-	static const enum kfio_crash_mode modes[] = {KFIO_CRASH_DROP, KFIO_CRASH_TORN};
+	static const enum kfio_crash_mode modes[] = { KFIO_CRASH_DROP, KFIO_CRASH_TORN };
 	struct journal_recovery rec;
-	struct matrix_stats st = {0};
+	struct matrix_stats st = { 0 };
 	unsigned char *jcommitted;
 	uint64_t total = 0;
 	bool committed;
@@ -1020,12 +1020,12 @@ static void test_roundtrip_uring(void **state)
 /* 1 KiB blocks (two per 4 KiB journal unit), the last one 512 bytes. */
 static void test_small_blocks(void **state)
 {
-	static const struct geo g = {1024u, 37u * 1024u - 512u, 37};
+	static const struct geo g = { 1024u, 37u * 1024u - 512u, 37 };
 	static const struct run runs[] = {
-		{RUN_DATA, 0, 3, SEED_E1},
-		{RUN_ZERO, 3, 2, 0},
-		{RUN_DATA, 7, 1, SEED_E1},
-		{RUN_DATA, 9, 28, SEED_E1},
+		{ RUN_DATA, 0, 3, SEED_E1 },
+		{ RUN_ZERO, 3, 2, 0 },
+		{ RUN_DATA, 7, 1, SEED_E1 },
+		{ RUN_DATA, 9, 28, SEED_E1 },
 	};
 	unsigned char *want;
 	struct seen s;
@@ -1097,7 +1097,7 @@ static void test_hash_mismatch(void **state)
 
 static void test_enospc(void **state)
 {
-	static const struct run small[] = {{RUN_ZERO, 0, 48, 0}, {RUN_ZERO, 1, 1, 0}};
+	static const struct run small[] = { { RUN_ZERO, 0, 48, 0 }, { RUN_ZERO, 1, 1, 0 } };
 	struct journal_recovery rec;
 	unsigned char *want;
 	uint64_t hashes[3];
@@ -1184,12 +1184,12 @@ static void test_corrupt_record(void **state)
 		uint64_t offset;
 		const char *want;
 	} cases[] = {
-		{8192 + 8, "record 0 at offset 8192"},	    /* header: type */
-		{8192 + 64 + 8, "checksum mismatch"},	    /* the hash table */
-		{8192 + 4096 + 100, "block 0 in record 0"}, /* data */
-		{36864 + 16, "record 1 at offset 36864"},   /* zero record header */
-		{40960 + 4096 + 17 * 8192 + 5, "block 27"}, /* data, second buffer */
-		{40960 + 56, "checksum mismatch"},	    /* a record checksum */
+		{ 8192 + 8, "record 0 at offset 8192" },      /* header: type */
+		{ 8192 + 64 + 8, "checksum mismatch" },	      /* the hash table */
+		{ 8192 + 4096 + 100, "block 0 in record 0" }, /* data */
+		{ 36864 + 16, "record 1 at offset 36864" },   /* zero record header */
+		{ 40960 + 4096 + 17 * 8192 + 5, "block 27" }, /* data, second buffer */
+		{ 40960 + 56, "checksum mismatch" },	      /* a record checksum */
 	};
 	struct journal_recovery rec;
 	struct journal_status js;
