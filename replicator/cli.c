@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "pvrepl_assert.h"
 
 static int cmd_version(int argc, char **argv);
@@ -144,10 +145,7 @@ int cli_parse_duration(const char *s, uint64_t *ms)
 
 double cli_now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return clock_mono_s();
 }
 
 static void usage(FILE *f)

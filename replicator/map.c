@@ -35,6 +35,7 @@
 
 #include "delta.h"
 #include "map.h"
+#include "merkle.h"
 
 int (*map_crash_hook)(const char *step);
 
@@ -933,4 +934,16 @@ int map_commit(struct map *m, const char *state_dir, uint64_t epoch, char *err, 
 	m->last_commit_bytes = io.bytes_written;
 	memset(m->dirty, 0, map_dirty_words(m->block_count) * sizeof(*m->dirty));
 	return 0;
+}
+
+uint64_t map_merkle_root(const struct map *m)
+{
+	struct merkle t;
+	uint64_t root;
+
+	if (merkle_init(&t, m->hashes, m->block_count))
+		return 0;
+	root = merkle_root(&t);
+	merkle_release(&t);
+	return root;
 }

@@ -145,6 +145,10 @@ uint64_t map_dirty_count(const struct map *m);
 int map_commit(struct map *m, const char *state_dir, uint64_t epoch, char *err, size_t err_len);
 
 /* Frees the arrays; m can be reused with map_create or map_load. */
+/* The Merkle root (merkle.h) of the hashes as they are now, committed or not;
+ * 0 if memory for the tree runs out. */
+uint64_t map_merkle_root(const struct map *m);
+
 void map_release(struct map *m);
 
 #endif

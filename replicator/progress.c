@@ -9,16 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "out.h"
 #include "progress.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void progress_init(struct progress *p, enum progress_mode mode, const char *label,
 		   const char *subject, uint64_t total_bytes)
@@ -31,7 +24,7 @@ void progress_init(struct progress *p, enum progress_mode mode, const char *labe
 		mode = isatty(fileno(stderr)) ? PROGRESS_TTY : PROGRESS_LOG;
 	p->mode = mode;
 	p->total_bytes = total_bytes;
-	p->start_s = now_s();
+	p->start_s = clock_mono_s();
 	p->last_s = p->start_s;
 }
 
@@ -74,7 +67,7 @@ void progress_update(struct progress *p, uint64_t done_bytes)
 
 	if (p->mode == PROGRESS_NONE)
 		return;
-	now = now_s();
+	now = clock_mono_s();
 	interval_s = (p->mode == PROGRESS_TTY ? PROGRESS_TTY_INTERVAL_MS : PROGRESS_LOG_INTERVAL_MS) /
 		     1e3;
 	/* The first log line comes after one second, so a sync never sits silent at
@@ -94,7 +87,7 @@ void progress_finish(struct progress *p, uint64_t done_bytes)
 {
 	if (p->mode == PROGRESS_NONE || (p->mode == PROGRESS_LOG && !p->drawn))
 		return;
-	draw(p, done_bytes, now_s(), true);
+	draw(p, done_bytes, clock_mono_s(), true);
 }
 
 int progress_parse_mode(const char *s, enum progress_mode *mode)

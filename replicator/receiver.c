@@ -126,18 +126,6 @@ static uint32_t block_len(const struct rvol *v, uint64_t block)
 	return left < v->map.block_bytes ? (uint32_t)left : v->map.block_bytes;
 }
 
-static uint64_t map_root(const struct map *m)
-{
-	struct merkle t;
-	uint64_t root;
-
-	if (merkle_init(&t, m->hashes, m->block_count))
-		return 0;
-	root = merkle_root(&t);
-	merkle_release(&t);
-	return root;
-}
-
 /* ------------------------------------------------------------ frame helpers */
 
 static int send_error(struct rconn *rc, uint16_t code, const char *fmt, ...)
@@ -443,7 +431,7 @@ static int send_welcome(struct rconn *rc, struct rvol *v, const struct proto_hel
 		w.state = PROTO_STATE_CONSISTENT;
 		w.generation = v->map.generation;
 		w.epoch = v->map.epoch;
-		w.merkle_root = map_root(&v->map);
+		w.merkle_root = map_merkle_root(&v->map);
 		memcpy(w.volume_id, v->map.volume_id, 16);
 	} else if (v->vs.kind == VSTATE_SYNCING) {
 		w.state = PROTO_STATE_SYNCING;
@@ -725,7 +713,7 @@ static int finish_epoch_checks(struct rconn *rc, struct rvol *v, struct epoch_rx
 				  "volume %s: EPOCH_END for epoch %" PRIu64 " with %" PRIu64
 				  " blocks, but epoch %" PRIu64 " carried %" PRIu64,
 				  v->cfg->name, ee->epoch, ee->block_count, ex->eb->epoch, ex->blocks);
-	root = map_root(&v->map);
+	root = map_merkle_root(&v->map);
 	if (root != ee->merkle_root)
 		return send_error(rc, PROTO_ERR_VERIFY,
 				  "volume %s: after epoch %" PRIu64
@@ -739,7 +727,7 @@ static int send_ack(struct rconn *rc, struct rvol *v, uint64_t epoch)
 	struct proto_epoch_ack a = {
 		.epoch = epoch,
 		.generation = v->map.generation,
-		.merkle_root = map_root(&v->map),
+		.merkle_root = map_merkle_root(&v->map),
 	};
 	int n = proto_encode_epoch_ack(&a, rc->c.tx, PROTO_FRAME_BYTES_MAX);
 

@@ -22,10 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "delta.h"
 #include "scan.h"
 #include "pvrepl_assert.h"
@@ -312,23 +312,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static double mono_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Length to read at off: a full chunk, or the tail rounded up to the O_DIRECT
  * alignment (the read then completes short at the end of the device). */
 static uint32_t read_len_at(const struct scan_ctx *c, uint64_t off)
@@ -465,7 +448,7 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 	struct scan_ctx *c;
 	struct kfio_queue_config qc;
 	struct kfio_dev *devs[1] = { dev };
-	double t0 = mono_seconds(), cpu0 = cpu_seconds();
+	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
 	uint32_t bufs;
 	void *zero_block;
 	int rc;
@@ -589,8 +572,8 @@ stop_workers:
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	stats->workers = c->worker_count;
-	stats->seconds = mono_seconds() - t0;
-	stats->cpu_seconds = cpu_seconds() - cpu0;
+	stats->seconds = clock_mono_s() - t0;
+	stats->cpu_seconds = clock_cpu_s() - cpu0;
 free_queue:
 	free(c->ready);
 	free(c->free_bufs);

@@ -28,12 +28,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "codec.h"
 #include "conn.h"
 #include "kfio.h"
@@ -66,23 +66,6 @@ static void set_msg(struct sender_result *res, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(res->message, sizeof(res->message), fmt, ap);
 	va_end(ap);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-	struct rusage ru;
-
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static int send_zero(struct send_ctx *s, uint64_t first, uint32_t count)
@@ -158,19 +141,6 @@ static int sink_batch(const struct scan_batch *b, void *ctx)
 		return send_zero(s, b->first_block, b->block_count);
 	return send_data(s, b->first_block, b->block_count, b->codec, b->hashes, b->data,
 			 b->data_bytes, b->payload_bytes);
-}
-
-/* The Merkle root of the map's hashes as they are now (confirmed or scanned). */
-static uint64_t map_root(const struct map *m)
-{
-	struct merkle t;
-	uint64_t root;
-
-	if (merkle_init(&t, m->hashes, m->block_count))
-		return 0;
-	root = merkle_root(&t);
-	merkle_release(&t);
-	return root;
 }
 
 static int load_map(const struct sender_config *cfg, const struct kfio_dev *dev, struct map *m,
@@ -300,7 +270,7 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 		.block_bytes = m->block_bytes,
 		.generation = m->generation,
 		.epoch = m->empty ? 0 : m->epoch,
-		.merkle_root = m->empty ? 0 : map_root(m),
+		.merkle_root = m->empty ? 0 : map_merkle_root(m),
 		.history_count = 1,
 		.history = { { .generation = m->generation, .start_epoch = 0 } },
 	};
@@ -363,7 +333,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	struct scan_config scfg = cfg->scan;
 	struct scan_stats st;
 	struct progress prog;
-	double t0 = now_s(), cpu0 = cpu_s();
+	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
 	char err[512] = "";
 	uint64_t root;
 	bool map_loaded = false;
@@ -390,7 +360,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 		goto release;
 
 	/* In step only if both sides provably hold the same confirmed map. */
-	root = map_root(&m);
+	root = map_merkle_root(&m);
 	if (!m.empty && w.state == PROTO_STATE_CONSISTENT && w.epoch == m.epoch &&
 	    w.generation == m.generation && w.merkle_root == root &&
 	    !memcmp(w.volume_id, m.volume_id, sizeof(w.volume_id))) {
@@ -458,7 +428,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 
 	ee = (struct proto_epoch_end){ .epoch = eb.epoch,
 				       .block_count = res->blocks_sent,
-				       .merkle_root = map_root(&m) };
+				       .merkle_root = map_merkle_root(&m) };
 	n = proto_encode_epoch_end(&ee, c.tx, PROTO_FRAME_BYTES_MAX);
 	rc = n < 0 ? n : conn_send(&c, c.tx, (size_t)n);
 	if (!rc)
@@ -508,7 +478,7 @@ close_dev:
 	kfio_dev_close(&dev);
 out:
 	res->err = rc;
-	res->seconds = now_s() - t0;
-	res->cpu_seconds = cpu_s() - cpu0;
+	res->seconds = clock_mono_s() - t0;
+	res->cpu_seconds = clock_cpu_s() - cpu0;
 	return rc;
 }
