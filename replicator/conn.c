@@ -56,9 +56,10 @@ int conn_recv(struct conn *c, struct proto_msg *msg)
 		int rc = tls_conn_read_full(c->tls, c->rx, PROTO_HEADER_BYTES);
 
 		if (rc) {
+			const char *why = tls_conn_err(c->tls);
+
 			snprintf(c->err, sizeof(c->err), "%s",
-				 rc == -ECONNRESET ? "the peer closed the connection"
-						   : tls_conn_err(c->tls));
+				 why && *why ? why : "the peer closed the connection");
 			return rc;
 		}
 		/* The header is checked (magic, checksum, type, length bounds) before its
@@ -118,6 +119,17 @@ int conn_tcp_tune(int fd, unsigned timeout_ms)
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 	int one = 1;
 
+	unsigned user_timeout_ms = timeout_ms;
+
+	/*
+	 * SO_SNDTIMEO alone does not bound a write to a dead link: each send(2) that
+	 * moves a few bytes restarts it. TCP_USER_TIMEOUT aborts the connection once
+	 * sent data stays unacknowledged that long, so a cut link fails the epoch
+	 * within the timeout.
+	 */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+		       sizeof(user_timeout_ms)) < 0)
+		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||

@@ -54,12 +54,15 @@
 
 #define RECV_WRITE_BUFS 8u
 #define RECV_ERR_MAX 512
+/* How long a new sender waits for a volume whose previous epoch is applying. */
+#define RECEIVER_BUSY_WAIT_MS 10000u
 
 struct rvol {
 	const struct receiver_volume_cfg *cfg;
 	const struct receiver_config *rcfg;
 	char dir[KFIO_PATH_MAX];
 	pthread_mutex_t lock;
+	pthread_cond_t idle; /* signalled when busy clears */
 	bool busy;	   /* a sender is connected */
 	bool failed;	   /* sticky I/O error: refuse until restart */
 	char fail_msg[RECV_ERR_MAX];
@@ -289,6 +292,7 @@ static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
 	v->cfg = vc;
 	v->rcfg = rcfg;
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->idle, NULL);
 	snprintf(v->dir, sizeof(v->dir), "%s/%s", rcfg->state_dir, vc->name);
 	if (mkdir(rcfg->state_dir, 0700) && errno != EEXIST) {
 		rc = -errno;
@@ -326,6 +330,7 @@ static void vol_close(struct rvol *v)
 		map_release(&v->map);
 	kfio_queue_free(v->q);
 	kfio_dev_close(&v->dev);
+	pthread_cond_destroy(&v->idle);
 	pthread_mutex_destroy(&v->lock);
 }
 
@@ -1049,6 +1054,24 @@ static void *conn_main(void *arg)
 		goto release;
 	}
 	pthread_mutex_lock(&v->lock);
+	/* The previous sender's connection may still be applying the epoch it just
+	 * acked: wait for it (bounded) rather than refuse a sender that is on time. */
+	if (v->busy) {
+		struct timespec until;
+		unsigned wait_ms = r->cfg->timeout_ms < RECEIVER_BUSY_WAIT_MS
+					   ? r->cfg->timeout_ms
+					   : RECEIVER_BUSY_WAIT_MS;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += wait_ms / 1000;
+		until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (v->busy && pthread_cond_timedwait(&v->idle, &v->lock, &until) == 0)
+			;
+	}
 	if (v->busy) {
 		pthread_mutex_unlock(&v->lock);
 		send_refuse(rc, PROTO_REFUSE_BUSY, "volume %s is being replicated by another sender",
@@ -1061,6 +1084,7 @@ static void *conn_main(void *arg)
 	serve_volume(rc, v, &h);
 	pthread_mutex_lock(&v->lock);
 	v->busy = false;
+	pthread_cond_broadcast(&v->idle);
 	pthread_mutex_unlock(&v->lock);
 release:
 	conn_release(&rc->c);

@@ -961,6 +961,23 @@ static void tls_describe_reason(struct tls_conn *c, int reason, char *buf, size_
 	}
 }
 
+static bool tls_reason_is_cert_refusal(int reason)
+{
+	switch (reason) {
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+	case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* Marks c broken for good; later calls return rc. */
 static int tls_conn_fatal(struct tls_conn *c, int rc)
 {
@@ -1032,7 +1049,10 @@ static int tls_conn_ssl_fail(struct tls_conn *c, int ret, const char *op)
 	tls_describe_reason(c, ERR_GET_REASON(code), why, sizeof(why));
 	ERR_clear_error();
 	tls_errf(c->err, sizeof(c->err), "%s failed: %s", op, why);
-	return tls_conn_fatal(c, -EPROTO);
+	/* The peer refused our certificate: a permission problem (exit 77), not a
+	 * protocol one. */
+	return tls_conn_fatal(c, tls_reason_is_cert_refusal(ERR_GET_REASON(code)) ? -EACCES
+										 : -EPROTO);
 }
 
 static int tls_conn_open(struct tls_ctx *t, int fd, bool server, struct tls_conn **out, char *err,

@@ -59,7 +59,7 @@ expect() { # expect FIELD VALUE: a field of the last send's JSON
 	[ "$got" = "$2" ] || { cat "$out"; fail "send $n: $1 is '$got', expected '$2'"; }
 }
 converged() { # the last epoch applied on the standby, which now equals the source
-	rx_wait_applied "$rxlog" "$(json_get epoch <"$out")"
+	wait_applied "$TMP/rstate/vol" "$(json_get epoch <"$out")"
 	dev_cmp "$src" "$dst" || fail "after send $n the standby differs from the source"
 }
 write4k() { # write4k SOURCE 4KIB_INDEX: a random 4 KiB at that index
@@ -141,7 +141,7 @@ assert [r["epoch"] for r in runs] == [6, 7], runs
 assert [r["kind"] for r in runs] == ["incremental"] * 2, runs
 assert runs[0]["blocks_changed"] == 5 and runs[1]["blocks_changed"] == 0, runs
 EOF
-rx_wait_applied "$rxlog" 7
+wait_applied "$TMP/rstate/vol" 7
 dev_cmp "$src" "$dst" || fail "after replicate the standby differs from the source"
 [ -z "$(grep -E 'FAILED|VERIFY|refused' "$rxlog" || true)" ] || { cat "$rxlog"; fail "receiver logged a failure"; }
 echo "ok: initial sync, 4 incremental epochs with exact block counts, replicate converged"

@@ -131,25 +131,12 @@ receiver_wait() {
 	RX_ADDR=$(cat "$2")
 }
 
-# rx_wait_applied LOG EPOCH: waits (30 s at most) until the receiver logged EPOCH
-# as applied to the standby. The ack (and so `pvrepl send`'s exit) comes once the
-# epoch is durable in the journal; the standby device is written after it.
-rx_wait_applied() {
-	local _i
-	for ((_i = 0; _i < 300; _i++)); do
-		grep -qE "epoch=$2 (committed and applied|full sync complete)" "$1" && return 0
-		sleep 0.1
-	done
-	tail -n 5 "$1" >&2
-	fail "the receiver did not log epoch $2 as applied within 30 s"
-}
-
 # dev_sha DEV: sha256 of a device or file, read with O_DIRECT (no stale cache).
-dev_sha() { dd if="$1" bs=1M iflag=direct status=none | sha256sum | cut -d' ' -f1; }
+dev_sha() { dd if="$1" bs=4M iflag=direct status=none | sha256sum | cut -d' ' -f1; }
 
 # dev_cmp A B: byte comparison of two devices read with O_DIRECT.
 dev_cmp() {
-	cmp <(dd if="$1" bs=1M iflag=direct status=none) <(dd if="$2" bs=1M iflag=direct status=none)
+	cmp <(dd if="$1" bs=4M iflag=direct status=none) <(dd if="$2" bs=4M iflag=direct status=none)
 }
 
 # loop_attach VAR FILE [SECTOR_SIZE]: attaches FILE with direct I/O on and stores

@@ -16,6 +16,15 @@
  *       creates a map of that geometry, map_set()s every block so all of it is
  *       resident, then builds the Merkle tree over it, and prints
  *       "blocks N rss_before_bytes A rss_after_bytes B rss_merkle_bytes C"
+ *   test-tool bad-sender --peer HOST:PORT --tls-dir DIR --server-name NAME
+ *                        --volume NAME --device DEV --state-dir DIR [--hello-block-size N]
+ *       a sender that lies: a real handshake with the map in DIR, then the next
+ *       epoch with one DATA frame for block 0 whose hash does not match its
+ *       plaintext (the block as read, one bit flipped after hashing). Prints the
+ *       receiver's answer: "REFUSE REASON: message", "ERROR CODE: message" or
+ *       "ACK epoch E"; exit 0 when an ERROR or REFUSE came back, 1 otherwise.
+ *       --hello-block-size announces another block size in HELLO (same volume id
+ *       and size), to reach the receiver's block size check.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,10 +39,14 @@
 
 #include "cli.h"
 #include "codec.h"
+#include "conn.h"
+#include "delta.h"
 #include "kfio.h"
 #include "map.h"
 #include "merkle.h"
+#include "proto.h"
 #include "scan.h"
+#include "tls.h"
 #include "vstate.h"
 
 struct run {
@@ -362,11 +375,211 @@ static int wait_applied(int argc, char **argv)
 	}
 }
 
+/* Prints a REFUSE or ERROR frame; true when msg is one. */
+static bool print_refusal(const struct proto_msg *msg)
+{
+	if (msg->header.type == PROTO_REFUSE) {
+		printf("REFUSE %s: %s\n", proto_refuse_name(msg->u.refuse.reason),
+		       msg->u.refuse.message);
+		return true;
+	}
+	if (msg->header.type == PROTO_ERROR) {
+		printf("ERROR %s: %s\n", proto_error_name(msg->u.error.code), msg->u.error.message);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * A sender whose DATA does not verify: the receiver must answer ERROR VERIFY and
+ * leave the standby and its state as they were (PROTOCOL.md invariant 3).
+ */
+static int bad_sender(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "peer", required_argument, NULL, 'p' },
+		{ "tls-dir", required_argument, NULL, 't' },
+		{ "server-name", required_argument, NULL, 'n' },
+		{ "volume", required_argument, NULL, 'v' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "hello-block-size", required_argument, NULL, 'b' },
+		{ 0 },
+	};
+	const char *peer = NULL, *tls_dir = NULL, *server_name = NULL, *volume = NULL;
+	const char *device = NULL, *state_dir = NULL;
+	uint64_t hello_bs = 0;
+	struct tls_config tc = { 0 };
+	struct tls_ctx *ctx = NULL;
+	struct tls_conn *tls = NULL;
+	struct conn c = { 0 };
+	struct proto_hello h = { 0 };
+	struct proto_epoch_begin eb = { 0 };
+	struct proto_data d = { 0 };
+	struct proto_msg msg;
+	struct merkle t;
+	struct map m;
+	uint8_t *plain = NULL;
+	uint64_t hash;
+	uint32_t len;
+	char err[512] = "";
+	int ch, fd = -1, n, ret = 1;
+
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'p':
+			peer = optarg;
+			break;
+		case 't':
+			tls_dir = optarg;
+			break;
+		case 'n':
+			server_name = optarg;
+			break;
+		case 'v':
+			volume = optarg;
+			break;
+		case 'd':
+			device = optarg;
+			break;
+		case 's':
+			state_dir = optarg;
+			break;
+		case 'b':
+			if (cli_parse_size(optarg, &hello_bs) || hello_bs > UINT32_MAX)
+				return 2;
+			break;
+		default:
+			return 2;
+		}
+	}
+	if (!peer || !tls_dir || !server_name || !volume || !device || !state_dir)
+		return 2;
+	if (map_load(&m, state_dir, err, sizeof(err))) {
+		fprintf(stderr, "bad-sender: %s\n", err);
+		return 1;
+	}
+	if (m.generation == 0)
+		m.generation = 1; /* as the sender does */
+
+	/* Block 0 as the source has it, hashed, then damaged "in transit". */
+	len = m.size_bytes < m.block_bytes ? (uint32_t)m.size_bytes : m.block_bytes;
+	plain = malloc(len);
+	fd = open(device, O_RDONLY);
+	if (!plain || fd < 0 || pread(fd, plain, len, 0) != (ssize_t)len) {
+		fprintf(stderr, "bad-sender: reading block 0 of %s: %s\n", device, strerror(errno));
+		goto out;
+	}
+	hash = delta_hash(plain, len);
+	plain[len / 2] ^= 0x01;
+
+	tc.dir = tls_dir;
+	tc.server_name = server_name;
+	if (tls_ctx_new(&ctx, &tc, err, sizeof(err))) {
+		fprintf(stderr, "bad-sender: %s\n", err);
+		goto out;
+	}
+	n = conn_tcp_connect(peer, 10000, err, sizeof(err));
+	if (n < 0) {
+		fprintf(stderr, "bad-sender: %s\n", err);
+		goto out;
+	}
+	if (tls_connect(ctx, n, &tls, err, sizeof(err))) {
+		close(n);
+		fprintf(stderr, "bad-sender: TLS: %s\n", err);
+		goto out;
+	}
+	if (conn_init(&c, tls)) {
+		tls_conn_close(tls);
+		goto out;
+	}
+
+	h.version_min = PROTO_VERSION_MIN;
+	h.version_max = PROTO_VERSION_MAX;
+	h.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME;
+	memcpy(h.volume_id, m.volume_id, sizeof(h.volume_id));
+	snprintf(h.volume_name, sizeof(h.volume_name), "%s", volume);
+	h.size_bytes = m.size_bytes;
+	h.block_bytes = hello_bs ? (uint32_t)hello_bs : m.block_bytes;
+	h.generation = m.generation;
+	h.epoch = m.epoch;
+	if (merkle_init(&t, m.hashes, m.block_count))
+		goto out;
+	h.merkle_root = m.epoch ? merkle_root(&t) : 0;
+	merkle_release(&t);
+	h.history_count = 1;
+	h.history[0].generation = m.generation;
+	n = proto_encode_hello(&h, c.tx, PROTO_FRAME_BYTES_MAX);
+	if (n < 0 || conn_send(&c, c.tx, (size_t)n) || conn_recv(&c, &msg)) {
+		fprintf(stderr, "bad-sender: handshake: %s\n", c.err);
+		goto out;
+	}
+	if (print_refusal(&msg)) {
+		ret = 0;
+		goto out;
+	}
+	if (msg.header.type != PROTO_WELCOME) {
+		fprintf(stderr, "bad-sender: expected WELCOME, got %s\n",
+			proto_type_name(msg.header.type));
+		goto out;
+	}
+	if (msg.u.welcome.state != PROTO_STATE_CONSISTENT || msg.u.welcome.epoch != m.epoch) {
+		fprintf(stderr,
+			"bad-sender: the receiver is not in step (state %u epoch %" PRIu64
+			", map epoch %" PRIu64 ")\n",
+			msg.u.welcome.state, msg.u.welcome.epoch, m.epoch);
+		goto out;
+	}
+
+	eb.epoch = m.epoch + 1;
+	eb.base_epoch = m.epoch;
+	eb.generation = m.generation;
+	eb.flags = PROTO_EPOCH_CRASH_CONSISTENT;
+	eb.block_count = 1;
+	n = proto_encode_epoch_begin(&eb, c.tx, PROTO_FRAME_BYTES_MAX);
+	if (n < 0 || conn_send(&c, c.tx, (size_t)n)) {
+		fprintf(stderr, "bad-sender: EPOCH_BEGIN: %s\n", c.err);
+		goto out;
+	}
+	d.first_block = 0;
+	d.block_count = 1;
+	d.codec = PROTO_CODEC_RAW;
+	d.plaintext_bytes = len;
+	d.hashes = &hash;
+	d.data = plain;
+	d.data_bytes = len;
+	n = proto_encode_data(&d, c.tx, PROTO_FRAME_BYTES_MAX);
+	if (n < 0 || conn_send(&c, c.tx, (size_t)n)) {
+		fprintf(stderr, "bad-sender: DATA: %s\n", c.err);
+		goto out;
+	}
+	/* No EPOCH_END: a receiver that verifies every block answers now; one that
+	 * does not would wait, and the read below times out (10 s). */
+	if (conn_recv(&c, &msg)) {
+		fprintf(stderr, "bad-sender: no answer to the damaged DATA: %s\n", c.err);
+		goto out;
+	}
+	if (print_refusal(&msg))
+		ret = 0;
+	else if (msg.header.type == PROTO_EPOCH_ACK)
+		printf("ACK epoch %" PRIu64 "\n", msg.u.epoch_ack.epoch);
+	else
+		printf("%s\n", proto_type_name(msg.header.type));
+out:
+	conn_release(&c);
+	tls_ctx_free(ctx);
+	if (fd >= 0)
+		close(fd);
+	free(plain);
+	map_release(&m);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr,
-			"usage: test-tool changed-blocks|map-info|lz4-blocks|map-mem ...\n");
+			"usage: test-tool changed-blocks|map-info|lz4-blocks|map-mem|wait-applied|bad-sender ...\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "changed-blocks"))
@@ -379,6 +592,8 @@ int main(int argc, char **argv)
 		return map_mem(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "wait-applied"))
 		return wait_applied(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "bad-sender"))
+		return bad_sender(argc - 1, argv + 1);
 	fprintf(stderr, "test-tool: unknown command %s\n", argv[1]);
 	return 2;
 }
