@@ -7,17 +7,20 @@
 # (the order alternates per round) with the page cache dropped before every run:
 #
 #   seqread   the whole image, bs 1 MiB, queue depth 16
-#   randread  4 KiB random reads, queue depth 64, for SECONDS (10 s; QUICK=1: 3 s)
+#   randread  4 KiB random reads, queue depth 64, for SECONDS_RAND (10 s; QUICK=1: 3 s)
 #
 # The median of the runs is reported, with the ratio kfio/fio. A benchmark, not a
-# test: no thresholds, nothing passes or fails on timings.
+# test: no thresholds, nothing passes or fails on timings. Runs during which other
+# processes used the disk or the CPUs noticeably are named in the report as
+# disturbed, with how much else happened, rather than silently averaged in.
 #
 #   image      $BENCH_WORK/engine-<GiB>g.img (default bench/work/), 4 GiB (QUICK=1:
 #              1 GiB) of random data written once by fio, reused while its size fits
 #   output     Markdown on stdout and in $RESULTS_DIR/engine.md, numbers in
 #              $RESULTS_DIR/engine.json, every run's raw JSON in $RESULTS_DIR/engine-raw/
 #   env        BUILD, QUICK, RUNS, SECONDS_RAND, BENCH_WORK, RESULTS_DIR, FIO_EXTRA
-#              (extra fio options for both workloads, e.g. "--fixedbufs")
+#              (extra fio options for both workloads, e.g. "--fixedbufs"), KFIO_BENCH
+#              (another kfio-bench binary, e.g. one built from an engine patch)
 #
 # Needs root (drop_caches); exits 77 with the reason otherwise.
 set -euo pipefail
@@ -91,6 +94,30 @@ drop_caches() {
 	echo 3 >/proc/sys/vm/drop_caches
 }
 
+# What else ran during a run: the device's sectors beyond what the tool read, and
+# the CPU time of the whole machine beyond the tool's own. Another process on the
+# same disk or CPUs makes that run's number meaningless, and the report says so
+# instead of hiding it in a median.
+dev_name=$(basename "$(findmnt -n -o SOURCE -T "$IMAGE")")
+DEV_STAT=/sys/class/block/$dev_name/stat
+[ -r "$DEV_STAT" ] || DEV_STAT=
+# Prints "sectors_read sectors_written machine_busy_ticks children_ticks ns": the
+# device counters (512-byte units; 0 0 when unknown), the busy jiffies of all CPUs
+# from /proc/stat (user nice system irq softirq), the CPU time of this shell's
+# waited-for children (cutime + cstime), which is where the tool's time lands, and
+# the wall clock.
+snapshot() {
+	if [ -n "$DEV_STAT" ]; then
+		awk '{ printf "%s %s ", $3, $7 }' "$DEV_STAT"
+	else
+		printf '0 0 '
+	fi
+	awk '/^cpu / { printf "%.0f ", $2 + $3 + $4 + $7 + $8 }' /proc/stat
+	# Field 2 (comm) of the shell's own stat has no spaces: "bash".
+	awk '{ printf "%.0f ", $16 + $17 }' "/proc/$$/stat"
+	date +%s%N
+}
+
 # run_fio WORKLOAD ROUND: fio's full JSON goes to $RAW/fio-WORKLOAD-ROUND.json.
 run_fio() {
 	local workload=$1 round=$2 args
@@ -99,7 +126,6 @@ run_fio() {
 	randread) args=(--rw=randread --bs=4k --iodepth=64 --time_based
 		--runtime="$SECONDS_RAND") ;;
 	esac
-	drop_caches
 	# shellcheck disable=SC2086 # FIO_EXTRA is a list of options
 	timeout --kill-after=10 "$RUN_TIMEOUT_S" \
 		fio --name="$workload" --filename="$IMAGE" --ioengine=io_uring --direct=1 \
@@ -115,7 +141,6 @@ run_kfio() {
 	seqread) args=(--bs 1M --depth 16) ;;
 	randread) args=(--bs 4k --depth 64 --seconds "$SECONDS_RAND") ;;
 	esac
-	drop_caches
 	timeout --kill-after=10 "$RUN_TIMEOUT_S" \
 		"$KFIO_BENCH" "$workload" --file "$IMAGE" "${args[@]}" \
 		>"$RAW/kfio-$workload-$round.json" ||
@@ -133,7 +158,11 @@ for round in $(seq 1 "$RUNS"); do
 		fi
 		for tool in $order; do
 			echo "engine: round $round/$RUNS $workload $tool" >&2
+			drop_caches
+			before=$(snapshot)
 			"run_$tool" "$workload" "$round"
+			echo "$before $(snapshot) $(getconf CLK_TCK)" \
+				>"$RAW/$tool-$workload-$round.others"
 		done
 	done
 done
@@ -168,6 +197,18 @@ def load_json(path):
     if start < 0:
         sys.exit(f"engine: no JSON in {path}")
     return json.loads(text[start:])
+
+
+def others(tool, workload, rnd, run):
+    # What the machine did during the run beyond the tool: see snapshot() in the shell.
+    v = [int(x) for x in open(f"{raw}/{tool}-{workload}-{rnd}.others").read().split()]
+    rd0, wr0, busy0, own0, ns0, rd1, wr1, busy1, own1, ns1, hz = v
+    dev_bytes = (rd1 - rd0 + wr1 - wr0) * 512
+    run["other_io_bytes"] = max(dev_bytes - run["bytes"], 0) if dev_bytes else None
+    run["other_cpu_seconds"] = max((busy1 - busy0) - (own1 - own0), 0) / hz
+    # The window includes the tool's start and exit, so it is longer than "seconds".
+    run["window_seconds"] = (ns1 - ns0) / 1e9
+    return run
 
 
 def fio_run(workload, rnd):
@@ -217,8 +258,8 @@ result = {
     "workloads": {},
 }
 for w in workloads:
-    fio = [fio_run(w, r) for r in range(1, runs + 1)]
-    kfio = [kfio_run(w, r) for r in range(1, runs + 1)]
+    fio = [others("fio", w, r, fio_run(w, r)) for r in range(1, runs + 1)]
+    kfio = [others("kfio", w, r, kfio_run(w, r)) for r in range(1, runs + 1)]
     if w == "seqread":
         for tool, rs in (("fio", fio), ("kfio", kfio)):
             for r in rs:
@@ -265,8 +306,25 @@ for w, (label, metric, unit) in workloads.items():
                  f"{runs_of('fio')} | {runs_of('kfio')} |")
 rr = result["workloads"]["randread"]["median"]
 lines += ["",
-          f"randread in GB/s: fio {rr['fio']['gbps']:.3f}, kfio {rr['kfio']['gbps']:.3f}.",
-          ""]
+          f"randread in GB/s: fio {rr['fio']['gbps']:.3f}, kfio {rr['kfio']['gbps']:.3f}."]
+# Name the runs that shared the disk or the CPUs with something else: more than
+# 64 MiB of other device I/O, or other processes busy for over a quarter of one CPU
+# (irq and kernel-thread work for the tool's own I/O stays well below that).
+busy = []
+for w in workloads:
+    for tool in ("fio", "kfio"):
+        for i, r in enumerate(result["workloads"][w][tool], 1):
+            other_io, other_cpu = r["other_io_bytes"], r["other_cpu_seconds"]
+            cpu_share = other_cpu / r["window_seconds"]
+            if (other_io or 0) > 64 << 20 or cpu_share > 0.25:
+                busy.append(f"{w} {tool} run {i} (other I/O "
+                            f"{'?' if other_io is None else other_io >> 20} MiB, "
+                            f"other CPU {cpu_share:.0%} of a core)")
+if busy:
+    lines.append("")
+    lines.append("**Disturbed runs** (the machine was not quiet; treat these numbers "
+                 "with care): " + "; ".join(busy) + ".")
+lines.append("")
 md = "\n".join(lines)
 open(sys.argv[2], "w").write(md)
 print(md)

@@ -135,7 +135,8 @@ static void bench_close(struct bench *b)
 /*
  * Keeps the queue full: queue a request on every free buffer, submit them in one
  * call, then reap whatever has completed (waiting for at least one) and refill.
- * This is what fio does at iodepth=N with its default batch settings.
+ * The batching is the engine's intended use (one submit per refill); fio by
+ * default submits each request on its own, one syscall per request.
  */
 static int bench_run(struct bench *b, bench_next_fn next, void *state)
 {
@@ -260,7 +261,7 @@ static void bench_print(const struct bench *b, const char *mode)
 
 static int cmd_seqread(const struct bench_opts *opts)
 {
-	struct seq_state s = {0};
+	struct seq_state s = { 0 };
 	struct bench b;
 	int ret;
 
@@ -278,7 +279,7 @@ static int cmd_seqread(const struct bench_opts *opts)
 
 static int cmd_randread(const struct bench_opts *opts)
 {
-	struct rand_state s = {.x = BENCH_RAND_SEED};
+	struct rand_state s = { .x = BENCH_RAND_SEED };
 	struct bench b;
 	int ret;
 
@@ -309,14 +310,14 @@ struct bench_cmd {
 };
 
 static const struct bench_cmd bench_cmds[] = {
-	{"seqread",
-	 cmd_seqread,
-	 "read the whole target sequentially",
-	 {.bs_bytes = 1u << 20, .depth = 16, .seconds = 0}},
-	{"randread",
-	 cmd_randread,
-	 "random aligned reads for a fixed time",
-	 {.bs_bytes = 4096, .depth = 64, .seconds = 10}},
+	{ "seqread",
+	  cmd_seqread,
+	  "read the whole target sequentially",
+	  { .bs_bytes = 1u << 20, .depth = 16, .seconds = 0 } },
+	{ "randread",
+	  cmd_randread,
+	  "random aligned reads for a fixed time",
+	  { .bs_bytes = 4096, .depth = 64, .seconds = 10 } },
 };
 
 static void usage(FILE *f)
@@ -408,9 +409,12 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"file", required_argument, NULL, 'f'},	 {"bs", required_argument, NULL, 'b'},
-		{"depth", required_argument, NULL, 'd'}, {"seconds", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},	 {NULL, 0, NULL, 0},
+		{ "file", required_argument, NULL, 'f' },
+		{ "bs", required_argument, NULL, 'b' },
+		{ "depth", required_argument, NULL, 'd' },
+		{ "seconds", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const struct bench_cmd *cmd = NULL;
 	struct bench_opts opts;

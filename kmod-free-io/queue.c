@@ -12,12 +12,49 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kfio.h"
 #include "kfio_internal.h"
 #include "pvrepl_assert.h"
 
 #define q_err(q, ...) kfio_fmt((q)->err_msg, sizeof((q)->err_msg), __VA_ARGS__)
+
+#define POOL_HUGE_BYTES (2u << 20)
+
+/*
+ * The registered pool comes from a 2 MiB-aligned mapping with MADV_HUGEPAGE.
+ * Why: io_uring maps a registered buffer page by page, so a 1 MiB read into 4 KiB
+ * pages has 256 segments, more than most disks take in one request (254 here):
+ * every read is split in two and neighbours no longer merge, costing a fifth of
+ * sequential throughput. Huge pages make each buffer one segment. Where THP is
+ * off, madvise fails and the pool is plain pages: slower, still correct.
+ */
+static void *pool_alloc(size_t len)
+{
+	size_t map_len = len + POOL_HUGE_BYTES;
+	char *p = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t start;
+	size_t head, tail;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	start = ((uintptr_t)p + POOL_HUGE_BYTES - 1) & ~(uintptr_t)(POOL_HUGE_BYTES - 1);
+	head = start - (uintptr_t)p;
+	tail = map_len - head - len;
+	if (head)
+		munmap(p, head);
+	if (tail)
+		munmap((char *)start + len, tail);
+	madvise((void *)start, len, MADV_HUGEPAGE);
+	return (void *)start;
+}
+
+static void pool_free(void *p, size_t len)
+{
+	if (p)
+		munmap(p, len);
+}
 
 static int config_check(const struct kfio_queue_config *cfg, unsigned dev_count, char *err,
 			size_t err_len)
@@ -78,7 +115,7 @@ int kfio_queue_new(struct kfio_queue **out, const struct kfio_queue_config *cfg,
 
 	if (cfg->buf_count) {
 		q->buf_mem_bytes = (size_t)cfg->buf_count * cfg->buf_bytes;
-		q->buf_mem = kfio_buf_alloc(q->buf_mem_bytes);
+		q->buf_mem = pool_alloc(q->buf_mem_bytes);
 		q->bufs = calloc(cfg->buf_count, sizeof(*q->bufs));
 		if (!q->buf_mem || !q->bufs) {
 			kfio_fmt(err, err_len, "cannot allocate %zu bytes of I/O buffers",
@@ -100,7 +137,7 @@ int kfio_queue_new(struct kfio_queue **out, const struct kfio_queue_config *cfg,
 
 free_bufs:
 	free(q->bufs);
-	kfio_buf_free(q->buf_mem, q->buf_mem_bytes);
+	pool_free(q->buf_mem, q->buf_mem_bytes);
 	free(q);
 	return rc;
 }
@@ -111,7 +148,7 @@ void kfio_queue_free(struct kfio_queue *q)
 		return;
 	q->ops->teardown(q);
 	free(q->bufs);
-	kfio_buf_free(q->buf_mem, q->buf_mem_bytes);
+	pool_free(q->buf_mem, q->buf_mem_bytes);
 	free(q);
 }
 
