@@ -30,7 +30,7 @@
 #define SCAN_BATCH_BYTES_MAX (4u << 20)
 #define SCAN_BLOCK_BYTES_MIN 4096u
 #define SCAN_BLOCK_BYTES_MAX (1u << 20)
-/* Chosen by the block-size sweep (docs/CHANGE-DETECTION.md). */
+/* Chosen by the block-size sweep: see docs/CHANGE-DETECTION.md. */
 #define SCAN_BLOCK_BYTES_DEFAULT (16u << 10)
 
 struct scan_batch {
