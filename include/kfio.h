@@ -21,13 +21,13 @@
 #include <stdint.h>
 
 #define KFIO_ERR_MSG_MAX 320
-#define KFIO_PATH_MAX 4096
+#define KFIO_PATH_MAX	 4096
 
 /* Named limits (STYLE: every queue has a maximum). */
 #define KFIO_QUEUE_DEPTH_MAX 4096u
-#define KFIO_BUF_COUNT_MAX 16384u
-#define KFIO_BUF_BYTES_MAX (64u << 20)
-#define KFIO_DEVS_MAX 64u
+#define KFIO_BUF_COUNT_MAX   16384u
+#define KFIO_BUF_BYTES_MAX   (64u << 20)
+#define KFIO_DEVS_MAX	     64u
 /* O_DIRECT buffers are aligned to this in memory whatever the device asks for:
  * it is a multiple of every logical block size Linux supports (512..4096) and of
  * the page size, so a buffer from the pool is valid for any device. */
@@ -36,9 +36,9 @@
 /* ---------------------------------------------------------------- devices */
 
 enum kfio_open_flags {
-	KFIO_OPEN_WRITE = 1u << 0,     /* open read-write (default read-only) */
-	KFIO_OPEN_BUFFERED = 1u << 1,  /* no O_DIRECT (for filesystems that lack it) */
-	KFIO_OPEN_EXCL = 1u << 2,      /* O_EXCL on a block device: fail if mounted */
+	KFIO_OPEN_WRITE = 1u << 0,    /* open read-write (default read-only) */
+	KFIO_OPEN_BUFFERED = 1u << 1, /* no O_DIRECT (for filesystems that lack it) */
+	KFIO_OPEN_EXCL = 1u << 2,     /* O_EXCL on a block device: fail if mounted */
 };
 
 struct kfio_dev {
@@ -50,11 +50,11 @@ struct kfio_dev {
 	uint32_t dio_offset_align;     /* offset and length alignment for O_DIRECT */
 	uint32_t dio_mem_align;	       /* buffer address alignment for O_DIRECT */
 	bool is_blockdev;
-	bool rotational;	       /* /sys/dev/block/M:m/queue/rotational */
-	bool read_only;		       /* opened read-only, or the device itself is read-only */
-	bool device_read_only;	       /* BLKROGET on a device; no write permission on a file */
-	bool direct;		       /* opened with O_DIRECT */
-	bool discard_supported;	       /* device advertises discard / fs punches holes */
+	bool rotational;	/* /sys/dev/block/M:m/queue/rotational */
+	bool read_only;		/* opened read-only, or the device itself is read-only */
+	bool device_read_only;	/* BLKROGET on a device; no write permission on a file */
+	bool direct;		/* opened with O_DIRECT */
+	bool discard_supported; /* device advertises discard / fs punches holes */
 	char err_msg[KFIO_ERR_MSG_MAX];
 };
 
@@ -72,13 +72,15 @@ void kfio_dev_close(struct kfio_dev *dev);
  * dev->err_msg. A read may extend past the end (it completes short); pass
  * allow_past_end for that.
  */
-int kfio_dev_check_io(struct kfio_dev *dev, uint64_t offset, uint64_t len,
-		      const void *buf, bool allow_past_end);
+int kfio_dev_check_io(struct kfio_dev *dev, uint64_t offset, uint64_t len, const void *buf,
+		      bool allow_past_end);
 
 /* Synchronous helpers; each returns 0 or -errno with dev->err_msg set. */
-int kfio_dev_flush(struct kfio_dev *dev);				/* fdatasync */
-int kfio_dev_discard(struct kfio_dev *dev, uint64_t offset, uint64_t len); /* BLKDISCARD / punch hole */
-int kfio_dev_zero_out(struct kfio_dev *dev, uint64_t offset, uint64_t len); /* BLKZEROOUT / zero range */
+int kfio_dev_flush(struct kfio_dev *dev); /* fdatasync */
+int kfio_dev_discard(struct kfio_dev *dev, uint64_t offset,
+		     uint64_t len); /* BLKDISCARD / punch hole */
+int kfio_dev_zero_out(struct kfio_dev *dev, uint64_t offset,
+		      uint64_t len); /* BLKZEROOUT / zero range */
 int kfio_dev_pread_all(struct kfio_dev *dev, void *buf, uint64_t len, uint64_t offset);
 int kfio_dev_pwrite_all(struct kfio_dev *dev, const void *buf, uint64_t len, uint64_t offset);
 
@@ -120,7 +122,7 @@ struct kfio_cqe {
 	uint32_t len;	  /* bytes requested */
 	uint32_t buf_idx; /* UINT32_MAX for flush */
 	uint16_t dev_idx;
-	uint8_t op;	  /* enum kfio_op */
+	uint8_t op; /* enum kfio_op */
 };
 
 struct kfio_queue;
@@ -150,10 +152,10 @@ const char *kfio_queue_err(const struct kfio_queue *q);
  * aligned; the request is validated before it is queued. Returns 0, -EBUSY when
  * depth requests are already in flight, or -EINVAL/-ERANGE with kfio_queue_err().
  */
-int kfio_queue_read(struct kfio_queue *q, unsigned dev_idx, uint32_t buf_idx,
-		    uint64_t offset, uint32_t len, uint64_t user_data);
-int kfio_queue_write(struct kfio_queue *q, unsigned dev_idx, uint32_t buf_idx,
-		     uint64_t offset, uint32_t len, uint64_t user_data);
+int kfio_queue_read(struct kfio_queue *q, unsigned dev_idx, uint32_t buf_idx, uint64_t offset,
+		    uint32_t len, uint64_t user_data);
+int kfio_queue_write(struct kfio_queue *q, unsigned dev_idx, uint32_t buf_idx, uint64_t offset,
+		     uint32_t len, uint64_t user_data);
 /*
  * A flush (IORING_OP_FSYNC, DATASYNC) of dev_idx. It is submitted with
  * IOSQE_IO_DRAIN, so it starts only after every request queued before it has

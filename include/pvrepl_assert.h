@@ -11,13 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define ASSERT(cond)                                                                    \
-	do {                                                                            \
-		if (__builtin_expect(!(cond), 0)) {                                     \
-			fprintf(stderr, "pvrepl: assertion failed: %s (%s:%d)\n", #cond, \
-				__FILE__, __LINE__);                                    \
-			abort();                                                        \
-		}                                                                       \
+#define ASSERT(cond)                                                                               \
+	do {                                                                                       \
+		if (__builtin_expect(!(cond), 0)) {                                                \
+			fprintf(stderr, "pvrepl: assertion failed: %s (%s:%d)\n", #cond, __FILE__, \
+				__LINE__);                                                         \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

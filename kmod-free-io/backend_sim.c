@@ -27,7 +27,7 @@
 #include "pvrepl_assert.h"
 
 #define SIM_SECTOR_BYTES 512u
-#define SIM_PENDING_MAX 65536u
+#define SIM_PENDING_MAX	 65536u
 
 struct sim_undo {
 	uint64_t offset;
@@ -107,8 +107,8 @@ static int64_t sim_pwrite(struct kfio_dev *dev, const void *buf, uint32_t len, u
 	uint32_t done = 0;
 
 	while (done < len) {
-		ssize_t n = pwrite(dev->fd, (const char *)buf + done, len - done,
-				   (off_t)(off + done));
+		ssize_t n =
+			pwrite(dev->fd, (const char *)buf + done, len - done, (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -23,7 +23,7 @@
 
 struct uring_slot {
 	struct kfio_req req;
-	uint32_t done;	  /* bytes already transferred (short-transfer resubmits) */
+	uint32_t done; /* bytes already transferred (short-transfer resubmits) */
 	uint32_t retries;
 };
 
@@ -102,9 +102,10 @@ static int uring_setup(struct kfio_queue *q)
 
 	rc = kfio_probe(&caps);
 	if (rc) {
-		kfio_fmt(q->err_msg, sizeof(q->err_msg),
-			 "io_uring is not available on this kernel (probe failed: %s); check kernel.io_uring_disabled",
-			 strerror(-rc));
+		kfio_fmt(
+			q->err_msg, sizeof(q->err_msg),
+			"io_uring is not available on this kernel (probe failed: %s); check kernel.io_uring_disabled",
+			strerror(-rc));
 		goto free_state;
 	}
 	s->have_read_fixed = caps.read_fixed;
@@ -265,8 +266,7 @@ static int uring_submit(struct kfio_queue *q)
  * the answer (the caller sees res < len); anywhere else the kernel may legally
  * stop early, so the remainder is resubmitted. Returns true if resubmitted.
  */
-static bool resubmit_short(struct kfio_queue *q, struct uring_state *s, uint32_t slot_idx,
-			   int res)
+static bool resubmit_short(struct kfio_queue *q, struct uring_state *s, uint32_t slot_idx, int res)
 {
 	struct uring_slot *slot = &s->slots[slot_idx];
 	const struct kfio_req *r = &slot->req;
@@ -340,7 +340,8 @@ static int uring_reap(struct kfio_queue *q, struct kfio_cqe *out, unsigned max, 
 		else
 			o->res = (int32_t)slot->done;
 		if (res < 0)
-			kfio_fmt(q->err_msg, sizeof(q->err_msg), "%s: %s at offset %" PRIu64 " failed: %s",
+			kfio_fmt(q->err_msg, sizeof(q->err_msg),
+				 "%s: %s at offset %" PRIu64 " failed: %s",
 				 q->devs[o->dev_idx]->path,
 				 o->op == KFIO_OP_READ	  ? "read"
 				 : o->op == KFIO_OP_WRITE ? "write"

@@ -89,8 +89,8 @@ static int probe_blockdev(struct kfio_dev *dev, const struct stat *st)
 	dev->dio_offset_align = (uint32_t)lbs;
 	dev->dio_mem_align = (uint32_t)lbs;
 
-	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/rotational",
-		 major(st->st_rdev), minor(st->st_rdev));
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/rotational", major(st->st_rdev),
+		 minor(st->st_rdev));
 	if (read_sysfs_u64(path, &v) == 0)
 		dev->rotational = v != 0;
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/discard_max_bytes",
@@ -164,18 +164,21 @@ int kfio_dev_open(struct kfio_dev *dev, const char *path, unsigned flags)
 			break;
 		case EACCES:
 		case EPERM:
-			dev_err(dev, "%s: permission denied opening %s; run as root or grant access to the device",
+			dev_err(dev,
+				"%s: permission denied opening %s; run as root or grant access to the device",
 				path, (flags & KFIO_OPEN_WRITE) ? "read-write" : "read-only");
 			break;
 		case EROFS:
 			dev_err(dev, "%s is read-only and cannot be opened for writing", path);
 			break;
 		case EBUSY:
-			dev_err(dev, "%s is in use (mounted or held exclusively); unmount it or drop the exclusive open",
+			dev_err(dev,
+				"%s is in use (mounted or held exclusively); unmount it or drop the exclusive open",
 				path);
 			break;
 		case EINVAL:
-			dev_err(dev, "%s: the filesystem refuses O_DIRECT; put the image on ext4, xfs or btrfs, or use buffered mode",
+			dev_err(dev,
+				"%s: the filesystem refuses O_DIRECT; put the image on ext4, xfs or btrfs, or use buffered mode",
 				path);
 			break;
 		default:
@@ -206,7 +209,8 @@ int kfio_dev_open(struct kfio_dev *dev, const char *path, unsigned flags)
 	if ((flags & KFIO_OPEN_WRITE) && dev->is_blockdev && dev->device_read_only) {
 		/* The kernel lets O_RDWR open a read-only device and fails each write;
 		 * refuse up front so nothing is half-applied. */
-		dev_err(dev, "%s is a read-only block device; make it writable (blockdev --setrw %s) to use it as a standby",
+		dev_err(dev,
+			"%s is a read-only block device; make it writable (blockdev --setrw %s) to use it as a standby",
 			path, path);
 		err = -EROFS;
 		goto close_fd;
@@ -237,24 +241,29 @@ int kfio_dev_check_io(struct kfio_dev *dev, uint64_t offset, uint64_t len, const
 	const char *what = dev->is_blockdev ? "the device's" : "the file's O_DIRECT";
 
 	if (a > 1 && offset % a) {
-		dev_err(dev, "%s: offset %" PRIu64 " is not aligned to %s %u-byte logical block size",
+		dev_err(dev,
+			"%s: offset %" PRIu64 " is not aligned to %s %u-byte logical block size",
 			dev->path, offset, what, a);
 		return -EINVAL;
 	}
 	if (a > 1 && len % a) {
-		dev_err(dev, "%s: length %" PRIu64 " is not a multiple of %s %u-byte logical block size",
+		dev_err(dev,
+			"%s: length %" PRIu64 " is not a multiple of %s %u-byte logical block size",
 			dev->path, len, what, a);
 		return -EINVAL;
 	}
 	if (buf && dev->dio_mem_align > 1 && (uintptr_t)buf % dev->dio_mem_align) {
-		dev_err(dev, "%s: buffer address %p is not aligned to %u bytes as O_DIRECT requires",
+		dev_err(dev,
+			"%s: buffer address %p is not aligned to %u bytes as O_DIRECT requires",
 			dev->path, buf, dev->dio_mem_align);
 		return -EINVAL;
 	}
 	if (!allow_past_end && (offset > dev->size_bytes || len > dev->size_bytes - offset)) {
-		dev_err(dev, "%s: range %" PRIu64 "+%" PRIu64 " ends beyond the end of the %" PRIu64
-			     "-byte %s",
-			dev->path, offset, len, dev->size_bytes, dev->is_blockdev ? "device" : "file");
+		dev_err(dev,
+			"%s: range %" PRIu64 "+%" PRIu64 " ends beyond the end of the %" PRIu64
+			"-byte %s",
+			dev->path, offset, len, dev->size_bytes,
+			dev->is_blockdev ? "device" : "file");
 		return -ERANGE;
 	}
 	return 0;
@@ -271,8 +280,8 @@ int kfio_dev_flush(struct kfio_dev *dev)
 	return 0;
 }
 
-static int range_ioctl(struct kfio_dev *dev, unsigned long req, const char *name,
-		       uint64_t offset, uint64_t len)
+static int range_ioctl(struct kfio_dev *dev, unsigned long req, const char *name, uint64_t offset,
+		       uint64_t len)
 {
 	uint64_t range[2] = { offset, len };
 
@@ -292,8 +301,8 @@ static int file_fallocate(struct kfio_dev *dev, int mode, const char *name, uint
 	if (fallocate(dev->fd, mode, (off_t)offset, (off_t)len) < 0) {
 		int err = -errno;
 
-		dev_err(dev, "%s: %s of %" PRIu64 "+%" PRIu64 " failed: %s", dev->path, name, offset,
-			len, strerror(-err));
+		dev_err(dev, "%s: %s of %" PRIu64 "+%" PRIu64 " failed: %s", dev->path, name,
+			offset, len, strerror(-err));
 		return err;
 	}
 	return 0;
@@ -375,7 +384,8 @@ int kfio_dev_pwrite_all(struct kfio_dev *dev, const void *buf, uint64_t len, uin
 	if (rc)
 		return rc;
 	if (dev->dio_mem_align > 1 && (uintptr_t)buf % dev->dio_mem_align) {
-		dev_err(dev, "%s: buffer address %p is not aligned to %u bytes as O_DIRECT requires",
+		dev_err(dev,
+			"%s: buffer address %p is not aligned to %u bytes as O_DIRECT requires",
 			dev->path, buf, dev->dio_mem_align);
 		return -EINVAL;
 	}
@@ -458,13 +468,15 @@ int kfio_fs_clone(const char *src_path, const char *dst_path, char *err, size_t 
 	if (ioctl(dst, FICLONE, src) < 0) {
 		rc = -errno;
 		if (rc == -EOPNOTSUPP || rc == -EINVAL)
-			kfio_fmt(err, err_len,
-				 "%s: the filesystem cannot reflink (FICLONE); put the images on xfs (reflink=1) or btrfs",
-				 src_path);
+			kfio_fmt(
+				err, err_len,
+				"%s: the filesystem cannot reflink (FICLONE); put the images on xfs (reflink=1) or btrfs",
+				src_path);
 		else if (rc == -EXDEV)
-			kfio_fmt(err, err_len,
-				 "%s and %s are on different filesystems; a reflink clone must stay on one",
-				 src_path, dst_path);
+			kfio_fmt(
+				err, err_len,
+				"%s and %s are on different filesystems; a reflink clone must stay on one",
+				src_path, dst_path);
 		else
 			kfio_fmt(err, err_len, "%s: FICLONE to %s failed: %s", src_path, dst_path,
 				 strerror(-rc));

@@ -39,13 +39,13 @@ struct kfio_queue {
 	struct kfio_queue_config cfg;
 	struct kfio_dev *devs[KFIO_DEVS_MAX];
 	unsigned dev_count;
-	void **bufs;	      /* buf_count pointers into one aligned allocation */
+	void **bufs; /* buf_count pointers into one aligned allocation */
 	void *buf_mem;
 	size_t buf_mem_bytes;
-	uint32_t inflight;    /* prepared or submitted, not yet reaped */
-	uint32_t prepared;    /* prepared, not yet submitted */
+	uint32_t inflight; /* prepared or submitted, not yet reaped */
+	uint32_t prepared; /* prepared, not yet submitted */
 	char err_msg[KFIO_ERR_MSG_MAX];
-	void *backend;	      /* backend private state */
+	void *backend; /* backend private state */
 };
 
 extern const struct kfio_backend_ops kfio_backend_uring;

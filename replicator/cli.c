@@ -150,9 +150,10 @@ double cli_now_s(void)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: pvrepl <command> [options]\n\n"
-		   "pvrepl replicates block volumes to a standby, asynchronously, without a kernel module.\n\n"
-		   "Commands:\n");
+	fprintf(f,
+		"Usage: pvrepl <command> [options]\n\n"
+		"pvrepl replicates block volumes to a standby, asynchronously, without a kernel module.\n\n"
+		"Commands:\n");
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\n`pvrepl <command> --help` shows a command's options.\n\n"

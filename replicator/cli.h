@@ -15,14 +15,14 @@
 /* Exit codes (documented in the README and `pvrepl --help`). */
 enum cli_exit {
 	CLI_EXIT_OK = 0,
-	CLI_EXIT_FAIL = 1,	  /* the operation failed; the message says why */
-	CLI_EXIT_USAGE = 2,	  /* bad command line */
-	CLI_EXIT_DATAERR = 65,	  /* EX_DATAERR: corrupt state or data on disk */
-	CLI_EXIT_NOINPUT = 66,	  /* EX_NOINPUT: a device or file does not exist */
+	CLI_EXIT_FAIL = 1,	   /* the operation failed; the message says why */
+	CLI_EXIT_USAGE = 2,	   /* bad command line */
+	CLI_EXIT_DATAERR = 65,	   /* EX_DATAERR: corrupt state or data on disk */
+	CLI_EXIT_NOINPUT = 66,	   /* EX_NOINPUT: a device or file does not exist */
 	CLI_EXIT_UNAVAILABLE = 69, /* EX_UNAVAILABLE: peer or service unavailable */
-	CLI_EXIT_IOERR = 74,	  /* EX_IOERR: an I/O error on a device or file */
-	CLI_EXIT_NOPERM = 77,	  /* EX_NOPERM: permission denied */
-	CLI_EXIT_CONFIG = 78,	  /* EX_CONFIG: configuration does not fit the volume */
+	CLI_EXIT_IOERR = 74,	   /* EX_IOERR: an I/O error on a device or file */
+	CLI_EXIT_NOPERM = 77,	   /* EX_NOPERM: permission denied */
+	CLI_EXIT_CONFIG = 78,	   /* EX_CONFIG: configuration does not fit the volume */
 };
 
 struct cli_cmd {

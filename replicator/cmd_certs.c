@@ -38,13 +38,13 @@ static void certs_usage(FILE *f)
 int cmd_certs(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"out", required_argument, NULL, 'o'},
-		{"ca", required_argument, NULL, 'c'},
-		{"name", required_argument, NULL, 'n'},
-		{"days", required_argument, NULL, 'd'},
-		{"force", no_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{ "out", required_argument, NULL, 'o' },
+		{ "ca", required_argument, NULL, 'c' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "days", required_argument, NULL, 'd' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
 	};
 	const char *out_dir = NULL, *ca_dir = NULL, *name = NULL, *sub;
 	unsigned long days = TLS_CERT_DAYS_DEFAULT;

@@ -35,8 +35,8 @@
 #include "progress.h"
 #include "scan.h"
 
-#define DEMO_SIZE_BYTES (256ull << 20)
-#define DEMO_CHANGE_BYTES 4096u
+#define DEMO_SIZE_BYTES	     (256ull << 20)
+#define DEMO_CHANGE_BYTES    4096u
 #define DEMO_CHANGE_PERMILLE 10u /* 1% of the 4 KiB blocks */
 
 static uint64_t demo_rand(uint64_t *x)
@@ -51,9 +51,12 @@ static uint64_t demo_rand(uint64_t *x)
 /* Fills a 1 MiB piece: pieces cycle random, text, zero, random (half, quarter, quarter). */
 static void fill_piece(char *buf, size_t len, uint64_t piece, uint64_t *seed)
 {
-	static const char *const words[] = { "replica ", "epoch ", "block ", "volume ",
-					     "standby ", "journal ", "commit ", "ack ",
-					     "INSERT INTO t VALUES (42, 'x'); ", "\n" };
+	static const char *const words[] = {
+		"replica ", "epoch ",	"block ",
+		"volume ",  "standby ", "journal ",
+		"commit ",  "ack ",	"INSERT INTO t VALUES (42, 'x'); ",
+		"\n"
+	};
 	size_t i = 0;
 
 	switch (piece % 4) {
@@ -295,7 +298,8 @@ static int verify(struct demo *d, const char *when)
 		return rc;
 	}
 	if (a != b) {
-		snprintf(d->err, sizeof(d->err), "after %s the standby differs from the source", when);
+		snprintf(d->err, sizeof(d->err), "after %s the standby differs from the source",
+			 when);
 		return -EBADMSG;
 	}
 	printf("  %-22s standby == source (xxh3 %016" PRIx64 ")\n", "verified:", a);
@@ -328,7 +332,7 @@ static int crash_epoch(struct demo *d, uint64_t old_hash, uint64_t new_hash, boo
 	waitpid(child, &status, 0);
 	printf("  %-22s receiver killed with SIGKILL %s\n", "crash:",
 	       WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "after it acknowledged the epoch"
-							       : "in the middle of the epoch");
+							     : "in the middle of the epoch");
 	rc = hash_file(d->dst, &h);
 	if (rc)
 		return rc;
@@ -337,18 +341,19 @@ static int crash_epoch(struct demo *d, uint64_t old_hash, uint64_t new_hash, boo
 		return -EBADMSG;
 	}
 	*was_new = h == new_hash;
-	printf("  %-22s standby holds the %s epoch exactly (consistent)\n", "after the crash:",
-	       *was_new ? "new" : "previous");
+	printf("  %-22s standby holds the %s epoch exactly (consistent)\n",
+	       "after the crash:", *was_new ? "new" : "previous");
 	return 0;
 }
 
 static void cleanup(struct demo *d)
 {
-	static const char *const sub[] = { "rstate/demo", "rstate", "sstate", "ca", "rtls",
-					   "stls" };
-	static const char *const files[] = { "map", "map.log", "map.tmp", "map.log.tmp", "journal",
-					     "state", "state.tmp", "ca.crt", "ca.key", "tls.crt",
-					     "tls.key" };
+	static const char *const sub[] = {
+		"rstate/demo", "rstate", "sstate", "ca", "rtls", "stls"
+	};
+	static const char *const files[] = { "map",	"map.log", "map.tmp",	"map.log.tmp",
+					     "journal", "state",   "state.tmp", "ca.crt",
+					     "ca.key",	"tls.crt", "tls.key" };
 	char p[256];
 
 	stop_receiver(d, SIGTERM);
@@ -392,12 +397,15 @@ static int demo_run(struct demo *d)
 
 	rc = tls_ca_create(d->ca, false, d->err, sizeof(d->err));
 	if (!rc)
-		rc = tls_cert_issue(d->ca, "demo-receiver", d->rtls, 1, false, d->err, sizeof(d->err));
+		rc = tls_cert_issue(d->ca, "demo-receiver", d->rtls, 1, false, d->err,
+				    sizeof(d->err));
 	if (!rc)
-		rc = tls_cert_issue(d->ca, "demo-sender", d->stls, 1, false, d->err, sizeof(d->err));
+		rc = tls_cert_issue(d->ca, "demo-sender", d->stls, 1, false, d->err,
+				    sizeof(d->err));
 	if (rc)
 		return rc;
-	printf("  %-22s a throwaway CA, certificates for demo-receiver and demo-sender\n", "certificates:");
+	printf("  %-22s a throwaway CA, certificates for demo-receiver and demo-sender\n",
+	       "certificates:");
 	rc = start_receiver(d);
 	if (rc)
 		return rc;
@@ -413,7 +421,8 @@ static int demo_run(struct demo *d)
 	rc = change_scattered(d->src, 7, &changes);
 	if (rc)
 		return rc;
-	printf("  %-22s %" PRIu64 " random 4 KiB writes at scattered offsets (1%%)\n", "change:", changes);
+	printf("  %-22s %" PRIu64 " random 4 KiB writes at scattered offsets (1%%)\n",
+	       "change:", changes);
 	rc = run_epoch(d, "incremental:");
 	if (!rc)
 		rc = verify(d, "the incremental epoch");
@@ -465,8 +474,8 @@ static void print_summary(const struct demo *d)
 	out_u64(o, "blocks_changed", "Blocks changed", changed, OUT_UNIT_NONE);
 	out_u64(o, "payload_bytes", "Payload sent (plaintext)", payload, OUT_UNIT_BYTES);
 	out_u64(o, "wire_bytes", "Bytes on the wire (TLS)", wire, OUT_UNIT_BYTES);
-	out_f64(o, "compression_ratio", "Compression ratio", data ? (double)payload / (double)data : 1.0,
-		OUT_UNIT_RATIO);
+	out_f64(o, "compression_ratio", "Compression ratio",
+		data ? (double)payload / (double)data : 1.0, OUT_UNIT_RATIO);
 	for (unsigned i = 0; i < d->epochs && i < 4; i++) {
 		snprintf(key[i], sizeof(key[i]), "epoch%u_seconds", i + 1);
 		snprintf(label[i], sizeof(label[i]), "Epoch %" PRIu64 " (%s)", d->res[i].epoch,

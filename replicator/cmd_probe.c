@@ -80,8 +80,7 @@ int cmd_probe(int argc, char **argv)
 		OUT_UNIT_BYTES);
 	out_u64(o, "dio_offset_align", "O_DIRECT offset alignment", dev.dio_offset_align,
 		OUT_UNIT_BYTES);
-	out_u64(o, "dio_mem_align", "O_DIRECT memory alignment", dev.dio_mem_align,
-		OUT_UNIT_BYTES);
+	out_u64(o, "dio_mem_align", "O_DIRECT memory alignment", dev.dio_mem_align, OUT_UNIT_BYTES);
 	out_bool(o, "rotational", "Rotational", dev.rotational);
 	out_bool(o, "read_only", "Read-only", dev.device_read_only);
 	out_bool(o, "discard", "Discard", dev.discard_supported);

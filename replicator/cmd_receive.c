@@ -98,8 +98,8 @@ int cmd_receive(int argc, char **argv)
 		case 'v':
 			if (cfg.vol_count >= RECEIVER_VOLUMES_MAX ||
 			    split_eq(optarg, name, sizeof(name), val, sizeof(val))) {
-				cli_err("--volume %s: expected NAME=DEVICE (at most %u volumes)", optarg,
-					RECEIVER_VOLUMES_MAX);
+				cli_err("--volume %s: expected NAME=DEVICE (at most %u volumes)",
+					optarg, RECEIVER_VOLUMES_MAX);
 				return CLI_EXIT_USAGE;
 			}
 			for (unsigned i = 0; i < cfg.vol_count; i++)
@@ -123,13 +123,15 @@ int cmd_receive(int argc, char **argv)
 		case OPT_JOURNAL:
 			if (cli_parse_size(optarg, &cfg.journal_bytes) ||
 			    cfg.journal_bytes < (16u << 20)) {
-				cli_err("--journal-size %s: expected a size of at least 16M", optarg);
+				cli_err("--journal-size %s: expected a size of at least 16M",
+					optarg);
 				return CLI_EXIT_USAGE;
 			}
 			break;
 		case OPT_TIMEOUT:
 			if (cli_parse_duration(optarg, &v) || v < 100 || v > 3600000) {
-				cli_err("--timeout %s: expected a duration from 100ms to 1h", optarg);
+				cli_err("--timeout %s: expected a duration from 100ms to 1h",
+					optarg);
 				return CLI_EXIT_USAGE;
 			}
 			cfg.timeout_ms = (unsigned)v;
@@ -164,7 +166,8 @@ int cmd_receive(int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 		if (vc->allow_count >= RECEIVER_ALLOW_MAX) {
-			cli_err("volume %s: at most %u --allow entries", vc->name, RECEIVER_ALLOW_MAX);
+			cli_err("volume %s: at most %u --allow entries", vc->name,
+				RECEIVER_ALLOW_MAX);
 			return CLI_EXIT_USAGE;
 		}
 		snprintf(vc->allow[vc->allow_count++], 256, "%s", allows[i].cert);

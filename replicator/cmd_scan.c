@@ -162,8 +162,8 @@ static int parse_opts(int argc, char **argv, struct scan_opts *o)
 }
 
 /* Loads the map from the state directory, or starts an empty one for the device. */
-static int load_or_create_map(const struct scan_opts *o, const struct kfio_dev *dev,
-			      struct map *m, bool *existed)
+static int load_or_create_map(const struct scan_opts *o, const struct kfio_dev *dev, struct map *m,
+			      bool *existed)
 {
 	char err[512] = "";
 	char namebuf[KFIO_PATH_MAX];
@@ -269,12 +269,10 @@ int cmd_scan(int argc, char **argv)
 		OUT_UNIT_NONE);
 	out_u64(out, "blocks_scanned", "Blocks scanned", st.blocks_scanned, OUT_UNIT_NONE);
 	out_u64(out, "blocks_changed", "Blocks changed", st.blocks_changed, OUT_UNIT_NONE);
-	out_u64(out, "blocks_zero", "Changed blocks that are zero", st.blocks_zero,
-		OUT_UNIT_NONE);
+	out_u64(out, "blocks_zero", "Changed blocks that are zero", st.blocks_zero, OUT_UNIT_NONE);
 	out_u64(out, "payload_bytes", "Payload (changed, non-zero)", st.payload_bytes,
 		OUT_UNIT_BYTES);
-	out_u64(out, "compressed_bytes", "After compression", st.compressed_bytes,
-		OUT_UNIT_BYTES);
+	out_u64(out, "compressed_bytes", "After compression", st.compressed_bytes, OUT_UNIT_BYTES);
 	out_f64(out, "compression_ratio", "Compression ratio",
 		st.compressed_bytes ? (double)st.payload_bytes / (double)st.compressed_bytes : 1.0,
 		OUT_UNIT_RATIO);

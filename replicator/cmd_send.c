@@ -53,14 +53,16 @@ static void send_usage(FILE *f, bool replicate)
 		"  -h, --help               this help\n",
 		replicate ? "replicate" : "send", replicate ? 9 : 4, "",
 		replicate ? " --interval DURATION" : "",
-		replicate ? "Replicates the volume continuously: one epoch every --interval."
-			  : "Replicates one epoch: scans the device, streams the changed blocks, and\n"
-			    "records the epoch once the receiver acknowledged it as durable.",
+		replicate
+			? "Replicates the volume continuously: one epoch every --interval."
+			: "Replicates one epoch: scans the device, streams the changed blocks, and\n"
+			  "records the epoch once the receiver acknowledged it as durable.",
 		SCAN_BLOCK_BYTES_DEFAULT / 1024, SENDER_TIMEOUT_MS_DEFAULT / 1000,
-		replicate ? "\n  -i, --interval DURATION  time between epoch starts (e.g. 30s, 5m)\n"
-			    "      --rpo DURATION       report when the lag exceeds this target\n"
-			    "      --max-epochs N       stop after N successful epochs (0: never)"
-			  : "");
+		replicate
+			? "\n  -i, --interval DURATION  time between epoch starts (e.g. 30s, 5m)\n"
+			  "      --rpo DURATION       report when the lag exceeds this target\n"
+			  "      --max-epochs N       stop after N successful epochs (0: never)"
+			: "");
 }
 
 struct send_opts {
@@ -74,8 +76,14 @@ struct send_opts {
 
 static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool replicate)
 {
-	enum { OPT_SERVER_NAME = 256, OPT_PLAINTEXT, OPT_TIMEOUT, OPT_PROGRESS, OPT_RPO,
-	       OPT_MAX_EPOCHS };
+	enum {
+		OPT_SERVER_NAME = 256,
+		OPT_PLAINTEXT,
+		OPT_TIMEOUT,
+		OPT_PROGRESS,
+		OPT_RPO,
+		OPT_MAX_EPOCHS
+	};
 	static const struct option opts[] = {
 		{ "volume", required_argument, NULL, 'n' },
 		{ "device", required_argument, NULL, 'd' },
@@ -123,14 +131,16 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		case 'b':
 			if (cli_parse_size(optarg, &v) || v < SCAN_BLOCK_BYTES_MIN ||
 			    v > SCAN_BLOCK_BYTES_MAX || (v & (v - 1))) {
-				cli_err("--block-size %s: expected a power of two from 4k to 1M", optarg);
+				cli_err("--block-size %s: expected a power of two from 4k to 1M",
+					optarg);
 				return -EINVAL;
 			}
 			o->cfg.block_bytes = (uint32_t)v;
 			break;
 		case OPT_TIMEOUT:
 			if (cli_parse_duration(optarg, &v) || v < 100 || v > 3600000) {
-				cli_err("--timeout %s: expected a duration from 100ms to 1h", optarg);
+				cli_err("--timeout %s: expected a duration from 100ms to 1h",
+					optarg);
 				return -EINVAL;
 			}
 			o->cfg.timeout_ms = (unsigned)v;
@@ -217,7 +227,8 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 	out_str(o, "volume", "Volume", volume);
 	out_u64(o, "epoch", "Epoch", r->epoch, OUT_UNIT_NONE);
 	out_str(o, "kind", "Kind",
-		r->initial_sync ? (r->resumed ? "full sync (resumed)" : "full sync") : "incremental");
+		r->initial_sync ? (r->resumed ? "full sync (resumed)" : "full sync")
+				: "incremental");
 	out_u64(o, "block_size", "Block size", r->block_bytes, OUT_UNIT_BYTES);
 	out_u64(o, "blocks_scanned", "Blocks scanned", r->blocks_scanned, OUT_UNIT_NONE);
 	out_u64(o, "blocks_changed", "Blocks changed", r->blocks_changed, OUT_UNIT_NONE);
@@ -231,7 +242,9 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 	out_f64(o, "scan_seconds", "Scan and stream time", r->scan_seconds, OUT_UNIT_SECONDS);
 	out_f64(o, "cpu_seconds", "CPU time", r->cpu_seconds, OUT_UNIT_SECONDS);
 	out_str(o, "result", "Result",
-		r->outcome == SENDER_OK ? "ok" : r->outcome == SENDER_REFUSED ? "refused" : "failed");
+		r->outcome == SENDER_OK	       ? "ok"
+		: r->outcome == SENDER_REFUSED ? "refused"
+					       : "failed");
 	out_str(o, "message", "Message", r->message);
 	out_print(o, fmt, stdout);
 	out_free(o);
@@ -328,7 +341,8 @@ int cmd_replicate(int argc, char **argv)
 		cli_err("%s; retrying in %.1f s", r.message, (double)backoff_ms / 1e3);
 		last_rc = exit_for(&r);
 		if (r.outcome == SENDER_REFUSED && r.refuse_reason != PROTO_REFUSE_BUSY) {
-			cli_err("volume %s: refused by the receiver; fix the cause and restart", o.cfg.volume);
+			cli_err("volume %s: refused by the receiver; fix the cause and restart",
+				o.cfg.volume);
 			return last_rc;
 		}
 		sleep_ms(backoff_ms);

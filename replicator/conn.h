@@ -19,8 +19,8 @@ struct tls_conn;
 
 struct conn {
 	struct tls_conn *tls;
-	uint8_t *rx;   /* PROTO_FRAME_BYTES_MAX; decoded pointers point in here */
-	uint8_t *tx;   /* PROTO_FRAME_BYTES_MAX scratch for small frames */
+	uint8_t *rx; /* PROTO_FRAME_BYTES_MAX; decoded pointers point in here */
+	uint8_t *tx; /* PROTO_FRAME_BYTES_MAX scratch for small frames */
 	char err[320];
 };
 

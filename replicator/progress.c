@@ -68,8 +68,9 @@ void progress_update(struct progress *p, uint64_t done_bytes)
 	if (p->mode == PROGRESS_NONE)
 		return;
 	now = clock_mono_s();
-	interval_s = (p->mode == PROGRESS_TTY ? PROGRESS_TTY_INTERVAL_MS : PROGRESS_LOG_INTERVAL_MS) /
-		     1e3;
+	interval_s =
+		(p->mode == PROGRESS_TTY ? PROGRESS_TTY_INTERVAL_MS : PROGRESS_LOG_INTERVAL_MS) /
+		1e3;
 	/* The first log line comes after one second, so a sync never sits silent at
 	 * 0% for a whole interval, and quick jobs print nothing but the final line. */
 	if (!p->drawn && p->mode == PROGRESS_LOG && now - p->start_s >= 1.0) {

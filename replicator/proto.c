@@ -81,21 +81,21 @@ struct proto_type_info {
 };
 
 static const struct proto_type_info proto_types[PROTO_TYPE_MAX + 1] = {
-	[PROTO_HELLO] = {"HELLO", PROTO_HELLO_FIXED_BYTES + PROTO_HISTORY_ENTRY_BYTES,
-			 PROTO_HELLO_PAYLOAD_MAX, true},
-	[PROTO_WELCOME] = {"WELCOME", PROTO_WELCOME_BYTES, PROTO_WELCOME_BYTES, true},
-	[PROTO_REFUSE] = {"REFUSE", PROTO_REFUSE_FIXED_BYTES,
-			  PROTO_REFUSE_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX, true},
-	[PROTO_EPOCH_BEGIN] = {"EPOCH_BEGIN", PROTO_EPOCH_BEGIN_BYTES, PROTO_EPOCH_BEGIN_BYTES,
-			       false},
+	[PROTO_HELLO] = { "HELLO", PROTO_HELLO_FIXED_BYTES + PROTO_HISTORY_ENTRY_BYTES,
+			  PROTO_HELLO_PAYLOAD_MAX, true },
+	[PROTO_WELCOME] = { "WELCOME", PROTO_WELCOME_BYTES, PROTO_WELCOME_BYTES, true },
+	[PROTO_REFUSE] = { "REFUSE", PROTO_REFUSE_FIXED_BYTES,
+			   PROTO_REFUSE_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX, true },
+	[PROTO_EPOCH_BEGIN] = { "EPOCH_BEGIN", PROTO_EPOCH_BEGIN_BYTES, PROTO_EPOCH_BEGIN_BYTES,
+				false },
 	/* one block, its hash and at least one byte of data */
-	[PROTO_DATA] = {"DATA", PROTO_DATA_FIXED_BYTES + 8u + 1u, PROTO_DATA_PAYLOAD_MAX, false},
-	[PROTO_ZERO] = {"ZERO", PROTO_ZERO_BYTES, PROTO_ZERO_BYTES, false},
-	[PROTO_EPOCH_END] = {"EPOCH_END", PROTO_EPOCH_END_BYTES, PROTO_EPOCH_END_BYTES, false},
-	[PROTO_EPOCH_ACK] = {"EPOCH_ACK", PROTO_EPOCH_ACK_BYTES, PROTO_EPOCH_ACK_BYTES, false},
-	[PROTO_KEEPALIVE] = {"KEEPALIVE", 0, 0, false},
-	[PROTO_ERROR] = {"ERROR", PROTO_ERROR_FIXED_BYTES,
-			 PROTO_ERROR_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX, false},
+	[PROTO_DATA] = { "DATA", PROTO_DATA_FIXED_BYTES + 8u + 1u, PROTO_DATA_PAYLOAD_MAX, false },
+	[PROTO_ZERO] = { "ZERO", PROTO_ZERO_BYTES, PROTO_ZERO_BYTES, false },
+	[PROTO_EPOCH_END] = { "EPOCH_END", PROTO_EPOCH_END_BYTES, PROTO_EPOCH_END_BYTES, false },
+	[PROTO_EPOCH_ACK] = { "EPOCH_ACK", PROTO_EPOCH_ACK_BYTES, PROTO_EPOCH_ACK_BYTES, false },
+	[PROTO_KEEPALIVE] = { "KEEPALIVE", 0, 0, false },
+	[PROTO_ERROR] = { "ERROR", PROTO_ERROR_FIXED_BYTES,
+			  PROTO_ERROR_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX, false },
 };
 
 static const struct proto_type_info *proto_type_info(uint16_t type)
@@ -408,7 +408,7 @@ static void proto_header_write(uint8_t *buf, uint16_t type, uint32_t payload_byt
 			       uint64_t payload_checksum)
 {
 	const struct proto_type_info *t = proto_type_info(type);
-	struct proto_writer w = {.buf = buf, .end = PROTO_HEADER_BYTES, .off = 0};
+	struct proto_writer w = { .buf = buf, .end = PROTO_HEADER_BYTES, .off = 0 };
 	struct proto_header h;
 
 	ASSERT(t != NULL);

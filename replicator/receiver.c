@@ -53,7 +53,7 @@
 #include "vstate.h"
 
 #define RECV_WRITE_BUFS 8u
-#define RECV_ERR_MAX 512
+#define RECV_ERR_MAX	512
 /* How long a new sender waits for a volume whose previous epoch is applying. */
 #define RECEIVER_BUSY_WAIT_MS 10000u
 
@@ -63,8 +63,8 @@ struct rvol {
 	char dir[KFIO_PATH_MAX];
 	pthread_mutex_t lock;
 	pthread_cond_t idle; /* signalled when busy clears */
-	bool busy;	   /* a sender is connected */
-	bool failed;	   /* sticky I/O error: refuse until restart */
+	bool busy;	     /* a sender is connected */
+	bool failed;	     /* sticky I/O error: refuse until restart */
 	char fail_msg[RECV_ERR_MAX];
 	struct kfio_dev dev;
 	struct kfio_queue *q; /* standby writes during a sync */
@@ -90,8 +90,8 @@ struct rconn {
 	char peer_addr[64];
 	char peer_name[256];
 	struct conn c;
-	uint64_t *hashes;	/* PROTO_DATA_BLOCKS_MAX scratch */
-	uint8_t *plain;		/* PROTO_DATA_PLAINTEXT_MAX, aligned */
+	uint64_t *hashes; /* PROTO_DATA_BLOCKS_MAX scratch */
+	uint8_t *plain;	  /* PROTO_DATA_PLAINTEXT_MAX, aligned */
 };
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -250,16 +250,16 @@ static int vol_recover(struct rvol *v, char *err, size_t err_len)
 		memset(&jr, 0, sizeof(jr));
 		rc = journal_recover(v->j, &jr, on_block_set, v);
 		if (rc) {
-			snprintf(err, err_len, "volume %s: journal recovery failed: %s", v->cfg->name,
-				 journal_err(v->j));
+			snprintf(err, err_len, "volume %s: journal recovery failed: %s",
+				 v->cfg->name, journal_err(v->j));
 			return rc;
 		}
 		if (jr.replayed_epoch) {
 			rc = map_commit(&v->map, v->dir, jr.replayed_epoch, err, err_len);
 			if (rc)
 				return rc;
-			logf_("volume=%s recovered: replayed committed epoch %" PRIu64, v->cfg->name,
-			      jr.replayed_epoch);
+			logf_("volume=%s recovered: replayed committed epoch %" PRIu64,
+			      v->cfg->name, jr.replayed_epoch);
 		}
 		if (jr.discarded_epoch)
 			logf_("volume=%s recovered: discarded uncommitted epoch %" PRIu64,
@@ -317,8 +317,8 @@ static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
 	rc = vol_recover(v, err, err_len);
 	if (rc)
 		return rc;
-	logf_("volume=%s device=%s state=%s epoch=%" PRIu64 " size=%" PRIu64, vc->name,
-	      vc->device, vstate_kind_name(v->vs.kind), v->vs.epoch, v->dev.size_bytes);
+	logf_("volume=%s device=%s state=%s epoch=%" PRIu64 " size=%" PRIu64, vc->name, vc->device,
+	      vstate_kind_name(v->vs.kind), v->vs.epoch, v->dev.size_bytes);
 	return 0;
 }
 
@@ -385,40 +385,45 @@ static int check_hello(struct rconn *rc, struct rvol *v, const struct proto_hell
 
 	if (!proto_version_choose(h->version_min, h->version_max, PROTO_VERSION_MIN,
 				  PROTO_VERSION_MAX))
-		return send_refuse(rc, PROTO_REFUSE_VERSION,
-				   "no common protocol version: sender speaks %u..%u, receiver %u..%u",
-				   h->version_min, h->version_max, PROTO_VERSION_MIN,
-				   PROTO_VERSION_MAX);
+		return send_refuse(
+			rc, PROTO_REFUSE_VERSION,
+			"no common protocol version: sender speaks %u..%u, receiver %u..%u",
+			h->version_min, h->version_max, PROTO_VERSION_MIN, PROTO_VERSION_MAX);
 	if (v->failed)
-		return send_error(rc, PROTO_ERR_IO,
-				  "volume %s is stopped after an I/O error (%s); restart the receiver to recover",
-				  v->cfg->name, v->fail_msg);
+		return send_error(
+			rc, PROTO_ERR_IO,
+			"volume %s is stopped after an I/O error (%s); restart the receiver to recover",
+			v->cfg->name, v->fail_msg);
 	if (v->have_map && memcmp(h->volume_id, v->map.volume_id, 16)) {
 		hex_id(h->volume_id, a);
 		hex_id(v->map.volume_id, b);
-		return send_refuse(rc, PROTO_REFUSE_VOLUME_ID,
-				   "volume %s here has id %s but the sender's has id %s; point the sender at the right receiver or reinitialise the standby",
-				   v->cfg->name, b, a);
+		return send_refuse(
+			rc, PROTO_REFUSE_VOLUME_ID,
+			"volume %s here has id %s but the sender's has id %s; point the sender at the right receiver or reinitialise the standby",
+			v->cfg->name, b, a);
 	}
 	if (h->size_bytes != v->dev.size_bytes)
 		return send_refuse(rc, PROTO_REFUSE_SIZE,
-				   "volume %s: the source is %" PRIu64 " bytes but the standby %s is %" PRIu64
+				   "volume %s: the source is %" PRIu64
+				   " bytes but the standby %s is %" PRIu64
 				   " bytes; resize the standby to match",
 				   v->cfg->name, h->size_bytes, v->cfg->device, v->dev.size_bytes);
 	if (v->have_map && h->block_bytes != v->map.block_bytes)
-		return send_refuse(rc, PROTO_REFUSE_BLOCK_SIZE,
-				   "volume %s: the sender uses %u-byte blocks, the standby's map %u-byte blocks",
-				   v->cfg->name, h->block_bytes, v->map.block_bytes);
+		return send_refuse(
+			rc, PROTO_REFUSE_BLOCK_SIZE,
+			"volume %s: the sender uses %u-byte blocks, the standby's map %u-byte blocks",
+			v->cfg->name, h->block_bytes, v->map.block_bytes);
 	if (h->block_bytes < SCAN_BLOCK_BYTES_MIN || h->block_bytes > SCAN_BLOCK_BYTES_MAX)
 		return send_refuse(rc, PROTO_REFUSE_BLOCK_SIZE,
 				   "volume %s: block size %u is outside %u..%u", v->cfg->name,
 				   h->block_bytes, SCAN_BLOCK_BYTES_MIN, SCAN_BLOCK_BYTES_MAX);
 	if (v->have_map && v->map.generation > h->generation)
-		return send_refuse(rc, PROTO_REFUSE_GENERATION,
-				   "volume %s: the standby is at generation %" PRIu64
-				   ", newer than the sender's %" PRIu64
-				   "; the sender is the stale side: demote it or reverse the direction",
-				   v->cfg->name, v->map.generation, h->generation);
+		return send_refuse(
+			rc, PROTO_REFUSE_GENERATION,
+			"volume %s: the standby is at generation %" PRIu64
+			", newer than the sender's %" PRIu64
+			"; the sender is the stale side: demote it or reverse the direction",
+			v->cfg->name, v->map.generation, h->generation);
 	return 0;
 }
 
@@ -462,8 +467,8 @@ static int send_welcome(struct rconn *rc, struct rvol *v, const struct proto_hel
 
 struct epoch_rx {
 	const struct proto_epoch_begin *eb;
-	uint64_t next_block;  /* runs must start at or after it (ascending, no overlap) */
-	uint64_t blocks;      /* blocks received */
+	uint64_t next_block; /* runs must start at or after it (ascending, no overlap) */
+	uint64_t blocks;     /* blocks received */
 };
 
 /* Checks a run against the volume and the epoch's order (invariant 4). */
@@ -498,7 +503,8 @@ static int verify_data(struct rconn *rc, struct rvol *v, const struct proto_data
 		expect += block_len(v, d->first_block + i);
 	if (expect != d->plaintext_bytes || expect > PROTO_DATA_PLAINTEXT_MAX)
 		return send_error(rc, PROTO_ERR_PROTOCOL,
-				  "volume %s: DATA at block %" PRIu64 " carries %u plaintext bytes, the geometry says %" PRIu64,
+				  "volume %s: DATA at block %" PRIu64
+				  " carries %u plaintext bytes, the geometry says %" PRIu64,
 				  v->cfg->name, d->first_block, d->plaintext_bytes, expect);
 	if (codec_decompress(d->codec == PROTO_CODEC_LZ4 ? CODEC_LZ4 : CODEC_RAW, d->data,
 			     d->data_bytes, dst, d->plaintext_bytes))
@@ -510,10 +516,11 @@ static int verify_data(struct rconn *rc, struct rvol *v, const struct proto_data
 		uint64_t want = proto_data_hash(d, i);
 
 		if (delta_hash((const char *)dst + off, len) != want)
-			return send_error(rc, PROTO_ERR_VERIFY,
-					  "volume %s: block %" PRIu64
-					  " does not match the sender's xxh3; epoch aborted, nothing applied",
-					  v->cfg->name, d->first_block + i);
+			return send_error(
+				rc, PROTO_ERR_VERIFY,
+				"volume %s: block %" PRIu64
+				" does not match the sender's xxh3; epoch aborted, nothing applied",
+				v->cfg->name, d->first_block + i);
 		rc->hashes[i] = want;
 		off += len;
 	}
@@ -656,15 +663,16 @@ static int sync_start(struct rconn *rc, struct rvol *v, const struct proto_hello
 	if (eb->flags & PROTO_EPOCH_RESUMED) {
 		if (v->vs.kind != VSTATE_SYNCING || eb->epoch != v->vs.sync_epoch ||
 		    eb->resume_block > v->vs.sync_cursor || !v->have_map)
-			return send_error(rc, PROTO_ERR_EPOCH,
-					  "volume %s: cannot resume epoch %" PRIu64 " at block %" PRIu64
-					  " (this side: %s epoch %" PRIu64 " cursor %" PRIu64 ")",
-					  v->cfg->name, eb->epoch, eb->resume_block,
-					  vstate_kind_name(v->vs.kind), v->vs.sync_epoch,
-					  v->vs.sync_cursor);
+			return send_error(
+				rc, PROTO_ERR_EPOCH,
+				"volume %s: cannot resume epoch %" PRIu64 " at block %" PRIu64
+				" (this side: %s epoch %" PRIu64 " cursor %" PRIu64 ")",
+				v->cfg->name, eb->epoch, eb->resume_block,
+				vstate_kind_name(v->vs.kind), v->vs.sync_epoch, v->vs.sync_cursor);
 		r = rehash_standby(v, err, sizeof(err));
 		if (r)
-			return send_error(rc, PROTO_ERR_IO, "volume %s: rehashing the standby failed: %s",
+			return send_error(rc, PROTO_ERR_IO,
+					  "volume %s: rehashing the standby failed: %s",
 					  v->cfg->name, err);
 		logf_("volume=%s peer=%s epoch=%" PRIu64 " resuming the sync at block %" PRIu64,
 		      v->cfg->name, rc->peer_addr, eb->epoch, eb->resume_block);
@@ -717,12 +725,14 @@ static int finish_epoch_checks(struct rconn *rc, struct rvol *v, struct epoch_rx
 		return send_error(rc, PROTO_ERR_EPOCH,
 				  "volume %s: EPOCH_END for epoch %" PRIu64 " with %" PRIu64
 				  " blocks, but epoch %" PRIu64 " carried %" PRIu64,
-				  v->cfg->name, ee->epoch, ee->block_count, ex->eb->epoch, ex->blocks);
+				  v->cfg->name, ee->epoch, ee->block_count, ex->eb->epoch,
+				  ex->blocks);
 	root = map_merkle_root(&v->map);
 	if (root != ee->merkle_root)
 		return send_error(rc, PROTO_ERR_VERIFY,
 				  "volume %s: after epoch %" PRIu64
-				  " the standby's Merkle root %016" PRIx64 " differs from the source's %016" PRIx64,
+				  " the standby's Merkle root %016" PRIx64
+				  " differs from the source's %016" PRIx64,
 				  v->cfg->name, ex->eb->epoch, root, ee->merkle_root);
 	return 0;
 }
@@ -832,7 +842,8 @@ static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello
 			      v->cfg->name, rc->peer_addr, eb->epoch, ex.blocks);
 			return send_ack(rc, v, eb->epoch);
 		default:
-			r = send_error(rc, PROTO_ERR_PROTOCOL, "volume %s: unexpected %s during epoch %" PRIu64,
+			r = send_error(rc, PROTO_ERR_PROTOCOL,
+				       "volume %s: unexpected %s during epoch %" PRIu64,
 				       v->cfg->name, proto_type_name(msg.header.type), eb->epoch);
 			goto abort;
 		}
@@ -866,9 +877,10 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 	    eb->generation != v->map.generation)
 		return send_error(rc, PROTO_ERR_EPOCH,
 				  "volume %s: epoch %" PRIu64 " is a delta against epoch %" PRIu64
-				  " but the standby is %s at epoch %" PRIu64 "; the sender must resync",
-				  v->cfg->name, eb->epoch, eb->base_epoch, vstate_kind_name(v->vs.kind),
-				  v->have_map ? v->map.epoch : 0);
+				  " but the standby is %s at epoch %" PRIu64
+				  "; the sender must resync",
+				  v->cfg->name, eb->epoch, eb->base_epoch,
+				  vstate_kind_name(v->vs.kind), v->have_map ? v->map.epoch : 0);
 	r = vol_open_journal(v, err, sizeof(err));
 	if (r) {
 		vol_fail(v, "%s", err);
@@ -925,7 +937,8 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 			r = send_ack(rc, v, eb->epoch);
 			/* Apply whatever happens to the connection: the epoch is committed. */
 			if (journal_apply(v->j, NULL, NULL)) {
-				vol_fail(v, "applying epoch %" PRIu64 ": %s", eb->epoch, journal_err(v->j));
+				vol_fail(v, "applying epoch %" PRIu64 ": %s", eb->epoch,
+					 journal_err(v->j));
 				return -EIO;
 			}
 			if (map_commit(&v->map, v->dir, eb->epoch, err, sizeof(err))) {
@@ -944,7 +957,8 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 			      v->cfg->name, rc->peer_addr, eb->epoch, ex.blocks);
 			return r;
 		default:
-			r = send_error(rc, PROTO_ERR_PROTOCOL, "volume %s: unexpected %s during epoch %" PRIu64,
+			r = send_error(rc, PROTO_ERR_PROTOCOL,
+				       "volume %s: unexpected %s during epoch %" PRIu64,
 				       v->cfg->name, proto_type_name(msg.header.type), eb->epoch);
 			goto abort;
 		}
@@ -990,8 +1004,9 @@ static int serve_volume(struct rconn *rc, struct rvol *v, const struct proto_hel
 		if (r)
 			return r;
 		if (msg.header.type != PROTO_EPOCH_BEGIN)
-			return send_error(rc, PROTO_ERR_PROTOCOL, "volume %s: expected EPOCH_BEGIN, got %s",
-					  v->cfg->name, proto_type_name(msg.header.type));
+			return send_error(rc, PROTO_ERR_PROTOCOL,
+					  "volume %s: expected EPOCH_BEGIN, got %s", v->cfg->name,
+					  proto_type_name(msg.header.type));
 		struct proto_epoch_begin eb = msg.u.epoch_begin;
 
 		if (eb.generation != h->generation)
@@ -1048,9 +1063,10 @@ static void *conn_main(void *arg)
 		goto release;
 	}
 	if (!authorised(v, rc->peer_name)) {
-		send_refuse(rc, PROTO_REFUSE_CERTIFICATE,
-			    "certificate '%s' is not allowed to replicate volume %s; add --allow %s=%s",
-			    rc->peer_name, v->cfg->name, v->cfg->name, rc->peer_name);
+		send_refuse(
+			rc, PROTO_REFUSE_CERTIFICATE,
+			"certificate '%s' is not allowed to replicate volume %s; add --allow %s=%s",
+			rc->peer_name, v->cfg->name, v->cfg->name, rc->peer_name);
 		goto release;
 	}
 	pthread_mutex_lock(&v->lock);
@@ -1074,8 +1090,8 @@ static void *conn_main(void *arg)
 	}
 	if (v->busy) {
 		pthread_mutex_unlock(&v->lock);
-		send_refuse(rc, PROTO_REFUSE_BUSY, "volume %s is being replicated by another sender",
-			    v->cfg->name);
+		send_refuse(rc, PROTO_REFUSE_BUSY,
+			    "volume %s is being replicated by another sender", v->cfg->name);
 		goto release;
 	}
 	v->busy = true;

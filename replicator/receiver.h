@@ -16,11 +16,11 @@
 
 #include "kfio.h"
 
-#define RECEIVER_VOLUMES_MAX 64u
-#define RECEIVER_ALLOW_MAX 8u
-#define RECEIVER_CONNS_MAX 32u
+#define RECEIVER_VOLUMES_MAX	       64u
+#define RECEIVER_ALLOW_MAX	       8u
+#define RECEIVER_CONNS_MAX	       32u
 #define RECEIVER_JOURNAL_BYTES_DEFAULT (1ull << 30)
-#define RECEIVER_NAME_MAX 64u
+#define RECEIVER_NAME_MAX	       64u
 
 struct receiver_volume_cfg {
 	char name[RECEIVER_NAME_MAX];

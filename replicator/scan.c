@@ -34,16 +34,16 @@ struct scan_chunk {
 	uint32_t buf_idx;
 	uint32_t bytes; /* valid bytes (short at the end of the device) */
 	uint64_t offset;
-	bool valid;	/* slot holds a read chunk not yet taken by a worker */
+	bool valid; /* slot holds a read chunk not yet taken by a worker */
 };
 
 struct scan_worker {
 	struct scan_ctx *ctx;
 	pthread_t thread;
 	bool started;
-	void *out;	    /* compression output: codec_bound(chunk_bytes) */
+	void *out; /* compression output: codec_bound(chunk_bytes) */
 	size_t out_cap;
-	size_t out_used;    /* ordered mode: bytes of out held by pending batches */
+	size_t out_used;	    /* ordered mode: bytes of out held by pending batches */
 	struct scan_batch *pending; /* ordered mode: this chunk's batches, in order */
 	uint32_t pending_count;
 	struct scan_stats st;
@@ -58,20 +58,20 @@ struct scan_ctx {
 	uint32_t block_bytes;
 	uint32_t chunk_bytes;
 	uint32_t batch_bytes;
-	uint64_t zero_hash;	/* xxh3 of a full zero block */
+	uint64_t zero_hash; /* xxh3 of a full zero block */
 
 	pthread_mutex_t lock;
-	pthread_cond_t cond;	/* signalled on: chunk ready, buffer freed, error, end */
+	pthread_cond_t cond; /* signalled on: chunk ready, buffer freed, error, end */
 	/* Read chunks by sequence number (offset / chunk_bytes) modulo buf_count:
 	 * at most buf_count chunks are read or waiting at once, and they are issued
 	 * in sequence, so slots never collide. Workers take them in sequence. */
 	struct scan_chunk *ready;
-	uint64_t next_dispatch;	/* sequence of the next chunk a worker takes */
+	uint64_t next_dispatch; /* sequence of the next chunk a worker takes */
 	uint64_t next_emit;	/* ordered mode: sequence whose batches go next */
 	uint32_t *free_bufs;	/* stack */
 	uint32_t free_count;
 	bool no_more_chunks;
-	int error;		/* first error, sticky */
+	int error; /* first error, sticky */
 	char err_msg[256];
 
 	struct scan_worker workers[SCAN_WORKERS_MAX];
@@ -386,19 +386,20 @@ static int engine_loop(struct scan_ctx *c, struct scan_stats *st)
 			uint64_t expect = size - e->offset < e->len ? size - e->offset : e->len;
 
 			if (e->res < 0) {
-				set_error(c, e->res, "%s: read of %u bytes at offset %" PRIu64
-						     " failed: %s",
+				set_error(c, e->res,
+					  "%s: read of %u bytes at offset %" PRIu64 " failed: %s",
 					  c->dev->path, e->len, e->offset, strerror(-e->res));
 				break;
 			}
 			if ((uint64_t)e->res < expect) {
-				set_error(c, -EIO, "%s: read at offset %" PRIu64 " returned %d of %" PRIu64
-						   " bytes; did the device shrink?",
+				set_error(c, -EIO,
+					  "%s: read at offset %" PRIu64 " returned %d of %" PRIu64
+					  " bytes; did the device shrink?",
 					  c->dev->path, e->offset, e->res, expect);
 				break;
 			}
-			struct scan_chunk *slot =
-				&c->ready[(e->offset / c->chunk_bytes) % kfio_queue_buf_count(c->q)];
+			struct scan_chunk *slot = &c->ready[(e->offset / c->chunk_bytes) %
+							    kfio_queue_buf_count(c->q)];
 
 			ASSERT(!slot->valid);
 			*slot = (struct scan_chunk){ .buf_idx = e->buf_idx,
@@ -461,8 +462,9 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 		return -EINVAL;
 	}
 	if (m->size_bytes != dev->size_bytes) {
-		snprintf(err, err_len, "%s: device is %" PRIu64 " bytes but the map is for %" PRIu64,
-			 dev->path, dev->size_bytes, m->size_bytes);
+		snprintf(err, err_len,
+			 "%s: device is %" PRIu64 " bytes but the map is for %" PRIu64, dev->path,
+			 dev->size_bytes, m->size_bytes);
 		return -EINVAL;
 	}
 	c = calloc(1, sizeof(*c));
@@ -523,9 +525,9 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 		w->ctx = c;
 		w->out_cap = codec_bound(cfg->ordered ? c->chunk_bytes : c->batch_bytes);
 		w->out = malloc(w->out_cap);
-		w->pending = cfg->ordered ? calloc(c->chunk_bytes / c->block_bytes,
-						   sizeof(*w->pending))
-					  : NULL;
+		w->pending = cfg->ordered
+				     ? calloc(c->chunk_bytes / c->block_bytes, sizeof(*w->pending))
+				     : NULL;
 		if (!w->out || (cfg->ordered && !w->pending)) {
 			rc = -ENOMEM;
 			snprintf(err, err_len, "out of memory for compression buffers");

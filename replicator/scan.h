@@ -24,24 +24,24 @@
 #include "kfio.h"
 #include "map.h"
 
-#define SCAN_READ_BYTES_DEFAULT (1u << 20)
+#define SCAN_READ_BYTES_DEFAULT	 (1u << 20)
 #define SCAN_QUEUE_DEPTH_DEFAULT 16u
-#define SCAN_WORKERS_MAX 64u
-#define SCAN_BATCH_BYTES_MAX (4u << 20)
-#define SCAN_BLOCK_BYTES_MIN 4096u
-#define SCAN_BLOCK_BYTES_MAX (1u << 20)
+#define SCAN_WORKERS_MAX	 64u
+#define SCAN_BATCH_BYTES_MAX	 (4u << 20)
+#define SCAN_BLOCK_BYTES_MIN	 4096u
+#define SCAN_BLOCK_BYTES_MAX	 (1u << 20)
 /* Chosen by the block-size sweep: see docs/CHANGE-DETECTION.md. */
 #define SCAN_BLOCK_BYTES_DEFAULT (16u << 10)
 
 struct scan_batch {
 	uint64_t first_block;
 	uint32_t block_count;
-	bool zero;		 /* a run of all-zero blocks: no data */
-	enum codec_kind codec;	 /* for data batches */
-	const void *data;	 /* codec output; valid only during the sink call */
-	uint32_t data_bytes;	 /* bytes of data (compressed or raw) */
-	uint32_t payload_bytes;	 /* plaintext bytes the batch stands for */
-	const uint64_t *hashes;	 /* xxh3 of each block's plaintext (block_count) */
+	bool zero;		/* a run of all-zero blocks: no data */
+	enum codec_kind codec;	/* for data batches */
+	const void *data;	/* codec output; valid only during the sink call */
+	uint32_t data_bytes;	/* bytes of data (compressed or raw) */
+	uint32_t payload_bytes; /* plaintext bytes the batch stands for */
+	const uint64_t *hashes; /* xxh3 of each block's plaintext (block_count) */
 };
 
 struct scan_sink {
@@ -52,11 +52,11 @@ struct scan_sink {
 };
 
 struct scan_config {
-	uint32_t read_bytes;   /* engine request size; rounded up to a block multiple */
-	uint32_t queue_depth;  /* reads in flight */
-	uint32_t workers;      /* hashing/compression threads; 0 = online CPUs */
-	uint32_t batch_bytes;  /* max plaintext per data batch; 0 = read_bytes */
-	bool compress;	       /* run lz4 on data batches (else all raw) */
+	uint32_t read_bytes;  /* engine request size; rounded up to a block multiple */
+	uint32_t queue_depth; /* reads in flight */
+	uint32_t workers;     /* hashing/compression threads; 0 = online CPUs */
+	uint32_t batch_bytes; /* max plaintext per data batch; 0 = read_bytes */
+	bool compress;	      /* run lz4 on data batches (else all raw) */
 	/* Call the sink in ascending block order (one call at a time), as the wire
 	 * protocol needs; workers still hash and compress in parallel, each holding
 	 * its chunk's batches until the chunks before it were emitted. */
@@ -70,16 +70,16 @@ struct scan_config {
 struct scan_stats {
 	uint64_t bytes_read;
 	uint64_t blocks_scanned;
-	uint64_t blocks_changed;    /* hash differs from the map (zero blocks included) */
-	uint64_t blocks_zero;	    /* changed blocks that are all zero */
-	uint64_t payload_bytes;	    /* plaintext of changed non-zero blocks */
-	uint64_t compressed_bytes;  /* what the codec made of them */
+	uint64_t blocks_changed;   /* hash differs from the map (zero blocks included) */
+	uint64_t blocks_zero;	   /* changed blocks that are all zero */
+	uint64_t payload_bytes;	   /* plaintext of changed non-zero blocks */
+	uint64_t compressed_bytes; /* what the codec made of them */
 	uint64_t batches_lz4;
 	uint64_t batches_raw;
 	uint64_t batches_zero;
 	uint32_t workers;
 	double seconds;
-	double cpu_seconds;	    /* user + system of the whole process */
+	double cpu_seconds; /* user + system of the whole process */
 };
 
 void scan_config_defaults(struct scan_config *cfg);

@@ -43,7 +43,8 @@
 #include "sender.h"
 #include "tls.h"
 
-#define SENDER_PREFIX_BYTES (PROTO_HEADER_BYTES + PROTO_DATA_FIXED_BYTES + 8u * PROTO_DATA_BLOCKS_MAX)
+#define SENDER_PREFIX_BYTES \
+	(PROTO_HEADER_BYTES + PROTO_DATA_FIXED_BYTES + 8u * PROTO_DATA_BLOCKS_MAX)
 
 struct send_ctx {
 	struct conn *conn;
@@ -281,7 +282,8 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 	snprintf(h.volume_name, sizeof(h.volume_name), "%s", cfg->volume);
 	n = proto_encode_hello(&h, c->tx, PROTO_FRAME_BYTES_MAX);
 	if (n < 0) {
-		set_msg(res, "volume %s: cannot encode HELLO (volume name must be 1..63 printable characters)",
+		set_msg(res,
+			"volume %s: cannot encode HELLO (volume name must be 1..63 printable characters)",
 			cfg->volume);
 		return n;
 	}
@@ -448,8 +450,8 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	if (msg.header.type != PROTO_EPOCH_ACK || msg.u.epoch_ack.epoch != eb.epoch ||
 	    msg.u.epoch_ack.merkle_root != ee.merkle_root) {
 		rc = -EPROTO;
-		set_msg(res, "volume %s: expected the ack of epoch %" PRIu64 ", got %s", cfg->volume,
-			eb.epoch, proto_type_name(msg.header.type));
+		set_msg(res, "volume %s: expected the ack of epoch %" PRIu64 ", got %s",
+			cfg->volume, eb.epoch, proto_type_name(msg.header.type));
 		goto free_s;
 	}
 
@@ -457,7 +459,8 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	rc = map_commit(&m, cfg->state_dir, eb.epoch, err, sizeof(err));
 	if (rc) {
 		set_msg(res,
-			"volume %s: epoch %" PRIu64 " is on the standby but recording it in %s failed: %s (the next epoch resyncs)",
+			"volume %s: epoch %" PRIu64
+			" is on the standby but recording it in %s failed: %s (the next epoch resyncs)",
 			cfg->volume, eb.epoch, cfg->state_dir, err);
 		goto free_s;
 	}

@@ -22,11 +22,11 @@ struct sender_config {
 	const char *volume;
 	const char *device;
 	const char *state_dir;
-	const char *peer;	 /* HOST:PORT */
+	const char *peer; /* HOST:PORT */
 	const char *tls_dir;
 	const char *server_name; /* expected name in the receiver's certificate */
 	bool insecure_plaintext;
-	uint32_t block_bytes;	 /* for a new map; 0 = default */
+	uint32_t block_bytes; /* for a new map; 0 = default */
 	unsigned timeout_ms;
 	enum progress_mode progress;
 	struct scan_config scan;
@@ -34,8 +34,8 @@ struct sender_config {
 
 enum sender_outcome {
 	SENDER_OK = 0,
-	SENDER_REFUSED,	    /* the receiver refused the volume (see message) */
-	SENDER_FAILED,	    /* I/O, network or protocol failure (see message) */
+	SENDER_REFUSED, /* the receiver refused the volume (see message) */
+	SENDER_FAILED,	/* I/O, network or protocol failure (see message) */
 };
 
 struct sender_result {

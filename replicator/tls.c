@@ -75,7 +75,7 @@ enum tls_file {
 	TLS_F_COUNT = 3,
 };
 
-static const char *const tls_file_names[TLS_F_COUNT] = {TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE};
+static const char *const tls_file_names[TLS_F_COUNT] = { TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE };
 
 /* What identifies a file's content for reload: a Secret update swaps the ..data
  * symlink (new inode); an in-place rewrite changes size or mtime. */
@@ -1051,8 +1051,8 @@ static int tls_conn_ssl_fail(struct tls_conn *c, int ret, const char *op)
 	tls_errf(c->err, sizeof(c->err), "%s failed: %s", op, why);
 	/* The peer refused our certificate: a permission problem (exit 77), not a
 	 * protocol one. */
-	return tls_conn_fatal(c, tls_reason_is_cert_refusal(ERR_GET_REASON(code)) ? -EACCES
-										 : -EPROTO);
+	return tls_conn_fatal(c,
+			      tls_reason_is_cert_refusal(ERR_GET_REASON(code)) ? -EACCES : -EPROTO);
 }
 
 static int tls_conn_open(struct tls_ctx *t, int fd, bool server, struct tls_conn **out, char *err,
@@ -1656,7 +1656,7 @@ out:
 
 int tls_ca_create(const char *out_dir, bool force, char *err, size_t err_len)
 {
-	static const char *const names[] = {TLS_CA_FILE, TLS_CA_KEY_FILE};
+	static const char *const names[] = { TLS_CA_FILE, TLS_CA_KEY_FILE };
 	EVP_PKEY *key = NULL;
 	X509 *x = NULL;
 	char why[160];
@@ -1714,7 +1714,7 @@ static bool tls_name_ok(const char *name)
 int tls_cert_issue(const char *ca_dir, const char *name, const char *out_dir, unsigned days,
 		   bool force, char *err, size_t err_len)
 {
-	static const char *const names[] = {TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE};
+	static const char *const names[] = { TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE };
 	char ca_path[TLS_PATH_BYTES], ca_key_path[TLS_PATH_BYTES], when[64], why[160];
 	STACK_OF(X509) *cas = NULL;
 	EVP_PKEY *ca_key = NULL, *key = NULL;

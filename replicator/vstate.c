@@ -63,9 +63,10 @@ int vstate_load(struct vstate *s, const char *dir, char *err, size_t err_len)
 	if (n != (ssize_t)sizeof(d) || le32toh(d.magic) != VSTATE_MAGIC ||
 	    le64toh(d.checksum) != delta_hash(&d, offsetof(struct vstate_disk, checksum)) ||
 	    le16toh(d.version) != VSTATE_VERSION || d.kind > VSTATE_CONSISTENT) {
-		snprintf(err, err_len,
-			 "%s is damaged (bad size, magic, version or checksum); the standby cannot be trusted: remove the volume's state directory to resync it from scratch",
-			 path);
+		snprintf(
+			err, err_len,
+			"%s is damaged (bad size, magic, version or checksum); the standby cannot be trusted: remove the volume's state directory to resync it from scratch",
+			path);
 		return -EBADMSG;
 	}
 	s->kind = d.kind;

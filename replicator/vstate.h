@@ -16,10 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VSTATE_FILE "state"
+#define VSTATE_FILE	"state"
 #define VSTATE_TMP_FILE "state.tmp"
-#define VSTATE_MAGIC 0x54535650u /* "PVST" */
-#define VSTATE_VERSION 1u
+#define VSTATE_MAGIC	0x54535650u /* "PVST" */
+#define VSTATE_VERSION	1u
 
 enum vstate_kind {
 	VSTATE_EMPTY = 0,
@@ -29,11 +29,11 @@ enum vstate_kind {
 
 struct vstate {
 	enum vstate_kind kind;
-	bool crash_consistent;	/* the last committed epoch came from a point-in-time capture */
-	uint64_t epoch;		/* last committed epoch (0: none) */
+	bool crash_consistent; /* the last committed epoch came from a point-in-time capture */
+	uint64_t epoch;	       /* last committed epoch (0: none) */
 	uint64_t generation;
-	uint64_t sync_epoch;	/* SYNCING: the epoch being synced */
-	uint64_t sync_cursor;	/* SYNCING: every block below it is durably written */
+	uint64_t sync_epoch;	 /* SYNCING: the epoch being synced */
+	uint64_t sync_cursor;	 /* SYNCING: every block below it is durably written */
 	int64_t consistent_unix; /* wall-clock time the last epoch was committed */
 	uint8_t volume_id[16];
 };

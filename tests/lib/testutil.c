@@ -64,7 +64,7 @@ static bool tu_private_ns;
 
 /* ------------------------------------------------------------ registry */
 
-static const int tu_fatal_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT};
+static const int tu_fatal_sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT };
 
 /*
  * Creating a resource and registering it is one step as far as the cleanup
@@ -254,7 +254,7 @@ void tu_require_root(void)
 
 void tu_require_prog(const char *prog)
 {
-	static const char *const extra[] = {"/sbin", "/usr/sbin", "/usr/local/sbin"};
+	static const char *const extra[] = { "/sbin", "/usr/sbin", "/usr/local/sbin" };
 	char dirs[TU_PATH_MAX], path[TU_PATH_MAX + 256];
 	const char *env = getenv("PATH");
 	char *save = NULL, *dir;
@@ -595,7 +595,7 @@ int tu_loop_attach(struct tu_loop *lp, const char *file, uint32_t block_bytes, b
 	lp->fd = lfd;
 	tu_res_add(TU_RES_LOOP, lp->dev, lfd);
 	/* A BLKROSET left by an earlier user of loopN (LO_FLAGS_READ_ONLY is separate). */
-	if (ioctl(lfd, BLKROSET, &(int){0}) != 0)
+	if (ioctl(lfd, BLKROSET, &(int){ 0 }) != 0)
 		fprintf(stderr, "testutil: BLKROSET 0 on %s: %s\n", lp->dev, strerror(errno));
 	memset(&info, 0, sizeof(info));
 	if (ioctl(lfd, LOOP_GET_STATUS64, &info) == 0)

@@ -366,8 +366,9 @@ static int wait_applied(int argc, char **argv)
 			return 0;
 		}
 		if (waited >= timeout_ms) {
-			fprintf(stderr, "test-tool: %s: epoch %" PRIu64 " not applied after %" PRIu64
-					" ms (%s)\n",
+			fprintf(stderr,
+				"test-tool: %s: epoch %" PRIu64 " not applied after %" PRIu64
+				" ms (%s)\n",
 				dir, epoch, timeout_ms, rc ? err : "older epoch");
 			return 1;
 		}

@@ -27,12 +27,12 @@
 
 enum fill_kind { FILL_RANDOM, FILL_ZERO, FILL_TEXT, FILL_HALF };
 
-static const char *const fill_names[] = {"random", "zero", "text", "half-random"};
+static const char *const fill_names[] = { "random", "zero", "text", "half-random" };
 
 static void fill(unsigned char *buf, size_t len, enum fill_kind kind, uint64_t *rng)
 {
-	static const char *const words[] = {"block ",	"epoch ",   "the ", "volume ",
-					    "replica ", "journal ", "a ",   "standby\n"};
+	static const char *const words[] = { "block ",	 "epoch ",   "the ", "volume ",
+					     "replica ", "journal ", "a ",   "standby\n" };
 
 	switch (kind) {
 	case FILL_RANDOM:
@@ -58,9 +58,9 @@ static void fill(unsigned char *buf, size_t len, enum fill_kind kind, uint64_t *
 }
 
 /* Sizes around block sizes, tiny ones and odd ones. */
-static const size_t sizes[] = {1,    2,	    15,	   16,	  17,	  100,	  255,
-			       511,  512,   513,   1000,  4095,	  4096,	  4097,
-			       8192, 65535, 65536, 65537, 131072, 262144, 1 << 20};
+static const size_t sizes[] = { 1,    2,     15,    16,	   17,	   100,	   255,
+				511,  512,   513,   1000,  4095,   4096,   4097,
+				8192, 65535, 65536, 65537, 131072, 262144, 1 << 20 };
 
 static void test_round_trips(void **state)
 {
@@ -104,7 +104,7 @@ static void test_round_trips(void **state)
 
 static void test_empty(void **state)
 {
-	unsigned char src[1] = {0}, dst[1];
+	unsigned char src[1] = { 0 }, dst[1];
 	enum codec_kind kind = CODEC_LZ4;
 
 	(void)state;
@@ -155,7 +155,7 @@ static void test_small_saving_is_raw(void **state)
 
 static void test_raw_length_mismatch(void **state)
 {
-	unsigned char src[64] = {1}, dst[64];
+	unsigned char src[64] = { 1 }, dst[64];
 
 	(void)state;
 	assert_int_equal(codec_decompress(CODEC_RAW, src, 63, dst, 64), -EBADMSG);
@@ -165,7 +165,7 @@ static void test_raw_length_mismatch(void **state)
 
 static void test_unknown_kind(void **state)
 {
-	unsigned char src[64] = {0}, dst[64];
+	unsigned char src[64] = { 0 }, dst[64];
 
 	(void)state;
 	assert_int_equal(codec_decompress((enum codec_kind)2, src, 64, dst, 64), -EBADMSG);

@@ -103,14 +103,15 @@ static int fix_teardown(void **state)
 	return 0;
 }
 
-static const struct dev_case case_file_4m = {"file-4M", TU_BACKING_FILE, 4 * MIB};
-static const struct dev_case case_file_8m = {"file-8M", TU_BACKING_FILE, 8 * MIB};
-static const struct dev_case case_file_odd = {"file-1M+1536", TU_BACKING_FILE, MIB + 1536};
-static const struct dev_case case_loop512_8m = {"loop512-8M", TU_BACKING_LOOP512, 8 * MIB};
-static const struct dev_case case_loop512_odd = {"loop512-1M+1536", TU_BACKING_LOOP512, MIB + 1536};
-static const struct dev_case case_loop4096_8m = {"loop4096-8M", TU_BACKING_LOOP4096, 8 * MIB};
-static const struct dev_case case_loop4096_odd = {"loop4096-1M+8192", TU_BACKING_LOOP4096,
-						  MIB + 8192};
+static const struct dev_case case_file_4m = { "file-4M", TU_BACKING_FILE, 4 * MIB };
+static const struct dev_case case_file_8m = { "file-8M", TU_BACKING_FILE, 8 * MIB };
+static const struct dev_case case_file_odd = { "file-1M+1536", TU_BACKING_FILE, MIB + 1536 };
+static const struct dev_case case_loop512_8m = { "loop512-8M", TU_BACKING_LOOP512, 8 * MIB };
+static const struct dev_case case_loop512_odd = { "loop512-1M+1536", TU_BACKING_LOOP512,
+						  MIB + 1536 };
+static const struct dev_case case_loop4096_8m = { "loop4096-8M", TU_BACKING_LOOP4096, 8 * MIB };
+static const struct dev_case case_loop4096_odd = { "loop4096-1M+8192", TU_BACKING_LOOP4096,
+						   MIB + 8192 };
 
 /* --------------------------------------------------------------- probing */
 
@@ -318,18 +319,18 @@ struct check_case {
 };
 
 static const struct check_case check_cases[] = {
-	{"aligned at 0", 0, 1, 0, BUF_ALIGNED, false, 0, MSG_ANY},
-	{"aligned 8 blocks at 64K", 65536, 8, 0, BUF_ALIGNED, false, 0, MSG_ANY},
-	{"offset 4100", 4100, 1, 0, BUF_ALIGNED, false, -EINVAL, MSG_OFFSET},
-	{"offset 4100 past-ok", 4100, 1, 0, BUF_ALIGNED, true, -EINVAL, MSG_OFFSET},
-	{"offset 511", 511, 1, 0, BUF_ALIGNED, false, -EINVAL, MSG_OFFSET},
-	{"length +100", 0, 1, 100, BUF_ALIGNED, false, -EINVAL, MSG_LEN_NUM},
-	{"length -1", 0, 2, -1, BUF_ALIGNED, false, -EINVAL, MSG_LEN_NUM},
-	{"buffer +1", 0, 1, 0, BUF_PLUS_1, false, -EINVAL, MSG_ANY},
-	{"last block", -1, 1, 0, BUF_ALIGNED, false, 0, MSG_ANY},
-	{"crosses end", -1, 2, 0, BUF_ALIGNED, false, -ERANGE, MSG_OFF_NUM},
-	{"crosses end, past ok", -1, 2, 0, BUF_ALIGNED, true, 0, MSG_ANY},
-	{"starts past end", 0x7fffffff000ll, 1, 0, BUF_ALIGNED, false, -ERANGE, MSG_ANY},
+	{ "aligned at 0", 0, 1, 0, BUF_ALIGNED, false, 0, MSG_ANY },
+	{ "aligned 8 blocks at 64K", 65536, 8, 0, BUF_ALIGNED, false, 0, MSG_ANY },
+	{ "offset 4100", 4100, 1, 0, BUF_ALIGNED, false, -EINVAL, MSG_OFFSET },
+	{ "offset 4100 past-ok", 4100, 1, 0, BUF_ALIGNED, true, -EINVAL, MSG_OFFSET },
+	{ "offset 511", 511, 1, 0, BUF_ALIGNED, false, -EINVAL, MSG_OFFSET },
+	{ "length +100", 0, 1, 100, BUF_ALIGNED, false, -EINVAL, MSG_LEN_NUM },
+	{ "length -1", 0, 2, -1, BUF_ALIGNED, false, -EINVAL, MSG_LEN_NUM },
+	{ "buffer +1", 0, 1, 0, BUF_PLUS_1, false, -EINVAL, MSG_ANY },
+	{ "last block", -1, 1, 0, BUF_ALIGNED, false, 0, MSG_ANY },
+	{ "crosses end", -1, 2, 0, BUF_ALIGNED, false, -ERANGE, MSG_OFF_NUM },
+	{ "crosses end, past ok", -1, 2, 0, BUF_ALIGNED, true, 0, MSG_ANY },
+	{ "starts past end", 0x7fffffff000ll, 1, 0, BUF_ALIGNED, false, -ERANGE, MSG_ANY },
 };
 
 static void test_check_io(void **state)
@@ -407,7 +408,7 @@ static void test_sync_roundtrip(void **state)
 	struct dev_fix *f = *state;
 	struct kfio_dev *d = &f->dev;
 	uint32_t lbs = d->logical_block_bytes;
-	uint64_t offs[3] = {0, 65536 + lbs, d->size_bytes - 8ull * lbs};
+	uint64_t offs[3] = { 0, 65536 + lbs, d->size_bytes - 8ull * lbs };
 	const uint64_t seed = 0xabcdef01ull;
 	unsigned char *check;
 	unsigned i;
@@ -500,10 +501,10 @@ struct zero_case {
 };
 
 static const struct zero_case zero_cases[] = {
-	{"discard 256K at 1M", true, MIB, 256 * 1024},
-	{"discard one 4K block at 2M+4K", true, 2 * MIB + 4096, 4096},
-	{"zero-out 64K+4K at 3M", false, 3 * MIB, 65536 + 4096},
-	{"zero-out 1M at 5M", false, 5 * MIB, MIB},
+	{ "discard 256K at 1M", true, MIB, 256 * 1024 },
+	{ "discard one 4K block at 2M+4K", true, 2 * MIB + 4096, 4096 },
+	{ "zero-out 64K+4K at 3M", false, 3 * MIB, 65536 + 4096 },
+	{ "zero-out 1M at 5M", false, 5 * MIB, MIB },
 };
 
 static void test_discard_zero(void **state)
@@ -582,7 +583,7 @@ static void test_open_buffered(void **state)
 
 static void test_buf_alloc(void **state)
 {
-	static const size_t lens[] = {512, 4096, 65536 + 4096, 4u << 20};
+	static const size_t lens[] = { 512, 4096, 65536 + 4096, 4u << 20 };
 	unsigned i;
 
 	(void)state;

@@ -154,7 +154,7 @@ static uint64_t file_size(const char *path)
 /* Waits up to timeout_ms for one byte on fd; returns it, or -1 on timeout. */
 static int wait_byte(int fd, int timeout_ms)
 {
-	struct pollfd p = {.fd = fd, .events = POLLIN};
+	struct pollfd p = { .fd = fd, .events = POLLIN };
 	char c;
 
 	if (poll(&p, 1, timeout_ms) <= 0)

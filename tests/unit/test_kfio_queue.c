@@ -65,7 +65,7 @@ static int q_fix_setup(void **state)
 {
 	const struct q_case *c = *state;
 	struct q_fix *f = calloc(1, sizeof(*f));
-	struct kfio_queue_config cfg = {c->backend, Q_DEPTH, Q_BUF_COUNT, Q_BUF_BYTES};
+	struct kfio_queue_config cfg = { c->backend, Q_DEPTH, Q_BUF_COUNT, Q_BUF_BYTES };
 	struct kfio_dev *devs[1];
 	char err[KFIO_ERR_MSG_MAX] = "";
 	int ret;
@@ -104,7 +104,7 @@ static int q_fix_teardown(void **state)
 	return 0;
 }
 
-#define CASE(n, k, be, sz) static const struct q_case n = {#n, k, be, sz}
+#define CASE(n, k, be, sz) static const struct q_case n = { #n, k, be, sz }
 CASE(file_uring, TU_BACKING_FILE, KFIO_BACKEND_URING, 32 * MIB);
 CASE(loop512_uring, TU_BACKING_LOOP512, KFIO_BACKEND_URING, 32 * MIB);
 CASE(loop4096_uring, TU_BACKING_LOOP4096, KFIO_BACKEND_URING, 32 * MIB);
@@ -399,17 +399,17 @@ struct cfg_case {
 };
 
 static const struct cfg_case bad_cfgs[] = {
-	{"depth 0", {KFIO_BACKEND_URING, 0, 8, 4096}, 1},
-	{"depth over max", {KFIO_BACKEND_URING, KFIO_QUEUE_DEPTH_MAX + 1, 8, 4096}, 1},
-	{"buffers over max", {KFIO_BACKEND_URING, 8, KFIO_BUF_COUNT_MAX + 1, 4096}, 1},
-	{"buffer bytes 0", {KFIO_BACKEND_URING, 8, 8, 0}, 1},
-	{"buffer bytes 1000", {KFIO_BACKEND_URING, 8, 8, 1000}, 1},
-	{"buffer bytes 512", {KFIO_BACKEND_URING, 8, 8, 512}, 1},
-	{"buffer bytes over max", {KFIO_BACKEND_URING, 8, 8, KFIO_BUF_BYTES_MAX + 4096}, 1},
-	{"sim buffer bytes 1000", {KFIO_BACKEND_SIM, 8, 8, 1000}, 1},
-	{"unknown backend", {(enum kfio_backend_kind)7, 8, 8, 4096}, 1},
-	{"no devices", {KFIO_BACKEND_URING, 8, 8, 4096}, 0},
-	{"too many devices", {KFIO_BACKEND_URING, 8, 8, 4096}, KFIO_DEVS_MAX + 1},
+	{ "depth 0", { KFIO_BACKEND_URING, 0, 8, 4096 }, 1 },
+	{ "depth over max", { KFIO_BACKEND_URING, KFIO_QUEUE_DEPTH_MAX + 1, 8, 4096 }, 1 },
+	{ "buffers over max", { KFIO_BACKEND_URING, 8, KFIO_BUF_COUNT_MAX + 1, 4096 }, 1 },
+	{ "buffer bytes 0", { KFIO_BACKEND_URING, 8, 8, 0 }, 1 },
+	{ "buffer bytes 1000", { KFIO_BACKEND_URING, 8, 8, 1000 }, 1 },
+	{ "buffer bytes 512", { KFIO_BACKEND_URING, 8, 8, 512 }, 1 },
+	{ "buffer bytes over max", { KFIO_BACKEND_URING, 8, 8, KFIO_BUF_BYTES_MAX + 4096 }, 1 },
+	{ "sim buffer bytes 1000", { KFIO_BACKEND_SIM, 8, 8, 1000 }, 1 },
+	{ "unknown backend", { (enum kfio_backend_kind)7, 8, 8, 4096 }, 1 },
+	{ "no devices", { KFIO_BACKEND_URING, 8, 8, 4096 }, 0 },
+	{ "too many devices", { KFIO_BACKEND_URING, 8, 8, 4096 }, KFIO_DEVS_MAX + 1 },
 };
 
 static void test_queue_new_errors(void **state)
@@ -553,14 +553,15 @@ struct bad_req {
 };
 
 static const struct bad_req bad_reqs[] = {
-	{"offset 4100", false, 0, 0, 4100, false, 1, 0, -EINVAL, "offset 4100 is not aligned"},
-	{"write offset 4100", true, 0, 0, 4100, false, 1, 0, -EINVAL, "offset 4100 is not aligned"},
-	{"length +100", false, 0, 0, 0, false, 1, 100, -EINVAL, NULL},
-	{"buffer index = count", false, 0, Q_BUF_COUNT, 0, false, 1, 0, -EINVAL, NULL},
-	{"buffer index huge", true, 0, UINT32_MAX - 1, 0, false, 1, 0, -EINVAL, NULL},
-	{"device index 1 of 1", false, 1, 0, 0, false, 1, 0, -EINVAL, NULL},
-	{"length over buffer", false, 0, 0, 0, false, 0, Q_BUF_BYTES + 4096, -EINVAL, NULL},
-	{"misaligned length at the end", false, 0, 0, 0, true, 1, 4100, -EINVAL, NULL},
+	{ "offset 4100", false, 0, 0, 4100, false, 1, 0, -EINVAL, "offset 4100 is not aligned" },
+	{ "write offset 4100", true, 0, 0, 4100, false, 1, 0, -EINVAL,
+	  "offset 4100 is not aligned" },
+	{ "length +100", false, 0, 0, 0, false, 1, 100, -EINVAL, NULL },
+	{ "buffer index = count", false, 0, Q_BUF_COUNT, 0, false, 1, 0, -EINVAL, NULL },
+	{ "buffer index huge", true, 0, UINT32_MAX - 1, 0, false, 1, 0, -EINVAL, NULL },
+	{ "device index 1 of 1", false, 1, 0, 0, false, 1, 0, -EINVAL, NULL },
+	{ "length over buffer", false, 0, 0, 0, false, 0, Q_BUF_BYTES + 4096, -EINVAL, NULL },
+	{ "misaligned length at the end", false, 0, 0, 0, true, 1, 4100, -EINVAL, NULL },
 };
 
 static void test_request_validation(void **state)
@@ -603,7 +604,7 @@ static void test_write_past_end(void **state)
 	struct kfio_queue *q = f->q;
 	uint32_t lbs = f->dev.logical_block_bytes;
 	uint64_t size = f->dev.size_bytes;
-	const uint64_t offs[] = {size - lbs, size, size + 64 * MIB};
+	const uint64_t offs[] = { size - lbs, size, size + 64 * MIB };
 	unsigned i;
 
 	for (i = 0; i < ARRAY_SIZE(offs); i++) {
@@ -637,7 +638,7 @@ static void test_end_of_device(void **state)
 	uint32_t lbs = f->dev.logical_block_bytes;
 	uint64_t size = f->dev.size_bytes;
 	uint64_t tail = size % Q_BUF_BYTES; /* bytes of the last, partial buffer */
-	const uint64_t past[] = {size, size + lbs, size + 64 * MIB};
+	const uint64_t past[] = { size, size + lbs, size + 64 * MIB };
 	struct op op;
 	struct kfio_cqe cqe;
 	unsigned i;
@@ -688,11 +689,11 @@ static void test_end_of_device(void **state)
 static void test_two_devices(void **state)
 {
 	const enum kfio_backend_kind backend = *(const enum kfio_backend_kind *)*state;
-	const enum tu_backing_kind kinds[2] = {TU_BACKING_FILE, TU_BACKING_LOOP4096};
-	struct kfio_queue_config cfg = {backend, Q_DEPTH, Q_BUF_COUNT, Q_BUF_BYTES};
+	const enum tu_backing_kind kinds[2] = { TU_BACKING_FILE, TU_BACKING_LOOP4096 };
+	struct kfio_queue_config cfg = { backend, Q_DEPTH, Q_BUF_COUNT, Q_BUF_BYTES };
 	struct tu_backing b[2];
 	struct kfio_dev dev[2];
-	struct kfio_dev *devs[2] = {&dev[0], &dev[1]};
+	struct kfio_dev *devs[2] = { &dev[0], &dev[1] };
 	struct kfio_queue *q = NULL;
 	char err[KFIO_ERR_MSG_MAX] = "";
 	struct op ops[64];
@@ -739,10 +740,10 @@ static void test_two_devices(void **state)
 static void test_read_only_dev(void **state)
 {
 	const enum kfio_backend_kind backend = *(const enum kfio_backend_kind *)*state;
-	struct kfio_queue_config cfg = {backend, 4, 4, Q_BUF_BYTES};
+	struct kfio_queue_config cfg = { backend, 4, 4, Q_BUF_BYTES };
 	struct tu_backing b;
 	struct kfio_dev dev;
-	struct kfio_dev *devs[1] = {&dev};
+	struct kfio_dev *devs[1] = { &dev };
 	struct kfio_queue *q = NULL;
 	struct kfio_cqe cqe;
 	char err[KFIO_ERR_MSG_MAX] = "";

@@ -49,8 +49,8 @@ struct sim_fix {
 
 static void sim_open(struct sim_fix *f)
 {
-	struct kfio_queue_config cfg = {KFIO_BACKEND_SIM, Q_DEPTH, Q_BUF_COUNT, Q_BUF_BYTES};
-	struct kfio_dev *devs[1] = {&f->dev};
+	struct kfio_queue_config cfg = { KFIO_BACKEND_SIM, Q_DEPTH, Q_BUF_COUNT, Q_BUF_BYTES };
+	struct kfio_dev *devs[1] = { &f->dev };
 	char err[KFIO_ERR_MSG_MAX] = "";
 	int ret;
 
@@ -247,7 +247,7 @@ static void test_sim_pending(void **state)
 static void test_sim_drop_keep(void **state)
 {
 	struct sim_fix *f = *state;
-	enum kfio_crash_mode modes[2] = {KFIO_CRASH_DROP, KFIO_CRASH_KEEP};
+	enum kfio_crash_mode modes[2] = { KFIO_CRASH_DROP, KFIO_CRASH_KEEP };
 	unsigned m;
 
 	for (m = 0; m < 2; m++) {
@@ -297,8 +297,8 @@ static void test_sim_overwrite(void **state)
 		enum kfio_crash_mode mode;
 		uint64_t want_seed;
 	} cases[] = {
-		{KFIO_CRASH_DROP, SEED_FLUSHED},
-		{KFIO_CRASH_KEEP, SEED_NEW + 1},
+		{ KFIO_CRASH_DROP, SEED_FLUSHED },
+		{ KFIO_CRASH_KEEP, SEED_NEW + 1 },
 	};
 	unsigned c;
 
@@ -435,10 +435,10 @@ static void test_sim_torn(void **state)
 /* A flush covers its own device only. */
 static void test_sim_flush_per_device(void **state)
 {
-	struct kfio_queue_config cfg = {KFIO_BACKEND_SIM, Q_DEPTH, Q_BUF_COUNT, Q_BUF_BYTES};
+	struct kfio_queue_config cfg = { KFIO_BACKEND_SIM, Q_DEPTH, Q_BUF_COUNT, Q_BUF_BYTES };
 	char files[2][TU_PATH_MAX];
 	struct kfio_dev dev[2];
-	struct kfio_dev *devs[2] = {&dev[0], &dev[1]};
+	struct kfio_dev *devs[2] = { &dev[0], &dev[1] };
 	struct kfio_queue *q = NULL;
 	char err[KFIO_ERR_MSG_MAX] = "";
 	unsigned d;

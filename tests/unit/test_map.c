@@ -397,16 +397,16 @@ static void test_corrupt_base(void **state)
 		int64_t off;
 		const char *words;
 	} flips[] = {
-		{0, "bad magic"},
-		{8, "format version"},
-		{12, "header checksum"},  /* block_bytes */
-		{40, "header checksum"},  /* volume name */
-		{100, "header checksum"}, /* size_bytes */
-		{128, "header checksum"}, /* body checksum field */
-		{200, "header checksum"}, /* reserved */
-		{250, "header checksum"}, /* the checksum itself */
-		{256, "checksum of the hashes"},
-		{256 + 8 * 999 + 7, "checksum of the hashes"},
+		{ 0, "bad magic" },
+		{ 8, "format version" },
+		{ 12, "header checksum" },  /* block_bytes */
+		{ 40, "header checksum" },  /* volume name */
+		{ 100, "header checksum" }, /* size_bytes */
+		{ 128, "header checksum" }, /* body checksum field */
+		{ 200, "header checksum" }, /* reserved */
+		{ 250, "header checksum" }, /* the checksum itself */
+		{ 256, "checksum of the hashes" },
+		{ 256 + 8 * 999 + 7, "checksum of the hashes" },
 	};
 	char dir[TU_PATH_MAX];
 	struct map m;
@@ -485,7 +485,7 @@ static void append_record(const char *dir, uint64_t epoch, uint64_t block, uint6
 		.entry_count = htole64(1),
 		.checksum = 0,
 	};
-	struct map_disk_entry e = {.block = htole64(block), .hash = htole64(hash)};
+	struct map_disk_entry e = { .block = htole64(block), .hash = htole64(hash) };
 	struct delta_stream ds;
 
 	delta_stream_init(&ds, MAP_DISK_SEED_RECORD);
@@ -618,13 +618,13 @@ static int crash_hook(const char *step)
 }
 
 enum crash_kind { CRASH_LOG_APPEND, CRASH_BASE_REWRITE, CRASH_FIRST_COMMIT };
-static const char *const crash_kind_names[] = {"log append", "base rewrite", "first commit"};
+static const char *const crash_kind_names[] = { "log append", "base rewrite", "first commit" };
 
 /* The steps after which the new epoch is what a process death leaves behind. */
 static bool step_after_commit_point(enum crash_kind kind, const char *step)
 {
-	static const char *const after_base[] = {"base.dirsync", "log.create", "log.write",
-						 "log.fsync",	 "log.rename", "log.dirsync"};
+	static const char *const after_base[] = { "base.dirsync", "log.create", "log.write",
+						  "log.fsync",	  "log.rename", "log.dirsync" };
 
 	if (kind == CRASH_LOG_APPEND)
 		return strcmp(step, "log.fdatasync") == 0;
@@ -668,7 +668,7 @@ static void crash_scenario(enum crash_kind kind)
 
 	for (int k = 0;; k++) {
 		char dir[TU_PATH_MAX], err[512] = "";
-		struct snap old_snap = {0}, new_snap;
+		struct snap old_snap = { 0 }, new_snap;
 		bool have_old, is_new;
 		uint64_t rng = 100 + (uint64_t)k;
 		struct map m, l;

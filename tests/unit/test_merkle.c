@@ -102,7 +102,7 @@ static void assert_trees_equal(const struct merkle *x, const struct merkle *y)
 
 static void test_roots_equal_iff_maps_equal(void **state)
 {
-	static const uint64_t counts[] = {1, 2, 63, 64, 65, 127, 128, 129, 4096, 4097, 100000};
+	static const uint64_t counts[] = { 1, 2, 63, 64, 65, 127, 128, 129, 4096, 4097, 100000 };
 	uint64_t rng = 1;
 
 	(void)state;
@@ -143,7 +143,7 @@ static void test_empty_and_limits(void **state)
 {
 	struct merkle a, b, one;
 	uint64_t zero = 0;
-	struct runs r = {0};
+	struct runs r = { 0 };
 
 	(void)state;
 	assert_int_equal(merkle_init(&a, NULL, 0), 0);
@@ -230,7 +230,7 @@ static void test_diff_property(void **state)
 							     : 1 + tu_rand_below(&rng, 60000);
 		uint64_t *a = random_hashes(count, &rng);
 		uint64_t *b = malloc(count * sizeof(*b));
-		struct runs got = {0}, want = {0};
+		struct runs got = { 0 }, want = { 0 };
 		struct merkle ta, tb, tu;
 		uint64_t nodes;
 
@@ -282,7 +282,7 @@ static void test_emit_stops_walk(void **state)
 	uint64_t rng = 17, count = 10000;
 	uint64_t *a = random_hashes(count, &rng);
 	uint64_t *b = malloc(count * sizeof(*b));
-	struct runs got = {.stop_after = 2};
+	struct runs got = { .stop_after = 2 };
 	struct merkle ta, tb;
 
 	(void)state;
@@ -312,8 +312,8 @@ static void test_diff_cost_proportional(void **state)
 	uint64_t count = 1ull << 22, rng = 23, nodes, total = 0;
 	uint64_t *a = random_hashes(count, &rng);
 	uint64_t *b = malloc(count * sizeof(*b));
-	static const uint64_t changed[] = {0, 77777, 1000000, 3000001, (1ull << 22) - 1};
-	struct runs got = {0};
+	static const uint64_t changed[] = { 0, 77777, 1000000, 3000001, (1ull << 22) - 1 };
+	struct runs got = { 0 };
 	struct merkle ta, tb;
 	uint32_t levels;
 

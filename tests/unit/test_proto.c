@@ -510,8 +510,8 @@ static void test_layout(void **state)
 	struct proto_welcome w;
 	struct proto_data d;
 	const uint8_t *p = frame + PROTO_HEADER_BYTES;
-	uint64_t hs[2] = {0x1111111111111111ull, 0x2222222222222222ull};
-	uint8_t data[3] = {7, 8, 9};
+	uint64_t hs[2] = { 0x1111111111111111ull, 0x2222222222222222ull };
+	uint8_t data[3] = { 7, 8, 9 };
 	int len;
 
 	(void)state;
@@ -527,8 +527,8 @@ static void test_layout(void **state)
 	h.epoch = 42;
 	h.merkle_root = 0x0123456789abcdefull;
 	h.history_count = 2;
-	h.history[0] = (struct proto_generation){3, 0};
-	h.history[1] = (struct proto_generation){7, 40};
+	h.history[0] = (struct proto_generation){ 3, 0 };
+	h.history[1] = (struct proto_generation){ 7, 40 };
 	len = proto_encode_hello(&h, frame, sizeof(frame));
 	assert_int_equal(len, PROTO_HEADER_BYTES + 136 + 32);
 	/* the header */
@@ -730,9 +730,9 @@ static void test_header_fields(void **state)
 {
 	struct proto_header h;
 	struct proto_msg got;
-	static const uint16_t bad_types[] = {0, PROTO_TYPE_MAX + 1, 32, 0x7fff, 0xffff};
-	static const uint16_t bad_versions[] = {0, PROTO_VERSION_MAX + 1, 0xffff};
-	static const uint32_t bad_magics[] = {0, PROTO_MAGIC ^ 1, 0x51525650u, 0xffffffffu};
+	static const uint16_t bad_types[] = { 0, PROTO_TYPE_MAX + 1, 32, 0x7fff, 0xffff };
+	static const uint16_t bad_versions[] = { 0, PROTO_VERSION_MAX + 1, 0xffff };
+	static const uint32_t bad_magics[] = { 0, PROTO_MAGIC ^ 1, 0x51525650u, 0xffffffffu };
 	size_t len;
 
 	(void)state;
@@ -785,24 +785,24 @@ static void test_header_fields(void **state)
 			uint16_t type;
 			uint32_t payload_bytes;
 		} bad_lengths[] = {
-			{PROTO_DATA, PROTO_FRAME_PAYLOAD_MAX + 1},
-			{PROTO_DATA, UINT32_MAX},
-			{PROTO_DATA, PROTO_DATA_PAYLOAD_MAX + 1},
-			{PROTO_DATA, PROTO_DATA_FIXED_BYTES + 8},
-			{PROTO_DATA, 0},
-			{PROTO_HELLO, PROTO_HELLO_FIXED_BYTES},
-			{PROTO_HELLO, PROTO_HELLO_PAYLOAD_MAX + 1},
-			{PROTO_WELCOME, PROTO_WELCOME_BYTES - 1},
-			{PROTO_WELCOME, PROTO_WELCOME_BYTES + 1},
-			{PROTO_REFUSE, PROTO_REFUSE_FIXED_BYTES - 1},
-			{PROTO_REFUSE, PROTO_REFUSE_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX + 1},
-			{PROTO_EPOCH_BEGIN, PROTO_EPOCH_BEGIN_BYTES + 8},
-			{PROTO_ZERO, PROTO_ZERO_BYTES - 1},
-			{PROTO_EPOCH_END, 0},
-			{PROTO_EPOCH_ACK, PROTO_EPOCH_ACK_BYTES * 2},
-			{PROTO_KEEPALIVE, 1},
-			{PROTO_ERROR, PROTO_ERROR_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX + 1},
-			{PROTO_ERROR, 0xffffffffu},
+			{ PROTO_DATA, PROTO_FRAME_PAYLOAD_MAX + 1 },
+			{ PROTO_DATA, UINT32_MAX },
+			{ PROTO_DATA, PROTO_DATA_PAYLOAD_MAX + 1 },
+			{ PROTO_DATA, PROTO_DATA_FIXED_BYTES + 8 },
+			{ PROTO_DATA, 0 },
+			{ PROTO_HELLO, PROTO_HELLO_FIXED_BYTES },
+			{ PROTO_HELLO, PROTO_HELLO_PAYLOAD_MAX + 1 },
+			{ PROTO_WELCOME, PROTO_WELCOME_BYTES - 1 },
+			{ PROTO_WELCOME, PROTO_WELCOME_BYTES + 1 },
+			{ PROTO_REFUSE, PROTO_REFUSE_FIXED_BYTES - 1 },
+			{ PROTO_REFUSE, PROTO_REFUSE_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX + 1 },
+			{ PROTO_EPOCH_BEGIN, PROTO_EPOCH_BEGIN_BYTES + 8 },
+			{ PROTO_ZERO, PROTO_ZERO_BYTES - 1 },
+			{ PROTO_EPOCH_END, 0 },
+			{ PROTO_EPOCH_ACK, PROTO_EPOCH_ACK_BYTES * 2 },
+			{ PROTO_KEEPALIVE, 1 },
+			{ PROTO_ERROR, PROTO_ERROR_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX + 1 },
+			{ PROTO_ERROR, 0xffffffffu },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(bad_lengths); i++) {
@@ -979,7 +979,7 @@ static void hello_valid(struct proto_hello *h)
 	h->generation = 2;
 	h->epoch = 5;
 	h->history_count = 1;
-	h->history[0] = (struct proto_generation){2, 0};
+	h->history[0] = (struct proto_generation){ 2, 0 };
 }
 
 /* Encodes h (which must be valid), lets edit change the payload, then decodes. */
@@ -1126,10 +1126,10 @@ static void test_hello_bounds(void **state)
 		HELLO_BAD(b.generation = 3);
 		HELLO_BAD(b.history[0].start_epoch = 6);
 		HELLO_BAD(b.history_count = 2; b.history[1] = b.history[0]);
-		HELLO_BAD(b.history_count = 2; b.history[0] = (struct proto_generation){3, 0};
-			  b.history[1] = (struct proto_generation){2, 0});
-		HELLO_BAD(b.history_count = 2; b.history[0] = (struct proto_generation){1, 4};
-			  b.history[1] = (struct proto_generation){2, 3});
+		HELLO_BAD(b.history_count = 2; b.history[0] = (struct proto_generation){ 3, 0 };
+			  b.history[1] = (struct proto_generation){ 2, 0 });
+		HELLO_BAD(b.history_count = 2; b.history[0] = (struct proto_generation){ 1, 4 };
+			  b.history[1] = (struct proto_generation){ 2, 3 });
 #undef HELLO_BAD
 
 		/* Edge values that are fine. */
@@ -1154,8 +1154,8 @@ static void test_hello_bounds(void **state)
 		/* The decoder's side of the same rules: patch fields of a valid payload. */
 		hello_valid(&b);
 		b.history_count = 2;
-		b.history[0] = (struct proto_generation){1, 0};
-		b.history[1] = (struct proto_generation){2, 3};
+		b.history[0] = (struct proto_generation){ 1, 0 };
+		b.history[1] = (struct proto_generation){ 2, 3 };
 		len = proto_encode_hello(&b, frame, sizeof(frame));
 		assert_true(len > 0);
 		{
@@ -1163,18 +1163,18 @@ static void test_hello_bounds(void **state)
 				size_t off, size;
 				uint64_t value;
 			} patches[] = {
-				{0, 2, 0},	       /* version_min 0 */
-				{0, 2, 2},	       /* min > max */
-				{96, 8, 0},	       /* size 0 */
-				{104, 4, 0},	       /* block 0 */
-				{104, 4, 1000},	       /* not a power of two */
-				{104, 4, 256},	       /* below the minimum */
-				{104, 4, 8u << 20},    /* above the maximum */
-				{104, 4, 0x80000000u}, /* far above */
-				{112, 8, 1},	       /* not the last history entry */
-				{120, 8, 2},	       /* epoch before the last start */
-				{136, 8, 2},	       /* generations not increasing */
-				{144, 8, 4},	       /* start epochs decreasing */
+				{ 0, 2, 0 },		 /* version_min 0 */
+				{ 0, 2, 2 },		 /* min > max */
+				{ 96, 8, 0 },		 /* size 0 */
+				{ 104, 4, 0 },		 /* block 0 */
+				{ 104, 4, 1000 },	 /* not a power of two */
+				{ 104, 4, 256 },	 /* below the minimum */
+				{ 104, 4, 8u << 20 },	 /* above the maximum */
+				{ 104, 4, 0x80000000u }, /* far above */
+				{ 112, 8, 1 },		 /* not the last history entry */
+				{ 120, 8, 2 },		 /* epoch before the last start */
+				{ 136, 8, 2 },		 /* generations not increasing */
+				{ 144, 8, 4 },		 /* start epochs decreasing */
 			};
 			uint8_t *p = frame + PROTO_HEADER_BYTES;
 			size_t n = (size_t)len - PROTO_HEADER_BYTES;
@@ -1207,17 +1207,17 @@ static void test_welcome_bounds(void **state)
 		size_t off, size;
 		uint64_t value;
 	} patches[] = {
-		{0, 2, 0}, /* version 0 */
-		{0, 2, 3}, /* chosen above the range */
-		{2, 2, 0}, /* range from 0 */
-		{2, 2, 3}, /* min > max */
-		{6, 1, 3}, /* unknown state */
-		{6, 1, 0xff},
-		{7, 1, 1},  /* reserved */
-		{40, 8, 5}, /* resume epoch == epoch */
-		{40, 8, 0}, /* cursor without an epoch */
-		{48, 8, PROTO_BLOCK_COUNT_MAX + 1},
-		{48, 8, UINT64_MAX},
+		{ 0, 2, 0 }, /* version 0 */
+		{ 0, 2, 3 }, /* chosen above the range */
+		{ 2, 2, 0 }, /* range from 0 */
+		{ 2, 2, 3 }, /* min > max */
+		{ 6, 1, 3 }, /* unknown state */
+		{ 6, 1, 0xff },
+		{ 7, 1, 1 },  /* reserved */
+		{ 40, 8, 5 }, /* resume epoch == epoch */
+		{ 40, 8, 0 }, /* cursor without an epoch */
+		{ 48, 8, PROTO_BLOCK_COUNT_MAX + 1 },
+		{ 48, 8, UINT64_MAX },
 	};
 	uint8_t *p = frame + PROTO_HEADER_BYTES;
 
@@ -1542,16 +1542,16 @@ static void test_version_choose(void **state)
 	static const struct {
 		uint16_t a_min, a_max, b_min, b_max, want;
 	} cases[] = {
-		{1, 1, 1, 1, 1},
-		{1, 3, 1, 2, 2},
-		{1, 3, 2, 5, 3},
-		{2, 5, 1, 3, 3},
-		{1, 1, 2, 2, 0},
-		{3, 4, 1, 2, 0},
-		{0, 0, 0, 0, 0},
-		{0, 2, 0, 1, 1},
-		{2, 1, 1, 2, 0}, /* an inverted range meets nothing */
-		{1, 0xffff, 0xfffe, 0xffff, 0xffff},
+		{ 1, 1, 1, 1, 1 },
+		{ 1, 3, 1, 2, 2 },
+		{ 1, 3, 2, 5, 3 },
+		{ 2, 5, 1, 3, 3 },
+		{ 1, 1, 2, 2, 0 },
+		{ 3, 4, 1, 2, 0 },
+		{ 0, 0, 0, 0, 0 },
+		{ 0, 2, 0, 1, 1 },
+		{ 2, 1, 1, 2, 0 }, /* an inverted range meets nothing */
+		{ 1, 0xffff, 0xfffe, 0xffff, 0xffff },
 	};
 
 	(void)state;

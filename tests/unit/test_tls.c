@@ -86,7 +86,7 @@ struct side {
 
 static void set_timeouts(int fd, unsigned ms)
 {
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
 	ASSERT(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
 	ASSERT(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0);
@@ -100,10 +100,10 @@ static void path_join(char *out, const char *a, const char *b)
 static struct tls_ctx *make_ctx(const char *dir, bool server, const char *server_name,
 				bool insecure)
 {
-	struct tls_config cfg = {.dir = dir,
-				 .server = server,
-				 .server_name = server_name,
-				 .insecure_plaintext = insecure};
+	struct tls_config cfg = { .dir = dir,
+				  .server = server,
+				  .server_name = server_name,
+				  .insecure_plaintext = insecure };
 	char err[TLS_ERR_BYTES] = "";
 	struct tls_ctx *ctx = NULL;
 	int rc = tls_ctx_new(&ctx, &cfg, err, sizeof(err));
@@ -161,7 +161,7 @@ static int append_file(const char *a, const char *b)
 /* Copies the three files of a credentials dir into a new dir. */
 static void copy_creds(const char *from, const char *to)
 {
-	static const char *const names[] = {TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE};
+	static const char *const names[] = { TLS_CERT_FILE, TLS_KEY_FILE, TLS_CA_FILE };
 	char a[TU_PATH_MAX], b[TU_PATH_MAX];
 
 	assert_int_equal(mkdir(to, 0700), 0);
@@ -343,8 +343,8 @@ static void close_pair(struct side *srv, struct side *cli)
 static void connect_serial(struct tls_ctx *srv_ctx, struct tls_ctx *cli_ctx, char *serial,
 			   size_t len)
 {
-	struct side srv = {.ctx = srv_ctx, .work = WORK_PING};
-	struct side cli = {.ctx = cli_ctx, .work = WORK_PING};
+	struct side srv = { .ctx = srv_ctx, .work = WORK_PING };
+	struct side cli = { .ctx = cli_ctx, .work = WORK_PING };
 
 	run_pair(&srv, &cli);
 	assert_int_equal(srv.hs_rc, 0);
@@ -360,7 +360,8 @@ static void connect_serial(struct tls_ctx *srv_ctx, struct tls_ctx *cli_ctx, cha
 
 static int tcp_listen(int *port)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -396,7 +397,7 @@ static void *tcp_server_thread(void *arg)
 /* The openssl CLI as client against our server; returns the server's side. */
 static void run_s_client(struct tls_ctx *srv_ctx, const char *client_args, struct side *out)
 {
-	struct tcp_server t = {.side = {.ctx = srv_ctx, .work = WORK_NONE}};
+	struct tcp_server t = { .side = { .ctx = srv_ctx, .work = WORK_NONE } };
 	pthread_t th;
 	int port, rc;
 	char ca[TU_PATH_MAX];
@@ -451,8 +452,8 @@ static void test_handshake_and_transfer(void **state)
 {
 	struct tls_ctx *sctx = make_ctx(dir_srv, true, NULL, false);
 	struct tls_ctx *cctx = make_ctx(dir_cli, false, "receiver", false);
-	struct side srv = {.ctx = sctx, .work = WORK_BIG, .big_bytes = BIG_BYTES};
-	struct side cli = {.ctx = cctx, .work = WORK_BIG, .big_bytes = BIG_BYTES};
+	struct side srv = { .ctx = sctx, .work = WORK_BIG, .big_bytes = BIG_BYTES };
+	struct side cli = { .ctx = cctx, .work = WORK_BIG, .big_bytes = BIG_BYTES };
 
 	(void)state;
 	run_pair(&srv, &cli);
@@ -494,8 +495,8 @@ static void test_plaintext_both(void **state)
 {
 	struct tls_ctx *sctx = make_ctx(NULL, true, NULL, true);
 	struct tls_ctx *cctx = make_ctx(NULL, false, NULL, true);
-	struct side srv = {.ctx = sctx, .work = WORK_BIG, .big_bytes = 3u << 20};
-	struct side cli = {.ctx = cctx, .work = WORK_BIG, .big_bytes = 3u << 20};
+	struct side srv = { .ctx = sctx, .work = WORK_BIG, .big_bytes = 3u << 20 };
+	struct side cli = { .ctx = cctx, .work = WORK_BIG, .big_bytes = 3u << 20 };
 
 	(void)state;
 	run_pair(&srv, &cli);
@@ -516,8 +517,8 @@ static void test_client_of_other_ca_refused(void **state)
 {
 	struct tls_ctx *sctx = make_ctx(dir_srv, true, NULL, false);
 	struct tls_ctx *cctx = make_ctx(dir_cli_ca2, false, "receiver", false);
-	struct side srv = {.ctx = sctx, .work = WORK_PING};
-	struct side cli = {.ctx = cctx, .work = WORK_PING};
+	struct side srv = { .ctx = sctx, .work = WORK_PING };
+	struct side cli = { .ctx = cctx, .work = WORK_PING };
 
 	(void)state;
 	run_pair(&srv, &cli);
@@ -539,8 +540,8 @@ static void test_server_name_mismatch_refused(void **state)
 {
 	struct tls_ctx *sctx = make_ctx(dir_other, true, NULL, false);
 	struct tls_ctx *cctx = make_ctx(dir_cli, false, "receiver", false);
-	struct side srv = {.ctx = sctx, .work = WORK_PING};
-	struct side cli = {.ctx = cctx, .work = WORK_PING};
+	struct side srv = { .ctx = sctx, .work = WORK_PING };
+	struct side cli = { .ctx = cctx, .work = WORK_PING };
 
 	(void)state;
 	run_pair(&srv, &cli);
@@ -604,8 +605,8 @@ static void test_plaintext_client_vs_tls_server(void **state)
 {
 	struct tls_ctx *sctx = make_ctx(dir_srv, true, NULL, false);
 	struct tls_ctx *cctx = make_ctx(NULL, false, NULL, true);
-	struct side srv = {.ctx = sctx, .work = WORK_PING};
-	struct side cli = {.ctx = cctx, .work = WORK_PLAIN_HELLO};
+	struct side srv = { .ctx = sctx, .work = WORK_PING };
+	struct side cli = { .ctx = cctx, .work = WORK_PLAIN_HELLO };
 
 	(void)state;
 	run_pair(&srv, &cli);
@@ -625,8 +626,8 @@ static void test_tls_client_vs_plaintext_server(void **state)
 {
 	struct tls_ctx *sctx = make_ctx(NULL, true, NULL, true);
 	struct tls_ctx *cctx = make_ctx(dir_cli, false, "receiver", false);
-	struct side srv = {.ctx = sctx, .work = WORK_READ};
-	struct side cli = {.ctx = cctx, .work = WORK_PING};
+	struct side srv = { .ctx = sctx, .work = WORK_READ };
+	struct side cli = { .ctx = cctx, .work = WORK_PING };
 
 	(void)state;
 	run_pair(&srv, &cli);
@@ -644,10 +645,10 @@ static void test_read_timeout(void **state)
 {
 	struct tls_ctx *sctx = make_ctx(dir_srv, true, NULL, false);
 	struct tls_ctx *cctx = make_ctx(dir_cli, false, "receiver", false);
-	struct side srv = {.ctx = sctx, .work = WORK_SLOW_GREETING};
-	struct side cli = {.ctx = cctx, .work = WORK_NONE};
+	struct side srv = { .ctx = sctx, .work = WORK_SLOW_GREETING };
+	struct side cli = { .ctx = cctx, .work = WORK_NONE };
 	char buf[GREETING_BYTES];
-	struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 200 * 1000 };
 	int sv[2];
 	pthread_t th;
 
@@ -741,7 +742,7 @@ static void test_reload(void **state)
 
 static void test_load_errors(void **state)
 {
-	struct tls_config cfg = {.server = true};
+	struct tls_config cfg = { .server = true };
 	char dir[TU_PATH_MAX], p[TU_PATH_MAX], q[TU_PATH_MAX], err[TLS_ERR_BYTES];
 	struct tls_ctx *ctx = NULL;
 	int rc;
@@ -848,7 +849,7 @@ static void test_ip_server_name(void **state)
 {
 	char dir[TU_PATH_MAX];
 	struct tls_ctx *sctx, *cctx;
-	struct side srv = {.work = WORK_PING}, cli = {.work = WORK_PING};
+	struct side srv = { .work = WORK_PING }, cli = { .work = WORK_PING };
 
 	(void)state;
 	path_join(dir, root, "ip-srv");
@@ -920,8 +921,9 @@ static double bench_one(bool insecure, uint64_t bytes, uint64_t *wire, double *t
 {
 	struct tls_ctx *sctx = make_ctx(dir_srv, true, NULL, insecure);
 	struct tls_ctx *cctx = make_ctx(dir_cli, false, "receiver", insecure);
-	struct bench_rx rx = {.ctx = sctx, .bytes = bytes};
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct bench_rx rx = { .ctx = sctx, .bytes = bytes };
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	uint8_t *buf = malloc(FRAME_BYTES_MAX);
 	char err[TLS_ERR_BYTES];
 	struct tls_conn *conn;
