@@ -218,7 +218,9 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 	return 0;
 }
 
-static void print_result(const struct sender_result *r, const char *volume, enum out_format fmt)
+/* lag_s < 0: not reported (send). */
+static void print_result(const struct sender_result *r, const char *volume, enum out_format fmt,
+			 double lag_s)
 {
 	struct out *o = out_new();
 
@@ -241,6 +243,9 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 	out_f64(o, "seconds", "Time", r->seconds, OUT_UNIT_SECONDS);
 	out_f64(o, "scan_seconds", "Scan and stream time", r->scan_seconds, OUT_UNIT_SECONDS);
 	out_f64(o, "cpu_seconds", "CPU time", r->cpu_seconds, OUT_UNIT_SECONDS);
+	if (lag_s >= 0)
+		out_f64(o, "lag_seconds", "Lag (age of the standby's data)", lag_s,
+			OUT_UNIT_SECONDS);
 	out_str(o, "result", "Result",
 		r->outcome == SENDER_OK	       ? "ok"
 		: r->outcome == SENDER_REFUSED ? "refused"
@@ -281,7 +286,7 @@ int cmd_send(int argc, char **argv)
 	sender_run_epoch(&o.cfg, &r);
 	if (r.outcome != SENDER_OK)
 		cli_err("%s", r.message);
-	print_result(&r, o.cfg.volume, o.fmt);
+	print_result(&r, o.cfg.volume, o.fmt, -1);
 	return exit_for(&r);
 }
 
@@ -317,11 +322,13 @@ int cmd_replicate(int argc, char **argv)
 		double start = cli_now_s();
 
 		sender_run_epoch(&o.cfg, &r);
-		print_result(&r, o.cfg.volume, OUT_JSON == o.fmt ? OUT_JSON : OUT_TEXT);
-		if (r.outcome == SENDER_OK) {
-			double lag = last_ok ? cli_now_s() - last_ok : r.seconds;
-
+		if (r.outcome == SENDER_OK)
 			last_ok = start;
+		/* The standby holds the source as of the start of the last good epoch. */
+		double lag = last_ok ? cli_now_s() - last_ok : cli_now_s() - start;
+
+		print_result(&r, o.cfg.volume, o.fmt, lag);
+		if (r.outcome == SENDER_OK) {
 			done++;
 			backoff_ms = REPLICATE_BACKOFF_MS_MIN;
 			last_rc = CLI_EXIT_OK;

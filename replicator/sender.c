@@ -39,6 +39,7 @@
 #include "kfio.h"
 #include "map.h"
 #include "merkle.h"
+#include "pending.h"
 #include "proto.h"
 #include "sender.h"
 #include "tls.h"
@@ -316,6 +317,51 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 	return 0;
 }
 
+/*
+ * The receiver is one epoch ahead of our confirmed map: it committed the epoch we
+ * sent last, and the ack never reached us. If we recorded that epoch as pending
+ * and applying it makes our root equal the receiver's, record it as confirmed;
+ * otherwise go on with the map as it was (the caller then resyncs).
+ */
+static int settle_lost_ack(const struct sender_config *cfg, struct map *m,
+			   const struct proto_welcome *w, struct sender_result *res)
+{
+	char err[512] = "";
+	int rc;
+
+	if (w->state != PROTO_STATE_CONSISTENT || w->epoch != m->epoch + 1 ||
+	    w->generation != m->generation || memcmp(w->volume_id, m->volume_id, 16))
+		return 0;
+	rc = pending_apply(m, cfg->state_dir, w->epoch, err, sizeof(err));
+	if (rc == -ENOENT)
+		return 0;
+	if (!rc && map_merkle_root(m) == w->merkle_root) {
+		rc = map_commit(m, cfg->state_dir, w->epoch, err, sizeof(err));
+		if (rc) {
+			set_msg(res,
+				"volume %s: recording the acknowledged epoch %" PRIu64
+				" failed: %s",
+				cfg->volume, w->epoch, err);
+			return rc;
+		}
+		pending_drop(cfg->state_dir);
+		res->recovered_ack = true;
+		return 0;
+	}
+	/* Damaged, unreadable, or not what the receiver holds: back to the
+	 * confirmed map (pending_apply may have set some hashes). */
+	map_release(m);
+	rc = map_load(m, cfg->state_dir, err, sizeof(err));
+	if (rc) {
+		set_msg(res, "volume %s: reloading the map failed: %s", cfg->volume, err);
+		return rc;
+	}
+	if (m->epoch == 0)
+		m->empty = true;
+	pending_drop(cfg->state_dir);
+	return 0;
+}
+
 static void on_progress(uint64_t done, uint64_t total, void *ctx)
 {
 	progress_cb(done, total, ctx);
@@ -361,6 +407,9 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	if (rc)
 		goto release;
 
+	rc = settle_lost_ack(cfg, &m, &w, res);
+	if (rc)
+		goto release;
 	/* In step only if both sides provably hold the same confirmed map. */
 	root = map_merkle_root(&m);
 	if (!m.empty && w.state == PROTO_STATE_CONSISTENT && w.epoch == m.epoch &&
@@ -428,6 +477,13 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 		goto free_s;
 	}
 
+	/* Before asking for the ack, record what this epoch changes: if the ack is
+	 * lost after the receiver committed, the next attempt can confirm it. */
+	rc = pending_save(&m, cfg->state_dir, eb.epoch, err, sizeof(err));
+	if (rc) {
+		set_msg(res, "volume %s: %s", cfg->volume, err);
+		goto free_s;
+	}
 	ee = (struct proto_epoch_end){ .epoch = eb.epoch,
 				       .block_count = res->blocks_sent,
 				       .merkle_root = map_merkle_root(&m) };
@@ -464,8 +520,10 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 			cfg->volume, eb.epoch, cfg->state_dir, err);
 		goto free_s;
 	}
+	pending_drop(cfg->state_dir);
 	res->outcome = SENDER_OK;
-	set_msg(res, "volume %s: epoch %" PRIu64 " replicated", cfg->volume, eb.epoch);
+	set_msg(res, "volume %s: epoch %" PRIu64 " replicated%s", cfg->volume, eb.epoch,
+		res->recovered_ack ? " (the previous epoch's lost ack was recovered)" : "");
 free_s:
 	free(s.prefix);
 	free(s.scratch);

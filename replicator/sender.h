@@ -46,6 +46,7 @@ struct sender_result {
 	uint32_t block_bytes;
 	bool initial_sync;
 	bool resumed;
+	bool recovered_ack; /* the previous epoch's lost ack was settled from map.pending */
 	uint64_t resume_block;
 	uint64_t blocks_scanned;
 	uint64_t blocks_changed;

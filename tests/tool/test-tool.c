@@ -45,6 +45,7 @@
 #include "map.h"
 #include "merkle.h"
 #include "proto.h"
+#include "pending.h"
 #include "scan.h"
 #include "tls.h"
 #include "vstate.h"
@@ -576,6 +577,57 @@ out:
 	return ret;
 }
 
+/*
+ * pending-save --device DEV --state-dir DIR --epoch N: what a sender records
+ * before asking for the ack of epoch N (scan DEV against the map in DIR, save
+ * the changed hashes as map.pending), without sending anything. Lets a test
+ * recreate "the receiver committed N but the ack was lost" deterministically.
+ */
+static int pending_save_cmd(int argc, char **argv)
+{
+	const char *device = NULL, *dir = NULL;
+	uint64_t epoch = 0;
+	struct scan_config cfg;
+	struct scan_stats st;
+	struct kfio_dev dev;
+	struct map m;
+	char err[512] = "";
+	int rc;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--device"))
+			device = argv[i + 1];
+		else if (!strcmp(argv[i], "--state-dir"))
+			dir = argv[i + 1];
+		else if (!strcmp(argv[i], "--epoch"))
+			epoch = strtoull(argv[i + 1], NULL, 10);
+		else
+			return 2;
+	}
+	if (!device || !dir || !epoch)
+		return 2;
+	if (kfio_dev_open(&dev, device, 0)) {
+		fprintf(stderr, "%s\n", dev.err_msg);
+		return 1;
+	}
+	rc = map_load(&m, dir, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "map: %s\n", err);
+		return 1;
+	}
+	if (m.epoch == 0)
+		m.empty = true;
+	scan_config_defaults(&cfg);
+	rc = scan_run(&dev, &m, &cfg, NULL, &st, err, sizeof(err));
+	if (!rc)
+		rc = pending_save(&m, dir, epoch, err, sizeof(err));
+	if (rc)
+		fprintf(stderr, "pending-save: %s\n", err);
+	map_release(&m);
+	kfio_dev_close(&dev);
+	return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -591,6 +643,8 @@ int main(int argc, char **argv)
 		return lz4_blocks(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "map-mem"))
 		return map_mem(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "pending-save"))
+		return pending_save_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "wait-applied"))
 		return wait_applied(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bad-sender"))
