@@ -40,6 +40,7 @@ static void scan_usage(FILE *f)
 		"  -q, --queue-depth N     reads in flight (default %u)\n"
 		"  -r, --read-size N       bytes per read request (default %uk)\n"
 		"      --no-compress       do not run lz4 (report raw sizes)\n"
+		"      --max-read-rate RATE  cap the reads on the device, bytes/s (e.g. 200M)\n"
 		"      --progress MODE     auto, tty, log or none (default auto)\n"
 		"  -o, --output FMT        text (default) or json\n"
 		"  -h, --help              this help\n",
@@ -72,7 +73,7 @@ static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t max
 
 static int parse_opts(int argc, char **argv, struct scan_opts *o)
 {
-	enum { OPT_NO_COMPRESS = 256, OPT_PROGRESS };
+	enum { OPT_NO_COMPRESS = 256, OPT_PROGRESS, OPT_MAX_READ_RATE };
 	static const struct option opts[] = {
 		{ "device", required_argument, NULL, 'd' },
 		{ "state-dir", required_argument, NULL, 's' },
@@ -84,6 +85,7 @@ static int parse_opts(int argc, char **argv, struct scan_opts *o)
 		{ "read-size", required_argument, NULL, 'r' },
 		{ "no-compress", no_argument, NULL, OPT_NO_COMPRESS },
 		{ "progress", required_argument, NULL, OPT_PROGRESS },
+		{ "max-read-rate", required_argument, NULL, OPT_MAX_READ_RATE },
 		{ "output", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -130,6 +132,14 @@ static int parse_opts(int argc, char **argv, struct scan_opts *o)
 			break;
 		case OPT_NO_COMPRESS:
 			o->cfg.compress = false;
+			break;
+		case OPT_MAX_READ_RATE:
+			if (cli_parse_size(optarg, &o->cfg.max_read_bytes_per_s) ||
+			    o->cfg.max_read_bytes_per_s < 4096) {
+				cli_err("--max-read-rate %s: expected bytes per second, at least 4k (e.g. 200M)",
+					optarg);
+				return -EINVAL;
+			}
 			break;
 		case OPT_PROGRESS:
 			if (progress_parse_mode(optarg, &o->progress)) {
@@ -281,6 +291,8 @@ int cmd_scan(int argc, char **argv)
 	out_f64(out, "scan_bytes_per_second", "Scan rate",
 		st.seconds > 0 ? (double)dev.size_bytes / st.seconds : 0, OUT_UNIT_BYTES_PER_S);
 	out_f64(out, "cpu_seconds", "CPU time", st.cpu_seconds, OUT_UNIT_SECONDS);
+	out_f64(out, "throttled_seconds", "Held back by --max-read-rate", st.throttled_seconds,
+		OUT_UNIT_SECONDS);
 	out_u64(out, "workers", "Workers", st.workers, OUT_UNIT_NONE);
 	out_bool(out, "updated", "Map updated", o.update);
 	rc = out_print(out, o.fmt, stdout);

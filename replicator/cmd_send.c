@@ -48,6 +48,9 @@ static void send_usage(FILE *f, bool replicate)
 		"      --insecure-plaintext no TLS at all (tests only; the receiver must agree)\n"
 		"  -b, --block-size N       block size for a new map (default %uk)\n"
 		"      --timeout DURATION   network timeout (default %us)\n"
+		"      --max-rate RATE      cap the replication traffic, bytes/s (e.g. 50M; kernel\n"
+		"                           TCP pacing, TLS included)\n"
+		"      --max-read-rate RATE cap the reads on the source device, bytes/s (e.g. 200M)\n"
 		"      --progress MODE      auto, tty, log or none (default auto)\n"
 		"  -o, --output FMT         text (default) or json%s\n"
 		"  -h, --help               this help\n",
@@ -82,7 +85,9 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		OPT_TIMEOUT,
 		OPT_PROGRESS,
 		OPT_RPO,
-		OPT_MAX_EPOCHS
+		OPT_MAX_EPOCHS,
+		OPT_MAX_RATE,
+		OPT_MAX_READ_RATE
 	};
 	static const struct option opts[] = {
 		{ "volume", required_argument, NULL, 'n' },
@@ -99,6 +104,8 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		{ "interval", required_argument, NULL, 'i' },
 		{ "rpo", required_argument, NULL, OPT_RPO },
 		{ "max-epochs", required_argument, NULL, OPT_MAX_EPOCHS },
+		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
+		{ "max-read-rate", required_argument, NULL, OPT_MAX_READ_RATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -177,6 +184,18 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 				return -EINVAL;
 			}
 			break;
+		case OPT_MAX_RATE:
+		case OPT_MAX_READ_RATE:
+			if (cli_parse_size(optarg, &v) || v < 4096) {
+				cli_err("--%s %s: expected bytes per second, at least 4k (e.g. 50M)",
+					c == OPT_MAX_RATE ? "max-rate" : "max-read-rate", optarg);
+				return -EINVAL;
+			}
+			if (c == OPT_MAX_RATE)
+				o->cfg.max_rate_bytes_per_s = v;
+			else
+				o->cfg.scan.max_read_bytes_per_s = v;
+			break;
 		case 'h':
 			send_usage(stdout, replicate);
 			exit(CLI_EXIT_OK);
@@ -243,6 +262,8 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 	out_f64(o, "seconds", "Time", r->seconds, OUT_UNIT_SECONDS);
 	out_f64(o, "scan_seconds", "Scan and stream time", r->scan_seconds, OUT_UNIT_SECONDS);
 	out_f64(o, "cpu_seconds", "CPU time", r->cpu_seconds, OUT_UNIT_SECONDS);
+	out_f64(o, "throttled_seconds", "Held back by --max-read-rate", r->throttled_seconds,
+		OUT_UNIT_SECONDS);
 	if (lag_s >= 0)
 		out_f64(o, "lag_seconds", "Lag (age of the standby's data)", lag_s,
 			OUT_UNIT_SECONDS);

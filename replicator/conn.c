@@ -114,6 +114,14 @@ static int split_hostport(const char *hostport, char *host, size_t host_len, cha
 	return 0;
 }
 
+int conn_tcp_pace(int fd, uint64_t bytes_per_s)
+{
+	/* The kernel takes a u64 since 4.13; TCP paces by itself without the fq qdisc. */
+	if (setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &bytes_per_s, sizeof(bytes_per_s)) < 0)
+		return -errno;
+	return 0;
+}
+
 int conn_tcp_tune(int fd, unsigned timeout_ms)
 {
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };

@@ -40,6 +40,9 @@ uint64_t conn_wire_bytes_sent(const struct conn *c);
 int conn_tcp_connect(const char *hostport, unsigned timeout_ms, char *err, size_t err_len);
 /* Listening TCP socket on "host:port" (SO_REUSEADDR). */
 int conn_tcp_listen(const char *hostport, char *err, size_t err_len);
+/* Caps what the socket sends (bytes/s, TLS included) with the kernel's TCP
+ * pacing (SO_MAX_PACING_RATE): no user-space token bucket on the data path. */
+int conn_tcp_pace(int fd, uint64_t bytes_per_s);
 /* SO_RCVTIMEO / SO_SNDTIMEO, TCP_NODELAY and keepalive on a connected socket. */
 int conn_tcp_tune(int fd, unsigned timeout_ms);
 

@@ -22,11 +22,11 @@
 #include "pending.h"
 #include "pvrepl_assert.h"
 
-#define PENDING_MAGIC 0x0a444e4550525650ull /* "PVRPEND\n" */
-#define PENDING_VERSION 1u
+#define PENDING_MAGIC	   0x0a444e4550525650ull /* "PVRPEND\n" */
+#define PENDING_VERSION	   1u
 #define PENDING_FLAG_DENSE 1u
-#define PENDING_SEED 0x70656e64696e6701ull
-#define PENDING_IO_WORDS 65536u /* 512 KiB of u64 per write or read */
+#define PENDING_SEED	   0x70656e64696e6701ull
+#define PENDING_IO_WORDS   65536u /* 512 KiB of u64 per write or read */
 
 struct pending_disk {
 	uint64_t magic;
@@ -149,8 +149,8 @@ int pending_save(const struct map *m, const char *state_dir, uint64_t epoch, cha
 		close(dfd);
 out:
 	if (rc)
-		snprintf(err, err_len, "%s: recording the pending epoch %" PRIu64 " failed: %s", tmp,
-			 epoch, strerror(-rc));
+		snprintf(err, err_len, "%s: recording the pending epoch %" PRIu64 " failed: %s",
+			 tmp, epoch, strerror(-rc));
 	if (w.fd >= 0)
 		close(w.fd);
 	free(w.buf);
@@ -167,8 +167,7 @@ static int read_at(int fd, void *buf, size_t len, uint64_t off)
 }
 
 /* Pass 1 verifies the body checksum; pass 2 (apply) sets the hashes. */
-static int walk_body(int fd, const struct pending_disk *h, struct map *m, bool apply,
-		     uint64_t *buf)
+static int walk_body(int fd, const struct pending_disk *h, struct map *m, bool apply, uint64_t *buf)
 {
 	uint64_t words = (le32toh(h->flags) & PENDING_FLAG_DENSE) ? le64toh(h->block_count)
 								  : 2 * le64toh(h->entry_count);
@@ -232,7 +231,8 @@ int pending_apply(struct map *m, const char *state_dir, uint64_t epoch, char *er
 		rc = -ENOENT;
 		goto out;
 	}
-	words = (le32toh(h.flags) & PENDING_FLAG_DENSE) ? m->block_count : 2 * le64toh(h.entry_count);
+	words = (le32toh(h.flags) & PENDING_FLAG_DENSE) ? m->block_count
+							: 2 * le64toh(h.entry_count);
 	if (words > 2 * m->block_count || fstat(fd, &st) < 0 ||
 	    (uint64_t)st.st_size != sizeof(h) + words * 8) {
 		rc = -EBADMSG;

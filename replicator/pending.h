@@ -17,7 +17,7 @@
 
 #include "map.h"
 
-#define PENDING_FILE "map.pending"
+#define PENDING_FILE	 "map.pending"
 #define PENDING_TMP_FILE "map.pending.tmp"
 
 /* Records m's dirty hashes (all of them if m->empty) as epoch's pending change. */

@@ -59,6 +59,7 @@ struct scan_ctx {
 	uint32_t chunk_bytes;
 	uint32_t batch_bytes;
 	uint64_t zero_hash; /* xxh3 of a full zero block */
+	double t0;	    /* monotonic start, for the read-rate cap */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* signalled on: chunk ready, buffer freed, error, end */
@@ -324,6 +325,33 @@ static uint32_t read_len_at(const struct scan_ctx *c, uint64_t off)
 	return (uint32_t)((left + a - 1) / a * a);
 }
 
+/*
+ * Token bucket for --max-read-rate: how many chunk reads may start now, given
+ * `issued` bytes so far since the scan began (one chunk of burst). When none may
+ * and nothing is in flight, sleeps until one may, counting it as throttled.
+ */
+static uint32_t read_budget(struct scan_ctx *c, uint64_t issued, uint32_t want,
+			    struct scan_stats *st)
+{
+	double rate = (double)c->cfg->max_read_bytes_per_s;
+	double allowed = (clock_mono_s() - c->t0) * rate + c->chunk_bytes;
+	uint64_t n = allowed > (double)issued
+			     ? (uint64_t)((allowed - (double)issued) / c->chunk_bytes)
+			     : 0;
+
+	if (n >= want)
+		return want;
+	if (n == 0 && !kfio_queue_inflight(c->q)) {
+		double wait_s = ((double)issued + c->chunk_bytes - allowed) / rate;
+		struct timespec ts = { .tv_sec = (time_t)wait_s,
+				       .tv_nsec = (long)((wait_s - (double)(time_t)wait_s) * 1e9) };
+
+		nanosleep(&ts, NULL);
+		st->throttled_seconds += wait_s;
+	}
+	return (uint32_t)n;
+}
+
 /* The engine loop: keep up to depth reads in flight, hand completions to workers. */
 static int engine_loop(struct scan_ctx *c, struct scan_stats *st)
 {
@@ -338,6 +366,11 @@ static int engine_loop(struct scan_ctx *c, struct scan_stats *st)
 
 		if (want > ARRAY_SIZE(grab))
 			want = ARRAY_SIZE(grab);
+		if (c->cfg->max_read_bytes_per_s && next < size) {
+			want = read_budget(c, next, want, st);
+			if (!want && !kfio_queue_inflight(c->q))
+				continue; /* read_budget slept; try again */
+		}
 		pthread_mutex_lock(&c->lock);
 		/* Sleep only when there is nothing to reap and nothing to read into. */
 		while (next < size && !c->free_count && !c->error && !kfio_queue_inflight(c->q))
@@ -493,6 +526,7 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 		goto free_ctx;
 	}
 	c->zero_hash = delta_hash(zero_block, c->block_bytes);
+	c->t0 = clock_mono_s();
 	free(zero_block);
 
 	/* Enough buffers to keep the queue full while every worker holds one and

@@ -62,6 +62,9 @@ struct scan_config {
 	 * its chunk's batches until the chunks before it were emitted. */
 	bool ordered;
 	enum kfio_backend_kind backend;
+	/* Cap on the read load put on the device (bytes/s; 0 = none), so the
+	 * workload keeps its I/O: reads are issued no faster than this. */
+	uint64_t max_read_bytes_per_s;
 	/* Called on the engine thread after completions; may be NULL. */
 	void (*progress)(uint64_t done_bytes, uint64_t total_bytes, void *ctx);
 	void *progress_ctx;
@@ -79,7 +82,8 @@ struct scan_stats {
 	uint64_t batches_zero;
 	uint32_t workers;
 	double seconds;
-	double cpu_seconds; /* user + system of the whole process */
+	double cpu_seconds;	  /* user + system of the whole process */
+	double throttled_seconds; /* time held back by max_read_bytes_per_s */
 };
 
 void scan_config_defaults(struct scan_config *cfg);

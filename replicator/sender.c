@@ -231,6 +231,13 @@ static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, s
 		set_msg(res, "volume %s: %s", cfg->volume, err);
 		return fd;
 	}
+	if (cfg->max_rate_bytes_per_s && conn_tcp_pace(fd, cfg->max_rate_bytes_per_s)) {
+		rc = -errno;
+		set_msg(res, "volume %s: cannot cap the rate with SO_MAX_PACING_RATE: %s",
+			cfg->volume, strerror(errno));
+		close(fd);
+		return rc;
+	}
 	rc = tls_connect(*ctx, fd, &tls, err, sizeof(err));
 	if (rc) {
 		set_msg(res, "volume %s: TLS handshake with %s failed: %s", cfg->volume, cfg->peer,
@@ -469,6 +476,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	res->blocks_changed = st.blocks_changed;
 	res->blocks_zero = st.blocks_zero;
 	res->scan_seconds = st.seconds;
+	res->throttled_seconds = st.throttled_seconds;
 	if (rc) {
 		if (c.err[0])
 			explain_send_failure(&c, res, cfg->volume, "streaming the epoch failed");

@@ -28,6 +28,7 @@ struct sender_config {
 	bool insecure_plaintext;
 	uint32_t block_bytes; /* for a new map; 0 = default */
 	unsigned timeout_ms;
+	uint64_t max_rate_bytes_per_s; /* network cap, TLS included; 0 = none */
 	enum progress_mode progress;
 	struct scan_config scan;
 };
@@ -58,6 +59,7 @@ struct sender_result {
 	double seconds;
 	double scan_seconds;
 	double cpu_seconds;
+	double throttled_seconds; /* reads held back by --max-read-rate */
 	char message[512];
 };
 
