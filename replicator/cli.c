@@ -24,6 +24,7 @@ static const struct cli_cmd commands[] = {
 	{ "send", cmd_send, "replicate one epoch of a volume to a receiver" },
 	{ "replicate", cmd_replicate, "replicate a volume continuously, one epoch per interval" },
 	{ "receive", cmd_receive, "serve standby volumes for senders (the receiver daemon)" },
+	{ "status", cmd_status, "show the replication state of the volumes (either side)" },
 	{ "scan", cmd_scan, "find the blocks of a device that changed since the recorded map" },
 	{ "probe", cmd_probe, "show a device's size, block sizes and I/O capabilities" },
 	{ "certs", cmd_certs, "create a CA and node certificates for tests and the demo" },

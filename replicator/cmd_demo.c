@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -346,30 +347,20 @@ static int crash_epoch(struct demo *d, uint64_t old_hash, uint64_t new_hash, boo
 	return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Stops the receiver, then removes the demo's directory and all in it. */
 static void cleanup(struct demo *d)
 {
-	static const char *const sub[] = {
-		"rstate/demo", "rstate", "sstate", "ca", "rtls", "stls"
-	};
-	static const char *const files[] = { "map",	"map.log", "map.tmp",	"map.log.tmp",
-					     "journal", "state",   "state.tmp", "ca.crt",
-					     "ca.key",	"tls.crt", "tls.key" };
-	char p[256];
-
 	stop_receiver(d, SIGTERM);
-	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
-		for (size_t j = 0; j < sizeof(files) / sizeof(files[0]); j++) {
-			snprintf(p, sizeof(p), "%s/%s/%s", d->dir, sub[i], files[j]);
-			unlink(p);
-		}
-		snprintf(p, sizeof(p), "%s/%s", d->dir, sub[i]);
-		rmdir(p);
-	}
-	unlink(d->src);
-	unlink(d->dst);
-	unlink(d->ready);
-	unlink(d->rlog);
-	rmdir(d->dir);
+	nftw(d->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static int demo_run(struct demo *d)

@@ -177,6 +177,8 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 				return -EINVAL;
 			}
 			*(c == 'i' ? &o->interval_ms : &o->rpo_ms) = v;
+			if (c == OPT_RPO)
+				o->cfg.rpo_target_seconds = (double)v / 1e3;
 			break;
 		case OPT_MAX_EPOCHS:
 			if (!replicate || cli_parse_size(optarg, &o->max_epochs)) {

@@ -92,6 +92,11 @@ uint64_t conn_wire_bytes_sent(const struct conn *c)
 	return tls_conn_wire_bytes_sent(c->tls);
 }
 
+uint64_t conn_wire_bytes_received(const struct conn *c)
+{
+	return tls_conn_wire_bytes_received(c->tls);
+}
+
 static int split_hostport(const char *hostport, char *host, size_t host_len, char *port,
 			  size_t port_len)
 {

@@ -35,6 +35,7 @@ int conn_send(struct conn *c, const void *buf, size_t len);
  */
 int conn_recv(struct conn *c, struct proto_msg *msg);
 uint64_t conn_wire_bytes_sent(const struct conn *c);
+uint64_t conn_wire_bytes_received(const struct conn *c);
 
 /* "host:port", "[v6]:port" -> a connected TCP socket with timeouts set. */
 int conn_tcp_connect(const char *hostport, unsigned timeout_ms, char *err, size_t err_len);

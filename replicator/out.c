@@ -134,6 +134,19 @@ static void print_text_value(const struct out_field *f, json_t *v, FILE *out)
 	}
 }
 
+void out_append(struct out *o, const char *key, struct out *item)
+{
+	json_t *arr = json_object_get(o->obj, key);
+
+	if (!arr) {
+		arr = json_array();
+		ASSERT(arr != NULL);
+		json_object_set_new(o->obj, key, arr);
+	}
+	json_array_append(arr, item->obj);
+	out_free(item);
+}
+
 int out_print(const struct out *o, enum out_format format, FILE *f)
 {
 	if (format == OUT_JSON) {

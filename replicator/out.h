@@ -35,6 +35,9 @@ void out_str(struct out *o, const char *key, const char *label, const char *valu
 void out_u64(struct out *o, const char *key, const char *label, uint64_t value, enum out_unit unit);
 void out_f64(struct out *o, const char *key, const char *label, double value, enum out_unit unit);
 void out_bool(struct out *o, const char *key, const char *label, bool value);
+/* JSON only: appends item as an object to the array `key` of o (created on first
+ * use). Takes item (freed here). Text rendering ignores arrays. */
+void out_append(struct out *o, const char *key, struct out *item);
 /* Writes the fields to f; returns 0 or -errno. */
 int out_print(const struct out *o, enum out_format format, FILE *f);
 /* Parses "-o" values: "json" or "text"; returns -EINVAL otherwise. */

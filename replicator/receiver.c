@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "codec.h"
 #include "conn.h"
 #include "delta.h"
@@ -49,6 +50,7 @@
 #include "pvrepl_assert.h"
 #include "receiver.h"
 #include "scan.h"
+#include "status.h"
 #include "tls.h"
 #include "vstate.h"
 
@@ -276,6 +278,48 @@ static int vol_recover(struct rvol *v, char *err, size_t err_len)
 	return 0;
 }
 
+/*
+ * Records the volume's state for `pvrepl status` (reporting only; a failure to
+ * write it is ignored). ok < 0: no epoch ended (start-up, connection events).
+ */
+static void vol_status(struct rvol *v, const char *peer, int ok, double seconds,
+		       uint64_t wire_bytes, const char *error)
+{
+	struct status_record prev, s;
+	int64_t now = time(NULL);
+	bool have_prev = status_load(&prev, v->dir) == 0;
+
+	memset(&s, 0, sizeof(s));
+	if (have_prev)
+		s = prev;
+	s.role = STATUS_ROLE_SECONDARY;
+	snprintf(s.volume, sizeof(s.volume), "%s", v->cfg->name);
+	if (peer)
+		snprintf(s.peer, sizeof(s.peer), "%s", peer);
+	s.size_bytes = v->dev.size_bytes;
+	s.epoch = v->vs.kind == VSTATE_CONSISTENT ? v->vs.epoch : 0;
+	s.consistent = v->vs.kind == VSTATE_CONSISTENT;
+	s.crash_consistent = v->vs.crash_consistent;
+	s.consistent_point_unix = s.consistent ? v->vs.consistent_unix : 0;
+	s.state = v->failed					  ? STATUS_ERROR
+		  : !s.consistent || v->vs.kind == VSTATE_SYNCING ? STATUS_INITIAL_SYNC
+								  : STATUS_REPLICATING;
+	if (ok >= 0)
+		s.last_attempt_unix = now;
+	if (ok > 0) {
+		s.last_success_unix = now;
+		s.last_sync_duration_ms = (uint64_t)(seconds * 1e3);
+		s.last_sync_bytes = wire_bytes;
+		s.last_error[0] = '\0';
+	} else if (error) {
+		snprintf(s.last_error, sizeof(s.last_error), "%.*s", (int)sizeof(s.last_error) - 1,
+			 error);
+	}
+	if (!have_prev || prev.state != s.state)
+		s.state_since_unix = now;
+	status_store(&s, v->dir);
+}
+
 static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
 		    const struct receiver_volume_cfg *vc, char *err, size_t err_len)
 {
@@ -319,6 +363,7 @@ static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
 		return rc;
 	logf_("volume=%s device=%s state=%s epoch=%" PRIu64 " size=%" PRIu64, vc->name, vc->device,
 	      vstate_kind_name(v->vs.kind), v->vs.epoch, v->dev.size_bytes);
+	vol_status(v, NULL, -1, 0, 0, NULL);
 	return 0;
 }
 
@@ -1014,10 +1059,24 @@ static int serve_volume(struct rconn *rc, struct rvol *v, const struct proto_hel
 					  "volume %s: EPOCH_BEGIN generation %" PRIu64
 					  " differs from HELLO's %" PRIu64,
 					  v->cfg->name, eb.generation, h->generation);
+		double t0 = clock_mono_s();
+		uint64_t rx0 = conn_wire_bytes_received(&rc->c);
+		char who[sizeof(rc->peer_addr) + sizeof(rc->peer_name) + 4];
+
+		snprintf(who, sizeof(who), "%s (%s)", rc->peer_addr,
+			 rc->peer_name[0] ? rc->peer_name : "no certificate");
+		if (eb.flags & PROTO_EPOCH_INITIAL_SYNC)
+			vol_status(v, who, -1, 0, 0, NULL);
 		if (eb.flags & PROTO_EPOCH_INITIAL_SYNC)
 			r = sync_epoch(rc, v, h, &eb);
 		else
 			r = delta_epoch(rc, v, &eb);
+		vol_status(v, who, r == 0, clock_mono_s() - t0,
+			   conn_wire_bytes_received(&rc->c) - rx0,
+			   r ? (v->failed      ? v->fail_msg
+				: rc->c.err[0] ? rc->c.err
+					       : "epoch aborted")
+			     : NULL);
 		if (r)
 			return r;
 	}

@@ -42,6 +42,7 @@
 #include "pending.h"
 #include "proto.h"
 #include "sender.h"
+#include "status.h"
 #include "tls.h"
 
 #define SENDER_PREFIX_BYTES \
@@ -374,8 +375,74 @@ static void on_progress(uint64_t done, uint64_t total, void *ctx)
 	progress_cb(done, total, ctx);
 }
 
+static bool network_error(int err)
+{
+	switch (-err) {
+	case ECONNREFUSED:
+	case ECONNRESET:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case EPIPE:
+	case ECONNABORTED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Records the epoch's outcome for `pvrepl status` in the state directory (when it
+ * exists). Reporting only: a failure here is ignored.
+ */
+static void record_status(const struct sender_config *cfg, const struct sender_result *res,
+			  int64_t started_unix)
+{
+	struct status_record prev, s;
+	int64_t now = time(NULL);
+	bool have_prev = status_load(&prev, cfg->state_dir) == 0;
+
+	memset(&s, 0, sizeof(s));
+	if (have_prev)
+		s = prev;
+	s.role = STATUS_ROLE_PRIMARY;
+	snprintf(s.volume, sizeof(s.volume), "%s", cfg->volume);
+	snprintf(s.peer, sizeof(s.peer), "%s", cfg->peer);
+	s.rpo_target_seconds = cfg->rpo_target_seconds;
+	s.last_attempt_unix = now;
+	if (res->outcome == SENDER_OK) {
+		s.state = STATUS_REPLICATING;
+		s.consistent = true;
+		s.epoch = res->epoch;
+		s.last_success_unix = now;
+		s.consistent_point_unix = started_unix;
+		s.last_sync_duration_ms = (uint64_t)(res->seconds * 1e3);
+		s.last_sync_bytes = res->wire_bytes;
+		s.out_of_sync_bytes = 0;
+		s.last_error[0] = '\0';
+	} else {
+		if (res->outcome == SENDER_REFUSED &&
+		    res->refuse_reason == PROTO_REFUSE_SPLIT_BRAIN)
+			s.state = STATUS_SPLIT_BRAIN;
+		else if (network_error(res->err))
+			s.state = STATUS_DISCONNECTED;
+		else if (res->initial_sync && res->outcome != SENDER_REFUSED)
+			s.state = STATUS_INITIAL_SYNC;
+		else
+			s.state = STATUS_ERROR;
+		if (res->blocks_changed)
+			s.out_of_sync_bytes = res->blocks_changed * res->block_bytes;
+		snprintf(s.last_error, sizeof(s.last_error), "%.*s", (int)sizeof(s.last_error) - 1,
+			 res->message);
+	}
+	if (!have_prev || prev.state != s.state)
+		s.state_since_unix = now;
+	status_store(&s, cfg->state_dir);
+}
+
 int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 {
+	int64_t started_unix = time(NULL);
 	struct tls_ctx *ctx = NULL;
 	struct conn c = { 0 };
 	struct kfio_dev dev;
@@ -549,5 +616,6 @@ out:
 	res->err = rc;
 	res->seconds = clock_mono_s() - t0;
 	res->cpu_seconds = clock_cpu_s() - cpu0;
+	record_status(cfg, res, started_unix);
 	return rc;
 }

@@ -29,6 +29,7 @@ struct sender_config {
 	uint32_t block_bytes; /* for a new map; 0 = default */
 	unsigned timeout_ms;
 	uint64_t max_rate_bytes_per_s; /* network cap, TLS included; 0 = none */
+	double rpo_target_seconds;     /* shown by `pvrepl status`; 0 = none */
 	enum progress_mode progress;
 	struct scan_config scan;
 };

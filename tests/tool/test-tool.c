@@ -30,11 +30,13 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -44,6 +46,7 @@
 #include "kfio.h"
 #include "map.h"
 #include "merkle.h"
+#include "netwatch.h"
 #include "proto.h"
 #include "pending.h"
 #include "scan.h"
@@ -628,6 +631,74 @@ static int pending_save_cmd(int argc, char **argv)
 	return rc ? 1 : 0;
 }
 
+/*
+ * netwatch --peer ADDR --seconds N: watches reachability of ADDR (netwatch.h) for
+ * N seconds and prints one line at start and one per change:
+ * "MONO_MS REALTIME_MS reachable=0|1 REASON", MONO_MS counted from the start,
+ * REALTIME_MS since the epoch (to compare with `date +%s%3N` in a test).
+ */
+static int netwatch_cmd(int argc, char **argv)
+{
+	const char *peer = NULL;
+	struct netwatch *nw = NULL;
+	struct timespec t0, now, rt;
+	long long seconds = -1, elapsed_ms;
+	char err[512] = "";
+	int rc, ret = 1;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--peer"))
+			peer = argv[i + 1];
+		else if (!strcmp(argv[i], "--seconds"))
+			seconds = strtoll(argv[i + 1], NULL, 10);
+		else
+			return 2;
+	}
+	if (!peer || seconds < 0 || argc % 2 == 0)
+		return 2;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rc = netwatch_new(&nw, peer, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "netwatch: %s\n", err);
+		return 1;
+	}
+	for (bool changed = true;;) {
+		struct pollfd pfd = { .fd = netwatch_fd(nw), .events = POLLIN };
+		long long left_ms;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		elapsed_ms =
+			(now.tv_sec - t0.tv_sec) * 1000LL + (now.tv_nsec - t0.tv_nsec) / 1000000;
+		if (changed) {
+			clock_gettime(CLOCK_REALTIME, &rt);
+			printf("%lld %lld reachable=%d %s\n", elapsed_ms,
+			       rt.tv_sec * 1000LL + rt.tv_nsec / 1000000, netwatch_reachable(nw),
+			       netwatch_reason(nw));
+		}
+		left_ms = seconds * 1000 - elapsed_ms;
+		if (left_ms <= 0)
+			break;
+		rc = poll(&pfd, 1, left_ms > 1000 ? 1000 : (int)left_ms);
+		if (rc < 0 && errno != EINTR) {
+			perror("netwatch: poll");
+			goto out;
+		}
+		changed = false;
+		if (rc > 0) {
+			rc = netwatch_process(nw, &changed);
+			if (rc) {
+				fprintf(stderr, "netwatch: %s\n", strerror(-rc));
+				goto out;
+			}
+		}
+	}
+	ret = 0;
+out:
+	netwatch_free(nw);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -649,6 +720,8 @@ int main(int argc, char **argv)
 		return wait_applied(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "bad-sender"))
 		return bad_sender(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "netwatch"))
+		return netwatch_cmd(argc - 1, argv + 1);
 	fprintf(stderr, "test-tool: unknown command %s\n", argv[1]);
 	return 2;
 }

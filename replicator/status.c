@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * status — the per-volume status record (see status.h): one checksummed
+ * fixed-size little-endian record. Knows nothing of how the fields are obtained.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "delta.h"
+#include "status.h"
+
+#define STATUS_MAGIC 0x5453525650ull /* "PVRST" */
+#define STATUS_VERSION 1u
+
+struct status_disk {
+	uint64_t magic;
+	uint32_t version;
+	uint8_t role;
+	uint8_t state;
+	uint8_t consistent;
+	uint8_t crash_consistent;
+	uint64_t epoch;
+	uint64_t size_bytes;
+	int64_t state_since_unix;
+	int64_t last_attempt_unix;
+	int64_t last_success_unix;
+	int64_t consistent_point_unix;
+	uint64_t last_sync_duration_ms;
+	uint64_t last_sync_bytes;
+	uint64_t out_of_sync_bytes;
+	uint64_t rpo_target_ms;
+	char volume[64];
+	char peer[128];
+	char last_error[256];
+	uint64_t checksum; /* xxh3 of the bytes before it */
+};
+_Static_assert(sizeof(struct status_disk) == 552, "status record size");
+
+const char *status_state_name(enum status_state st)
+{
+	static const char *const names[STATUS_STATE_COUNT] = {
+		"initial_sync", "replicating", "paused", "disconnected", "split_brain", "error",
+	};
+
+	return (unsigned)st < STATUS_STATE_COUNT ? names[st] : "unknown";
+}
+
+const char *status_role_name(enum status_role r)
+{
+	return r == STATUS_ROLE_PRIMARY ? "primary" : "secondary";
+}
+
+int status_store(const struct status_record *s, const char *dir)
+{
+	struct status_disk d;
+	char tmp[4200], path[4200];
+	int fd, rc = 0;
+
+	memset(&d, 0, sizeof(d));
+	d.magic = htole64(STATUS_MAGIC);
+	d.version = htole32(STATUS_VERSION);
+	d.role = (uint8_t)s->role;
+	d.state = (uint8_t)s->state;
+	d.consistent = s->consistent;
+	d.crash_consistent = s->crash_consistent;
+	d.epoch = htole64(s->epoch);
+	d.size_bytes = htole64(s->size_bytes);
+	d.state_since_unix = (int64_t)htole64((uint64_t)s->state_since_unix);
+	d.last_attempt_unix = (int64_t)htole64((uint64_t)s->last_attempt_unix);
+	d.last_success_unix = (int64_t)htole64((uint64_t)s->last_success_unix);
+	d.consistent_point_unix = (int64_t)htole64((uint64_t)s->consistent_point_unix);
+	d.last_sync_duration_ms = htole64(s->last_sync_duration_ms);
+	d.last_sync_bytes = htole64(s->last_sync_bytes);
+	d.out_of_sync_bytes = htole64(s->out_of_sync_bytes);
+	d.rpo_target_ms = htole64((uint64_t)(s->rpo_target_seconds * 1e3));
+	snprintf(d.volume, sizeof(d.volume), "%s", s->volume);
+	snprintf(d.peer, sizeof(d.peer), "%s", s->peer);
+	snprintf(d.last_error, sizeof(d.last_error), "%s", s->last_error);
+	d.checksum = htole64(delta_hash(&d, offsetof(struct status_disk, checksum)));
+
+	snprintf(tmp, sizeof(tmp), "%s/%s", dir, STATUS_TMP_FILE);
+	snprintf(path, sizeof(path), "%s/%s", dir, STATUS_FILE);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (pwrite(fd, &d, sizeof(d), 0) != (ssize_t)sizeof(d))
+		rc = errno ? -errno : -EIO;
+	close(fd);
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	return rc;
+}
+
+int status_load(struct status_record *s, const char *dir)
+{
+	struct status_disk d;
+	char path[4200];
+	ssize_t n;
+	int fd;
+
+	memset(s, 0, sizeof(*s));
+	snprintf(path, sizeof(path), "%s/%s", dir, STATUS_FILE);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = pread(fd, &d, sizeof(d), 0);
+	close(fd);
+	if (n != (ssize_t)sizeof(d) || le64toh(d.magic) != STATUS_MAGIC ||
+	    le32toh(d.version) != STATUS_VERSION ||
+	    le64toh(d.checksum) != delta_hash(&d, offsetof(struct status_disk, checksum)) ||
+	    d.role > STATUS_ROLE_SECONDARY || d.state >= STATUS_STATE_COUNT)
+		return -EBADMSG;
+	s->role = d.role;
+	s->state = d.state;
+	s->consistent = d.consistent;
+	s->crash_consistent = d.crash_consistent;
+	s->epoch = le64toh(d.epoch);
+	s->size_bytes = le64toh(d.size_bytes);
+	s->state_since_unix = (int64_t)le64toh((uint64_t)d.state_since_unix);
+	s->last_attempt_unix = (int64_t)le64toh((uint64_t)d.last_attempt_unix);
+	s->last_success_unix = (int64_t)le64toh((uint64_t)d.last_success_unix);
+	s->consistent_point_unix = (int64_t)le64toh((uint64_t)d.consistent_point_unix);
+	s->last_sync_duration_ms = le64toh(d.last_sync_duration_ms);
+	s->last_sync_bytes = le64toh(d.last_sync_bytes);
+	s->out_of_sync_bytes = le64toh(d.out_of_sync_bytes);
+	s->rpo_target_seconds = (double)le64toh(d.rpo_target_ms) / 1e3;
+	/* Strings from disk are bounded and terminated before use. */
+	d.volume[sizeof(d.volume) - 1] = '\0';
+	d.peer[sizeof(d.peer) - 1] = '\0';
+	d.last_error[sizeof(d.last_error) - 1] = '\0';
+	memcpy(s->volume, d.volume, sizeof(s->volume));
+	memcpy(s->peer, d.peer, sizeof(s->peer));
+	memcpy(s->last_error, d.last_error, sizeof(s->last_error));
+	return 0;
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * status — what `pvrepl status` shows, kept by the daemons in each volume's state
+ * directory (`status`): role, state, epoch, the last sync's time, duration and
+ * bytes, the consistent point, the peer, and the last error. The sender and the
+ * receiver rewrite it after every epoch and connection event; `pvrepl status`
+ * reads it while they run. It is replaced by rename (readers never see half a
+ * record) but not fsync'ed: it reports, it does not decide anything after a
+ * crash (the map, journal and state files do).
+ */
+#ifndef PVREPL_STATUS_H
+#define PVREPL_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STATUS_FILE "status"
+#define STATUS_TMP_FILE "status.tmp"
+
+enum status_role {
+	STATUS_ROLE_PRIMARY = 0,   /* the source: pvrepl send / replicate */
+	STATUS_ROLE_SECONDARY = 1, /* the standby: pvrepl receive */
+};
+
+enum status_state {
+	STATUS_INITIAL_SYNC = 0,
+	STATUS_REPLICATING = 1,
+	STATUS_PAUSED = 2,
+	STATUS_DISCONNECTED = 3,
+	STATUS_SPLIT_BRAIN = 4,
+	STATUS_ERROR = 5,
+	STATUS_STATE_COUNT = 6,
+};
+
+struct status_record {
+	enum status_role role;
+	enum status_state state;
+	bool consistent;		/* secondary: the standby holds a whole epoch */
+	bool crash_consistent;		/* that epoch came from a point-in-time capture */
+	uint64_t epoch;			/* confirmed (primary) / committed (secondary) */
+	uint64_t size_bytes;
+	int64_t state_since_unix;	/* when state last changed */
+	int64_t last_attempt_unix;
+	int64_t last_success_unix;	/* end of the last good epoch */
+	int64_t consistent_point_unix;	/* the source time the standby's data is from */
+	uint64_t last_sync_duration_ms;
+	uint64_t last_sync_bytes;	/* on the wire */
+	uint64_t out_of_sync_bytes;	/* primary: changed, not yet confirmed (last scan) */
+	double rpo_target_seconds;	/* primary: --rpo, 0 if none */
+	char volume[64];
+	char peer[128];
+	char last_error[256];
+};
+
+/* Writes DIR/status (rename-atomic). Returns 0 or -errno. */
+int status_store(const struct status_record *s, const char *dir);
+/* Reads DIR/status: 0, -ENOENT, or -EBADMSG for a damaged record. */
+int status_load(struct status_record *s, const char *dir);
+const char *status_state_name(enum status_state st);
+const char *status_role_name(enum status_role r);
+
+#endif
