@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "metrics.h"
 #include "receiver.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -40,6 +41,8 @@ static void receive_usage(FILE *f)
 		"      --timeout DURATION     network timeout (default 30s)\n"
 		"      --insecure-plaintext   no TLS at all (tests only)\n"
 		"      --ready-file FILE      write the bound address here once listening\n"
+		"      --metrics-addr HOST:PORT  serve Prometheus /metrics, /livez and /readyz\n"
+		"                             on this address (e.g. :9500)\n"
 		"  -h, --help                 this help\n");
 }
 
@@ -57,7 +60,7 @@ static int split_eq(const char *arg, char *name, size_t name_len, char *val, siz
 
 int cmd_receive(int argc, char **argv)
 {
-	enum { OPT_JOURNAL = 256, OPT_TIMEOUT, OPT_PLAINTEXT, OPT_READY };
+	enum { OPT_JOURNAL = 256, OPT_TIMEOUT, OPT_PLAINTEXT, OPT_READY, OPT_METRICS_ADDR };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "tls-dir", required_argument, NULL, 't' },
@@ -68,10 +71,13 @@ int cmd_receive(int argc, char **argv)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "insecure-plaintext", no_argument, NULL, OPT_PLAINTEXT },
 		{ "ready-file", required_argument, NULL, OPT_READY },
+		{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	static struct receiver_config cfg; /* large: keep it off the stack */
+	static struct metrics metrics;	   /* likewise */
+	const char *metrics_addr = NULL;
 	char name[RECEIVER_NAME_MAX], val[KFIO_PATH_MAX], err[512] = "";
 	struct {
 		char name[RECEIVER_NAME_MAX];
@@ -142,6 +148,9 @@ int cmd_receive(int argc, char **argv)
 		case OPT_READY:
 			cfg.ready_file = optarg;
 			break;
+		case OPT_METRICS_ADDR:
+			metrics_addr = optarg;
+			break;
 		case 'h':
 			receive_usage(stdout);
 			return CLI_EXIT_OK;
@@ -177,9 +186,27 @@ int cmd_receive(int argc, char **argv)
 			fprintf(stderr,
 				"pvrepl receive: warning: volume %s has no --allow: any certificate signed by the CA may replicate it\n",
 				cfg.vols[j].name);
+	if (metrics_addr) {
+		rc = metrics_init(&metrics, PVREPL_VERSION);
+		if (rc) {
+			cli_err("metrics: %s", strerror(-rc));
+			return cli_exit_for(rc);
+		}
+		rc = metrics_serve(&metrics, metrics_addr, err, sizeof(err));
+		if (rc) {
+			cli_err("--metrics-addr %s: %s", metrics_addr,
+				err[0] ? err : strerror(-rc));
+			metrics_release(&metrics);
+			return cli_exit_for(-EINVAL);
+		}
+		/* Ready only once receiver_run() has recovered the volumes and listens. */
+		cfg.metrics = &metrics;
+	}
 	signal(SIGTERM, on_stop);
 	signal(SIGINT, on_stop);
 	rc = receiver_run(&cfg, &stop_requested, err, sizeof(err));
+	if (cfg.metrics)
+		metrics_release(cfg.metrics);
 	if (rc) {
 		cli_err("%s", err);
 		return cli_exit_for(rc);

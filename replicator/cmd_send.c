@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "metrics.h"
 #include "out.h"
 #include "proto.h"
 #include "sender.h"
+#include "tls.h"
 
 #define REPLICATE_BACKOFF_MS_MIN 500u
 #define REPLICATE_BACKOFF_MS_MAX 30000u
@@ -64,7 +66,9 @@ static void send_usage(FILE *f, bool replicate)
 		replicate
 			? "\n  -i, --interval DURATION  time between epoch starts (e.g. 30s, 5m)\n"
 			  "      --rpo DURATION       report when the lag exceeds this target\n"
-			  "      --max-epochs N       stop after N successful epochs (0: never)"
+			  "      --max-epochs N       stop after N successful epochs (0: never)\n"
+			  "      --metrics-addr HOST:PORT  serve Prometheus /metrics, /livez and\n"
+			  "                           /readyz on this address (e.g. :9500)"
 			: "");
 }
 
@@ -74,6 +78,7 @@ struct send_opts {
 	uint64_t interval_ms;
 	uint64_t rpo_ms;
 	uint64_t max_epochs;
+	const char *metrics_addr;
 	char server_name[256];
 };
 
@@ -87,7 +92,8 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		OPT_RPO,
 		OPT_MAX_EPOCHS,
 		OPT_MAX_RATE,
-		OPT_MAX_READ_RATE
+		OPT_MAX_READ_RATE,
+		OPT_METRICS_ADDR
 	};
 	static const struct option opts[] = {
 		{ "volume", required_argument, NULL, 'n' },
@@ -106,6 +112,7 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		{ "max-epochs", required_argument, NULL, OPT_MAX_EPOCHS },
 		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 		{ "max-read-rate", required_argument, NULL, OPT_MAX_READ_RATE },
+		{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -197,6 +204,13 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 				o->cfg.max_rate_bytes_per_s = v;
 			else
 				o->cfg.scan.max_read_bytes_per_s = v;
+			break;
+		case OPT_METRICS_ADDR:
+			if (!replicate) {
+				cli_err("--metrics-addr is an option of 'pvrepl replicate'");
+				return -EINVAL;
+			}
+			o->metrics_addr = optarg;
 			break;
 		case 'h':
 			send_usage(stdout, replicate);
@@ -313,7 +327,13 @@ int cmd_send(int argc, char **argv)
 	return exit_for(&r);
 }
 
-static void sleep_ms(uint64_t ms)
+/* m may be NULL (no --metrics-addr); each 200 ms step is a heartbeat. */
+static void alive_heartbeat(void *ctx)
+{
+	metrics_heartbeat(ctx);
+}
+
+static void sleep_ms(uint64_t ms, struct metrics *m)
 {
 	while (ms && !stop_requested) {
 		uint64_t step = ms < 200 ? ms : 200;
@@ -321,21 +341,154 @@ static void sleep_ms(uint64_t ms)
 
 		nanosleep(&ts, NULL);
 		ms -= step;
+		if (m)
+			metrics_heartbeat(m);
 	}
+}
+
+static enum metrics_error_kind error_kind(const struct sender_result *r)
+{
+	if (r->disconnected)
+		return METRICS_ERROR_NETWORK;
+	if (r->outcome == SENDER_REFUSED)
+		return r->refuse_reason == PROTO_REFUSE_CERTIFICATE ? METRICS_ERROR_TLS
+								    : METRICS_ERROR_PROTOCOL;
+	if (strstr(r->message, "TLS") || strstr(r->message, "certificate"))
+		return METRICS_ERROR_TLS;
+	switch (-r->err) {
+	case EPROTO:
+	case EBADMSG:
+		return METRICS_ERROR_PROTOCOL;
+	case EIO:
+	case ENOSPC:
+	case ENOENT:
+	case ENXIO:
+		return METRICS_ERROR_IO;
+	default:
+		return METRICS_ERROR_OTHER;
+	}
+}
+
+/* The same mapping as sender.c's record_status() for `pvrepl status`. */
+static enum metrics_state epoch_state(const struct sender_result *r)
+{
+	if (r->outcome == SENDER_OK)
+		return METRICS_STATE_REPLICATING;
+	if (r->outcome == SENDER_REFUSED && r->refuse_reason == PROTO_REFUSE_SPLIT_BRAIN)
+		return METRICS_STATE_SPLIT_BRAIN;
+	if (r->disconnected)
+		return METRICS_STATE_DISCONNECTED;
+	if (r->initial_sync && r->outcome != SENDER_REFUSED)
+		return METRICS_STATE_INITIAL_SYNC;
+	return METRICS_STATE_ERROR;
+}
+
+static void tls_expiry_update(struct metrics_volume *mv, const char *tls_dir)
+{
+	char path[4096], err[256];
+	int64_t not_after;
+
+	if (!tls_dir)
+		return;
+	snprintf(path, sizeof(path), "%s/tls.crt", tls_dir);
+	if (!tls_cert_expiry(path, &not_after, err, sizeof(err)))
+		metrics_set(&mv->tls_certificate_expiry_timestamp_seconds, (double)not_after);
+}
+
+/* One epoch's outcome into the registry: per epoch, never per block. */
+static void epoch_metrics(struct metrics_volume *mv, const struct send_opts *o,
+			  const struct sender_result *r, double lag_s)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (r->size_bytes)
+		metrics_set(&mv->volume_size_bytes, (double)r->size_bytes);
+	metrics_add(&mv->changed_blocks_total, r->blocks_changed);
+	metrics_add(&mv->payload_bytes_total, r->payload_bytes);
+	metrics_add(&mv->sent_bytes_total, r->wire_bytes);
+	metrics_add(&mv->device_read_bytes_total, r->read_bytes);
+	metrics_add_f64(&mv->throttled_seconds_total, r->throttled_seconds);
+	metrics_observe(&mv->scan_duration_seconds, r->scan_seconds);
+	metrics_set(&mv->replication_lag_seconds, lag_s);
+	metrics_set(&mv->rpo_target_seconds, o->cfg.rpo_target_seconds);
+	metrics_set_state(mv, epoch_state(r));
+	tls_expiry_update(mv, o->cfg.tls_dir);
+	if (r->outcome == SENDER_OK) {
+		metrics_count_sync(mv, METRICS_SYNC_SUCCESS);
+		metrics_observe(&mv->sync_duration_seconds, r->seconds);
+		metrics_set(&mv->last_sync_success_timestamp_seconds,
+			    (double)now.tv_sec + (double)now.tv_nsec / 1e9);
+		metrics_set(&mv->out_of_sync_bytes, 0);
+		metrics_set(&mv->peer_connected, 1);
+		return;
+	}
+	metrics_count_sync(mv, METRICS_SYNC_FAILURE);
+	metrics_count_error(mv, error_kind(r));
+	if (r->blocks_changed)
+		metrics_set(&mv->out_of_sync_bytes, (double)(r->blocks_changed * r->block_bytes));
+	if (r->disconnected)
+		metrics_set(&mv->peer_connected, 0);
+}
+
+/* Starts the metrics server; 0, or an exit code after a clear message. */
+static int replicate_metrics_start(struct metrics *m, struct metrics_volume **mv,
+				   const struct send_opts *o)
+{
+	char err[256] = "";
+	int rc;
+
+	rc = metrics_init(m, PVREPL_VERSION);
+	if (rc) {
+		cli_err("metrics: %s", strerror(-rc));
+		return cli_exit_for(rc);
+	}
+	*mv = metrics_volume(m, o->cfg.volume, "primary", o->cfg.peer);
+	if (!*mv) {
+		cli_err("metrics: volume name or --peer too long for a label");
+		metrics_release(m);
+		return CLI_EXIT_CONFIG;
+	}
+	metrics_set(&(*mv)->rpo_target_seconds, o->cfg.rpo_target_seconds);
+	tls_expiry_update(*mv, o->cfg.tls_dir);
+	rc = metrics_serve(m, o->metrics_addr, err, sizeof(err));
+	if (rc) {
+		cli_err("--metrics-addr %s: %s", o->metrics_addr, err[0] ? err : strerror(-rc));
+		metrics_release(m);
+		return cli_exit_for(-EINVAL);
+	}
+	/* Started and the options loaded; never tied to the peer being there. */
+	metrics_set_ready(m, true);
+	return 0;
 }
 
 int cmd_replicate(int argc, char **argv)
 {
+	static struct metrics metrics; /* large: keep it off the stack */
+	struct metrics *m = NULL;
+	struct metrics_volume *mv = NULL;
 	struct send_opts o;
 	struct sender_result r;
 	uint64_t done = 0, backoff_ms = REPLICATE_BACKOFF_MS_MIN;
 	double last_ok = 0;
+	bool retry = false;
 	int last_rc = CLI_EXIT_OK;
 
 	init_opts(&o);
 	if (parse_send_opts(argc, argv, &o, true)) {
 		fputs("Run 'pvrepl replicate --help' for the options.\n", stderr);
 		return CLI_EXIT_USAGE;
+	}
+	if (o.metrics_addr) {
+		int rc = replicate_metrics_start(&metrics, &mv, &o);
+
+		if (rc)
+			return rc;
+		m = &metrics;
+		/* A long epoch (an initial sync) keeps /livez fresh through the scan's
+		 * progress updates. */
+		o.cfg.alive = alive_heartbeat;
+		o.cfg.alive_ctx = m;
 	}
 	signal(SIGTERM, on_stop);
 	signal(SIGINT, on_stop);
@@ -344,12 +497,19 @@ int cmd_replicate(int argc, char **argv)
 	while (!stop_requested) {
 		double start = cli_now_s();
 
+		if (m && retry)
+			metrics_add(&mv->reconnects_total, 1);
 		sender_run_epoch(&o.cfg, &r);
 		if (r.outcome == SENDER_OK)
 			last_ok = start;
 		/* The standby holds the source as of the start of the last good epoch. */
 		double lag = last_ok ? cli_now_s() - last_ok : cli_now_s() - start;
 
+		if (m) {
+			epoch_metrics(mv, &o, &r, lag);
+			metrics_heartbeat(m);
+		}
+		retry = r.outcome != SENDER_OK;
 		print_result(&r, o.cfg.volume, o.fmt, lag);
 		if (r.outcome == SENDER_OK) {
 			done++;
@@ -365,7 +525,7 @@ int cmd_replicate(int argc, char **argv)
 			/* An epoch longer than the interval is followed at once by the next,
 			 * which covers everything changed since: no backlog queue. */
 			if (took_ms < (double)o.interval_ms)
-				sleep_ms(o.interval_ms - (uint64_t)took_ms);
+				sleep_ms(o.interval_ms - (uint64_t)took_ms, m);
 			continue;
 		}
 		cli_err("%s; retrying in %.1f s", r.message, (double)backoff_ms / 1e3);
@@ -373,11 +533,13 @@ int cmd_replicate(int argc, char **argv)
 		if (r.outcome == SENDER_REFUSED && r.refuse_reason != PROTO_REFUSE_BUSY) {
 			cli_err("volume %s: refused by the receiver; fix the cause and restart",
 				o.cfg.volume);
-			return last_rc;
+			break;
 		}
-		sleep_ms(backoff_ms);
+		sleep_ms(backoff_ms, m);
 		backoff_ms = backoff_ms * 2 > REPLICATE_BACKOFF_MS_MAX ? REPLICATE_BACKOFF_MS_MAX
 								       : backoff_ms * 2;
 	}
+	if (m)
+		metrics_release(m);
 	return last_rc;
 }

@@ -223,14 +223,16 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 		snprintf(msg, sizeof(msg), "%s: %s", status_state_name(s->state),
 			 s->last_error[0] && lvl != CHECK_OK ? s->last_error : "ok");
 		condition(v, "Ready", lvl == CHECK_OK, why, msg, s->state_since_unix);
-		condition(v, "Consistent", s->consistent,
-			  s->consistent ? (s->crash_consistent ? "CrashConsistent" : "LiveRead")
-					: "NoCompleteEpoch",
-			  s->consistent ? (s->crash_consistent
-						   ? "the standby holds one point-in-time epoch"
-						   : "the standby holds one epoch, read live (not crash-consistent)")
-					: "no complete epoch yet",
-			  s->consistent_point_unix);
+		condition(
+			v, "Consistent", s->consistent,
+			s->consistent ? (s->crash_consistent ? "CrashConsistent" : "LiveRead")
+				      : "NoCompleteEpoch",
+			s->consistent
+				? (s->crash_consistent
+					   ? "the standby holds one point-in-time epoch"
+					   : "the standby holds one epoch, read live (not crash-consistent)")
+				: "no complete epoch yet",
+			s->consistent_point_unix);
 		out_append(root, "volumes", v);
 	}
 	if (n == 0)
@@ -288,7 +290,8 @@ int cmd_status(int argc, char **argv)
 	if (bad)
 		cli_err("%d damaged status record(s) under %s were skipped", bad, dir);
 	if (n == 0 && fmt == OUT_TEXT)
-		cli_err("no volume status under %s (is a pvrepl sender or receiver using it?)", dir);
+		cli_err("no volume status under %s (is a pvrepl sender or receiver using it?)",
+			dir);
 	if (fmt == OUT_JSON)
 		print_json(recs, n, now);
 	else if (n)

@@ -46,6 +46,7 @@
 #include "journal.h"
 #include "map.h"
 #include "merkle.h"
+#include "metrics.h"
 #include "proto.h"
 #include "pvrepl_assert.h"
 #include "receiver.h"
@@ -74,6 +75,7 @@ struct rvol {
 	bool have_map;
 	struct vstate vs;
 	struct journal *j;
+	struct metrics_volume *mv; /* NULL without --metrics-addr */
 };
 
 struct receiver {
@@ -278,6 +280,34 @@ static int vol_recover(struct rvol *v, char *err, size_t err_len)
 	return 0;
 }
 
+/* The same per-epoch outcome as vol_status() records, into the registry. */
+static void vol_metrics(struct rvol *v, const struct status_record *s, int ok, double seconds,
+			uint64_t wire_bytes)
+{
+	struct metrics_volume *mv = v->mv;
+
+	if (!mv)
+		return;
+	metrics_set(&mv->volume_size_bytes, (double)v->dev.size_bytes);
+	metrics_set_state(mv, s->state == STATUS_ERROR		? METRICS_STATE_ERROR
+			      : s->state == STATUS_INITIAL_SYNC ? METRICS_STATE_INITIAL_SYNC
+								: METRICS_STATE_REPLICATING);
+	metrics_set(&mv->consistent_point_timestamp_seconds, (double)s->consistent_point_unix);
+	if (s->consistent)
+		metrics_set(&mv->initial_sync_progress_ratio, 1);
+	if (ok < 0)
+		return;
+	metrics_add(&mv->received_bytes_total, wire_bytes);
+	if (ok > 0) {
+		metrics_count_sync(mv, METRICS_SYNC_SUCCESS);
+		metrics_observe(&mv->sync_duration_seconds, seconds);
+		metrics_set(&mv->last_sync_success_timestamp_seconds, (double)time(NULL));
+		return;
+	}
+	metrics_count_sync(mv, v->failed ? METRICS_SYNC_FAILURE : METRICS_SYNC_ABORTED);
+	metrics_count_error(mv, v->failed ? METRICS_ERROR_IO : METRICS_ERROR_NETWORK);
+}
+
 /*
  * Records the volume's state for `pvrepl status` (reporting only; a failure to
  * write it is ignored). ok < 0: no epoch ended (start-up, connection events).
@@ -318,6 +348,7 @@ static void vol_status(struct rvol *v, const char *peer, int ok, double seconds,
 	if (!have_prev || prev.state != s.state)
 		s.state_since_unix = now;
 	status_store(&s, v->dir);
+	vol_metrics(v, &s, ok, seconds, wire_bytes);
 }
 
 static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
@@ -361,6 +392,14 @@ static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
 	rc = vol_recover(v, err, err_len);
 	if (rc)
 		return rc;
+	if (rcfg->metrics) {
+		v->mv = metrics_volume(rcfg->metrics, vc->name, "secondary", "");
+		if (!v->mv) {
+			snprintf(err, err_len, "volume %s: name too long for a metrics label",
+				 vc->name);
+			return -EINVAL;
+		}
+	}
 	logf_("volume=%s device=%s state=%s epoch=%" PRIu64 " size=%" PRIu64, vc->name, vc->device,
 	      vstate_kind_name(v->vs.kind), v->vs.epoch, v->dev.size_bytes);
 	vol_status(v, NULL, -1, 0, 0, NULL);
@@ -682,6 +721,9 @@ static int persist_cursor(struct rvol *v, struct sync_io *io, uint64_t cursor)
 	rc = vstate_store(&v->vs, v->dir, err, sizeof(err));
 	if (rc)
 		vol_fail(v, "%s", err);
+	else if (v->mv && v->map.block_count)
+		metrics_set(&v->mv->initial_sync_progress_ratio,
+			    (double)cursor / (double)v->map.block_count);
 	io->bytes_since_cursor = 0;
 	return rc;
 }
@@ -885,6 +927,9 @@ static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello
 			logf_("volume=%s peer=%s epoch=%" PRIu64 " full sync complete: %" PRIu64
 			      " blocks, standby consistent",
 			      v->cfg->name, rc->peer_addr, eb->epoch, ex.blocks);
+			if (v->mv)
+				metrics_add(&v->mv->applied_bytes_total,
+					    ex.blocks * v->map.block_bytes);
 			return send_ack(rc, v, eb->epoch);
 		default:
 			r = send_error(rc, PROTO_ERR_PROTOCOL,
@@ -1000,6 +1045,9 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 			logf_("volume=%s peer=%s epoch=%" PRIu64 " committed and applied: %" PRIu64
 			      " blocks",
 			      v->cfg->name, rc->peer_addr, eb->epoch, ex.blocks);
+			if (v->mv)
+				metrics_add(&v->mv->applied_bytes_total,
+					    ex.blocks * v->map.block_bytes);
 			return r;
 		default:
 			r = send_error(rc, PROTO_ERR_PROTOCOL,
@@ -1302,6 +1350,9 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 		snprintf(err, err_len, "cannot write %s", cfg->ready_file);
 		goto close_vols;
 	}
+	/* Volumes recovered and listening: ready, whether or not a sender comes. */
+	if (cfg->metrics)
+		metrics_set_ready(cfg->metrics, true);
 	logf_("listening on %s, %u volume(s), %s", cfg->listen, r->vol_count,
 	      cfg->insecure_plaintext ? "INSECURE PLAINTEXT" : "mutual TLS 1.3");
 	while (!*stop) {
@@ -1309,6 +1360,8 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 
 		if (poll(&p, 1, 250) > 0)
 			accept_one(r, lfd);
+		if (cfg->metrics)
+			metrics_heartbeat(cfg->metrics);
 	}
 	logf_("stopping: waiting for %u connection(s)", r->conns);
 	/* Connections end when their sender closes or times out; an epoch that is

@@ -16,6 +16,8 @@
 
 #include "kfio.h"
 
+struct metrics;
+
 #define RECEIVER_VOLUMES_MAX	       64u
 #define RECEIVER_ALLOW_MAX	       8u
 #define RECEIVER_CONNS_MAX	       32u
@@ -42,6 +44,9 @@ struct receiver_config {
 	/* When set, the address actually bound is written here once listening
 	 * (tests listen on port 0). */
 	const char *ready_file;
+	/* When set (--metrics-addr), per-epoch outcomes are counted here; the caller
+	 * owns it and keeps it alive until receiver_run() returns. NULL: no metrics. */
+	struct metrics *metrics;
 };
 
 /*

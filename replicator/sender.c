@@ -370,9 +370,18 @@ static int settle_lost_ack(const struct sender_config *cfg, struct map *m,
 	return 0;
 }
 
+struct epoch_progress {
+	struct progress prog;
+	const struct sender_config *cfg;
+};
+
 static void on_progress(uint64_t done, uint64_t total, void *ctx)
 {
-	progress_cb(done, total, ctx);
+	struct epoch_progress *ep = ctx;
+
+	progress_cb(done, total, &ep->prog);
+	if (ep->cfg->alive)
+		ep->cfg->alive(ep->cfg->alive_ctx);
 }
 
 static bool network_error(int err)
@@ -454,7 +463,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	struct send_ctx s = { 0 };
 	struct scan_config scfg = cfg->scan;
 	struct scan_stats st;
-	struct progress prog;
+	struct epoch_progress ep;
 	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
 	char err[512] = "";
 	uint64_t root;
@@ -468,6 +477,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 		set_msg(res, "volume %s: %s", cfg->volume, dev.err_msg);
 		goto out;
 	}
+	res->size_bytes = dev.size_bytes;
 	rc = load_map(cfg, &dev, &m, res);
 	if (rc)
 		goto close_dev;
@@ -531,15 +541,17 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 		goto free_s;
 	}
 	scfg.ordered = true;
-	progress_init(&prog, cfg->progress, res->initial_sync ? "sync" : "epoch", cfg->volume,
+	ep.cfg = cfg;
+	progress_init(&ep.prog, cfg->progress, res->initial_sync ? "sync" : "epoch", cfg->volume,
 		      dev.size_bytes);
 	scfg.progress = on_progress;
-	scfg.progress_ctx = &prog;
+	scfg.progress_ctx = &ep;
 	struct scan_sink sink = { .batch = sink_batch, .ctx = &s };
 
 	rc = scan_run(&dev, &m, &scfg, &sink, &st, err, sizeof(err));
-	progress_finish(&prog, st.bytes_read);
+	progress_finish(&ep.prog, st.bytes_read);
 	res->blocks_scanned = st.blocks_scanned;
+	res->read_bytes = st.bytes_read;
 	res->blocks_changed = st.blocks_changed;
 	res->blocks_zero = st.blocks_zero;
 	res->scan_seconds = st.seconds;
@@ -616,6 +628,7 @@ out:
 	res->err = rc;
 	res->seconds = clock_mono_s() - t0;
 	res->cpu_seconds = clock_cpu_s() - cpu0;
+	res->disconnected = res->outcome != SENDER_OK && network_error(rc);
 	record_status(cfg, res, started_unix);
 	return rc;
 }

@@ -31,6 +31,10 @@ struct sender_config {
 	uint64_t max_rate_bytes_per_s; /* network cap, TLS included; 0 = none */
 	double rpo_target_seconds;     /* shown by `pvrepl status`; 0 = none */
 	enum progress_mode progress;
+	/* Called from the scan's progress updates while an epoch runs (may be NULL):
+	 * lets a daemon tell its liveness probe it is working, not stuck. */
+	void (*alive)(void *ctx);
+	void *alive_ctx;
 	struct scan_config scan;
 };
 
@@ -50,7 +54,9 @@ struct sender_result {
 	bool resumed;
 	bool recovered_ack; /* the previous epoch's lost ack was settled from map.pending */
 	uint64_t resume_block;
+	uint64_t size_bytes; /* of the source device; 0 when it did not open */
 	uint64_t blocks_scanned;
+	uint64_t read_bytes; /* read from the source device by the scan */
 	uint64_t blocks_changed;
 	uint64_t blocks_zero;
 	uint64_t blocks_sent;	/* data + zero blocks on the wire */
@@ -61,6 +67,7 @@ struct sender_result {
 	double scan_seconds;
 	double cpu_seconds;
 	double throttled_seconds; /* reads held back by --max-read-rate */
+	bool disconnected;	  /* failed on the network: the peer is away */
 	char message[512];
 };
 

@@ -13,7 +13,7 @@
 #include "delta.h"
 #include "status.h"
 
-#define STATUS_MAGIC 0x5453525650ull /* "PVRST" */
+#define STATUS_MAGIC   0x5453525650ull /* "PVRST" */
 #define STATUS_VERSION 1u
 
 struct status_disk {

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STATUS_FILE "status"
+#define STATUS_FILE	"status"
 #define STATUS_TMP_FILE "status.tmp"
 
 enum status_role {
@@ -36,18 +36,18 @@ enum status_state {
 struct status_record {
 	enum status_role role;
 	enum status_state state;
-	bool consistent;		/* secondary: the standby holds a whole epoch */
-	bool crash_consistent;		/* that epoch came from a point-in-time capture */
-	uint64_t epoch;			/* confirmed (primary) / committed (secondary) */
+	bool consistent;       /* secondary: the standby holds a whole epoch */
+	bool crash_consistent; /* that epoch came from a point-in-time capture */
+	uint64_t epoch;	       /* confirmed (primary) / committed (secondary) */
 	uint64_t size_bytes;
-	int64_t state_since_unix;	/* when state last changed */
+	int64_t state_since_unix; /* when state last changed */
 	int64_t last_attempt_unix;
-	int64_t last_success_unix;	/* end of the last good epoch */
-	int64_t consistent_point_unix;	/* the source time the standby's data is from */
+	int64_t last_success_unix;     /* end of the last good epoch */
+	int64_t consistent_point_unix; /* the source time the standby's data is from */
 	uint64_t last_sync_duration_ms;
-	uint64_t last_sync_bytes;	/* on the wire */
-	uint64_t out_of_sync_bytes;	/* primary: changed, not yet confirmed (last scan) */
-	double rpo_target_seconds;	/* primary: --rpo, 0 if none */
+	uint64_t last_sync_bytes;   /* on the wire */
+	uint64_t out_of_sync_bytes; /* primary: changed, not yet confirmed (last scan) */
+	double rpo_target_seconds;  /* primary: --rpo, 0 if none */
 	char volume[64];
 	char peer[128];
 	char last_error[256];
