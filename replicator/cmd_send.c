@@ -7,8 +7,11 @@
  * last confirmed one, so there is no backlog to queue.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 
 #include "cli.h"
 #include "metrics.h"
+#include "netwatch.h"
 #include "out.h"
 #include "proto.h"
 #include "sender.h"
@@ -68,7 +72,10 @@ static void send_usage(FILE *f, bool replicate)
 			  "      --rpo DURATION       report when the lag exceeds this target\n"
 			  "      --max-epochs N       stop after N successful epochs (0: never)\n"
 			  "      --metrics-addr HOST:PORT  serve Prometheus /metrics, /livez and\n"
-			  "                           /readyz on this address (e.g. :9500)"
+			  "                           /readyz on this address (e.g. :9500)\n"
+			  "      --no-netwatch        do not watch the route to the peer (by default a\n"
+			  "                           lost route or link pauses at once, and its return\n"
+			  "                           resumes without waiting for a backoff)"
 			: "");
 }
 
@@ -78,6 +85,7 @@ struct send_opts {
 	uint64_t interval_ms;
 	uint64_t rpo_ms;
 	uint64_t max_epochs;
+	bool no_netwatch;
 	const char *metrics_addr;
 	char server_name[256];
 };
@@ -93,6 +101,7 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		OPT_MAX_EPOCHS,
 		OPT_MAX_RATE,
 		OPT_MAX_READ_RATE,
+		OPT_NO_NETWATCH,
 		OPT_METRICS_ADDR
 	};
 	static const struct option opts[] = {
@@ -112,6 +121,7 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		{ "max-epochs", required_argument, NULL, OPT_MAX_EPOCHS },
 		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 		{ "max-read-rate", required_argument, NULL, OPT_MAX_READ_RATE },
+		{ "no-netwatch", no_argument, NULL, OPT_NO_NETWATCH },
 		{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -211,6 +221,13 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 				return -EINVAL;
 			}
 			o->metrics_addr = optarg;
+			break;
+		case OPT_NO_NETWATCH:
+			if (!replicate) {
+				cli_err("--no-netwatch is an option of 'pvrepl replicate'");
+				return -EINVAL;
+			}
+			o->no_netwatch = true;
 			break;
 		case 'h':
 			send_usage(stdout, replicate);
@@ -328,14 +345,116 @@ int cmd_send(int argc, char **argv)
 }
 
 /* m may be NULL (no --metrics-addr); each 200 ms step is a heartbeat. */
+/*
+ * The network watcher of `replicate`: a thread on netwatch's netlink socket. When
+ * the route to the peer disappears or its link goes down it pauses the sender
+ * at once (the epoch in flight is cut, not left to time out); when the route is
+ * back it wakes the main loop, which reconnects without waiting for a backoff.
+ */
+struct watch {
+	struct netwatch *nw;
+	struct sender_abort *abort;
+	const char *volume;
+	pthread_t thread;
+	int stop_fds[2];
+	int wake; /* atomic: the route came back */
+};
+
+static int64_t realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void watch_apply(struct watch *w)
+{
+	if (!netwatch_reachable(w->nw)) {
+		sender_abort_now(w->abort, netwatch_reason(w->nw));
+		cli_err("volume %s: paused at %" PRId64 " ms (unix): %s", w->volume, realtime_ms(),
+			netwatch_reason(w->nw));
+	} else {
+		sender_abort_resume(w->abort);
+		__atomic_store_n(&w->wake, 1, __ATOMIC_RELEASE);
+		cli_err("volume %s: resumed at %" PRId64 " ms (unix): %s", w->volume, realtime_ms(),
+			netwatch_reason(w->nw));
+	}
+}
+
+static void *watch_main(void *arg)
+{
+	struct watch *w = arg;
+
+	if (!netwatch_reachable(w->nw))
+		watch_apply(w);
+	for (;;) {
+		struct pollfd p[2] = { { .fd = netwatch_fd(w->nw), .events = POLLIN },
+				       { .fd = w->stop_fds[0], .events = POLLIN } };
+		bool changed = false;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (p[0].revents && netwatch_process(w->nw, &changed) < 0) {
+			cli_err("volume %s: network watch failed; relying on timeouts", w->volume);
+			break;
+		}
+		if (changed)
+			watch_apply(w);
+	}
+	return NULL;
+}
+
+static int watch_start(struct watch *w, const char *peer, const char *volume,
+		       struct sender_abort *abort)
+{
+	char err[256] = "";
+
+	memset(w, 0, sizeof(*w));
+	w->abort = abort;
+	w->volume = volume;
+	w->stop_fds[0] = w->stop_fds[1] = -1;
+	if (netwatch_new(&w->nw, peer, err, sizeof(err))) {
+		cli_err("volume %s: cannot watch the route to %s (%s); a cut link is noticed by --timeout only",
+			volume, peer, err);
+		return -1;
+	}
+	if (pipe2(w->stop_fds, O_CLOEXEC) || pthread_create(&w->thread, NULL, watch_main, w)) {
+		netwatch_free(w->nw);
+		w->nw = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void watch_stop(struct watch *w)
+{
+	if (!w->nw)
+		return;
+	if (write(w->stop_fds[1], "x", 1) == 1)
+		pthread_join(w->thread, NULL);
+	close(w->stop_fds[0]);
+	close(w->stop_fds[1]);
+	netwatch_free(w->nw);
+	w->nw = NULL;
+}
+
+static bool woken(struct watch *w)
+{
+	return w && __atomic_exchange_n(&w->wake, 0, __ATOMIC_ACQ_REL);
+}
+
 static void alive_heartbeat(void *ctx)
 {
 	metrics_heartbeat(ctx);
 }
 
-static void sleep_ms(uint64_t ms, struct metrics *m)
+/* Sleeps ms, in steps, until stopped or the watcher says the route is back. */
+static void sleep_ms(uint64_t ms, struct metrics *m, struct watch *w)
 {
-	while (ms && !stop_requested) {
+	while (ms && !stop_requested && !woken(w)) {
 		uint64_t step = ms < 200 ? ms : 200;
 		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
 
@@ -472,6 +591,8 @@ int cmd_replicate(int argc, char **argv)
 	uint64_t done = 0, backoff_ms = REPLICATE_BACKOFF_MS_MIN;
 	double last_ok = 0;
 	bool retry = false;
+	struct sender_abort abort;
+	struct watch watch = { .nw = NULL };
 	int last_rc = CLI_EXIT_OK;
 
 	init_opts(&o);
@@ -494,7 +615,21 @@ int cmd_replicate(int argc, char **argv)
 	signal(SIGINT, on_stop);
 	if (o.cfg.progress == PROGRESS_AUTO)
 		o.cfg.progress = PROGRESS_LOG;
+	sender_abort_init(&abort);
+	o.cfg.abort = &abort;
+	if (!o.no_netwatch)
+		watch_start(&watch, o.cfg.peer, o.cfg.volume, &abort);
 	while (!stop_requested) {
+		/* Paused by the watcher: no epoch until the route is back, then at once. */
+		if (sender_abort_paused(&abort)) {
+			if (m)
+				metrics_set_state(mv, METRICS_STATE_PAUSED);
+			while (sender_abort_paused(&abort) && !stop_requested)
+				sleep_ms(50, m, NULL);
+			woken(&watch);
+			backoff_ms = REPLICATE_BACKOFF_MS_MIN;
+			continue;
+		}
 		double start = cli_now_s();
 
 		if (m && retry)
@@ -525,9 +660,11 @@ int cmd_replicate(int argc, char **argv)
 			/* An epoch longer than the interval is followed at once by the next,
 			 * which covers everything changed since: no backlog queue. */
 			if (took_ms < (double)o.interval_ms)
-				sleep_ms(o.interval_ms - (uint64_t)took_ms, m);
+				sleep_ms(o.interval_ms - (uint64_t)took_ms, m, NULL);
 			continue;
 		}
+		if (r.paused)
+			continue; /* the watcher said why; wait for the route at the top */
 		cli_err("%s; retrying in %.1f s", r.message, (double)backoff_ms / 1e3);
 		last_rc = exit_for(&r);
 		if (r.outcome == SENDER_REFUSED && r.refuse_reason != PROTO_REFUSE_BUSY) {
@@ -535,10 +672,11 @@ int cmd_replicate(int argc, char **argv)
 				o.cfg.volume);
 			break;
 		}
-		sleep_ms(backoff_ms, m);
+		sleep_ms(backoff_ms, m, &watch);
 		backoff_ms = backoff_ms * 2 > REPLICATE_BACKOFF_MS_MAX ? REPLICATE_BACKOFF_MS_MAX
 								       : backoff_ms * 2;
 	}
+	watch_stop(&watch);
 	if (m)
 		metrics_release(m);
 	return last_rc;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -208,6 +209,65 @@ static int load_map(const struct sender_config *cfg, const struct kfio_dev *dev,
 	return 0;
 }
 
+void sender_abort_init(struct sender_abort *a)
+{
+	memset(a, 0, sizeof(*a));
+	pthread_mutex_init(&a->lock, NULL);
+	a->fd = -1;
+}
+
+void sender_abort_now(struct sender_abort *a, const char *reason)
+{
+	pthread_mutex_lock(&a->lock);
+	a->paused = true;
+	snprintf(a->reason, sizeof(a->reason), "%s", reason);
+	if (a->fd >= 0)
+		shutdown(a->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void sender_abort_resume(struct sender_abort *a)
+{
+	pthread_mutex_lock(&a->lock);
+	a->paused = false;
+	pthread_mutex_unlock(&a->lock);
+}
+
+bool sender_abort_paused(struct sender_abort *a)
+{
+	bool p;
+
+	pthread_mutex_lock(&a->lock);
+	p = a->paused;
+	pthread_mutex_unlock(&a->lock);
+	return p;
+}
+
+/* Publishes the live socket for sender_abort_now; refuses while paused. */
+static int abort_publish(struct sender_abort *a, int fd)
+{
+	int rc = 0;
+
+	if (!a)
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	if (a->paused)
+		rc = -ENETUNREACH;
+	else
+		a->fd = fd;
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+static void abort_withdraw(struct sender_abort *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->fd = -1;
+	pthread_mutex_unlock(&a->lock);
+}
+
 static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, struct conn *c,
 			struct sender_result *res)
 {
@@ -239,14 +299,24 @@ static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, s
 		close(fd);
 		return rc;
 	}
+	rc = abort_publish(cfg->abort, fd);
+	if (rc) {
+		set_msg(res, "volume %s: paused: %s", cfg->volume, cfg->abort->reason);
+		close(fd);
+		return rc;
+	}
 	rc = tls_connect(*ctx, fd, &tls, err, sizeof(err));
 	if (rc) {
 		set_msg(res, "volume %s: TLS handshake with %s failed: %s", cfg->volume, cfg->peer,
 			err);
+		/* A failed handshake leaves the socket ours to close. */
+		abort_withdraw(cfg->abort);
+		close(fd);
 		return rc;
 	}
 	rc = conn_init(c, tls);
 	if (rc) {
+		abort_withdraw(cfg->abort);
 		tls_conn_close(tls);
 		set_msg(res, "out of memory for frame buffers");
 	}
@@ -430,8 +500,10 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 		s.out_of_sync_bytes = 0;
 		s.last_error[0] = '\0';
 	} else {
-		if (res->outcome == SENDER_REFUSED &&
-		    res->refuse_reason == PROTO_REFUSE_SPLIT_BRAIN)
+		if (res->paused)
+			s.state = STATUS_PAUSED;
+		else if (res->outcome == SENDER_REFUSED &&
+			 res->refuse_reason == PROTO_REFUSE_SPLIT_BRAIN)
 			s.state = STATUS_SPLIT_BRAIN;
 		else if (network_error(res->err))
 			s.state = STATUS_DISCONNECTED;
@@ -617,6 +689,8 @@ free_s:
 release:
 	if (c.tls)
 		res->wire_bytes = conn_wire_bytes_sent(&c);
+	/* Withdrawn before the close, so a shutdown cannot reach a reused fd. */
+	abort_withdraw(cfg->abort);
 	conn_release(&c);
 	if (ctx)
 		tls_ctx_free(ctx);
@@ -628,7 +702,11 @@ out:
 	res->err = rc;
 	res->seconds = clock_mono_s() - t0;
 	res->cpu_seconds = clock_cpu_s() - cpu0;
-	res->disconnected = res->outcome != SENDER_OK && network_error(rc);
+	if (res->outcome != SENDER_OK && cfg->abort && sender_abort_paused(cfg->abort)) {
+		res->paused = true;
+		set_msg(res, "volume %s: paused: %s", cfg->volume, cfg->abort->reason);
+	}
+	res->disconnected = res->outcome != SENDER_OK && !res->paused && network_error(rc);
 	record_status(cfg, res, started_unix);
 	return rc;
 }

@@ -10,6 +10,7 @@
 #ifndef PVREPL_SENDER_H
 #define PVREPL_SENDER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -17,6 +18,26 @@
 #include "scan.h"
 
 #define SENDER_TIMEOUT_MS_DEFAULT 30000u
+
+/*
+ * Lets another thread (the network watcher of `replicate`) stop the epoch in
+ * flight at once: sender_abort_now() marks it paused with a reason and shuts
+ * down the live socket, so a write blocked on a dead link returns now instead of
+ * after the TCP timeout. The socket is published and withdrawn under the lock,
+ * so a shutdown never hits a descriptor that was closed and reused.
+ */
+struct sender_abort {
+	pthread_mutex_t lock;
+	int fd;		  /* the live connection's socket, -1 when none */
+	bool paused;	  /* no epoch may start or continue */
+	char reason[256]; /* why, for logs and status */
+};
+
+void sender_abort_init(struct sender_abort *a);
+/* Pauses (reason is copied) and aborts the epoch in flight, if any. */
+void sender_abort_now(struct sender_abort *a, const char *reason);
+void sender_abort_resume(struct sender_abort *a);
+bool sender_abort_paused(struct sender_abort *a);
 
 struct sender_config {
 	const char *volume;
@@ -35,6 +56,7 @@ struct sender_config {
 	 * lets a daemon tell its liveness probe it is working, not stuck. */
 	void (*alive)(void *ctx);
 	void *alive_ctx;
+	struct sender_abort *abort; /* may be NULL */
 	struct scan_config scan;
 };
 
@@ -68,6 +90,7 @@ struct sender_result {
 	double cpu_seconds;
 	double throttled_seconds; /* reads held back by --max-read-rate */
 	bool disconnected;	  /* failed on the network: the peer is away */
+	bool paused;		  /* stopped by sender_abort_now (the route is gone) */
 	char message[512];
 };
 
