@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "log.h"
 #include "metrics.h"
 #include "receiver.h"
 
@@ -32,7 +33,7 @@ static void receive_usage(FILE *f)
 		"  -t, --tls-dir DIR          tls.crt, tls.key and ca.crt (re-read for new connections\n"
 		"                             when they change)\n"
 		"  -s, --state-dir DIR        one subdirectory per volume: map, journal, state\n"
-		"  -v, --volume NAME=DEVICE   serve volume NAME on standby DEVICE (repeatable)\n"
+		"      --volume NAME=DEVICE   serve volume NAME on standby DEVICE (repeatable)\n"
 		"  -a, --allow NAME=CERT      only the client certificate named CERT may replicate\n"
 		"                             NAME (repeatable; without any, every certificate\n"
 		"                             signed by the CA may)\n"
@@ -41,6 +42,9 @@ static void receive_usage(FILE *f)
 		"      --timeout DURATION     network timeout (default 30s)\n"
 		"      --insecure-plaintext   no TLS at all (tests only)\n"
 		"      --ready-file FILE      write the bound address here once listening\n"
+		"      --log-format FMT       text (default) or json log lines on stderr\n"
+		"  -v, --verbosity N          0 errors, 1 warnings, 2 info (default), 3 debug\n"
+		"      --termination-log F    write the reason of a fatal stop to F\n"
 		"      --metrics-addr HOST:PORT  serve Prometheus /metrics, /livez and /readyz\n"
 		"                             on this address (e.g. :9500)\n"
 		"  -h, --help                 this help\n");
@@ -60,12 +64,24 @@ static int split_eq(const char *arg, char *name, size_t name_len, char *val, siz
 
 int cmd_receive(int argc, char **argv)
 {
-	enum { OPT_JOURNAL = 256, OPT_TIMEOUT, OPT_PLAINTEXT, OPT_READY, OPT_METRICS_ADDR };
+	enum {
+		OPT_JOURNAL = 256,
+		OPT_TIMEOUT,
+		OPT_PLAINTEXT,
+		OPT_READY,
+		OPT_METRICS_ADDR,
+		OPT_LOG_FORMAT,
+		OPT_TERMINATION_LOG,
+		OPT_VOLUME,
+	};
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "tls-dir", required_argument, NULL, 't' },
 		{ "state-dir", required_argument, NULL, 's' },
-		{ "volume", required_argument, NULL, 'v' },
+		{ "volume", required_argument, NULL, OPT_VOLUME },
+		{ "verbosity", required_argument, NULL, 'v' },
+		{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+		{ "termination-log", required_argument, NULL, OPT_TERMINATION_LOG },
 		{ "allow", required_argument, NULL, 'a' },
 		{ "journal-size", required_argument, NULL, OPT_JOURNAL },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
@@ -85,6 +101,9 @@ int cmd_receive(int argc, char **argv)
 	} allows[RECEIVER_VOLUMES_MAX * RECEIVER_ALLOW_MAX];
 	unsigned nallow = 0;
 	uint64_t v;
+	enum log_format log_format = LOG_FORMAT_TEXT;
+	int verbosity = LOG_INFO;
+	const char *termination_log = NULL;
 	int c, rc;
 
 	memset(&cfg, 0, sizeof(cfg));
@@ -102,6 +121,22 @@ int cmd_receive(int argc, char **argv)
 			cfg.state_dir = optarg;
 			break;
 		case 'v':
+			if (cli_parse_size(optarg, &v) || v > LOG_DEBUG) {
+				cli_err("-v %s: expected 0 (errors) to 3 (debug)", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			verbosity = (int)v;
+			break;
+		case OPT_LOG_FORMAT:
+			if (log_parse_format(optarg, &log_format)) {
+				cli_err("--log-format %s: use text or json", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		case OPT_TERMINATION_LOG:
+			termination_log = optarg;
+			break;
+		case OPT_VOLUME:
 			if (cfg.vol_count >= RECEIVER_VOLUMES_MAX ||
 			    split_eq(optarg, name, sizeof(name), val, sizeof(val))) {
 				cli_err("--volume %s: expected NAME=DEVICE (at most %u volumes)",
@@ -181,11 +216,11 @@ int cmd_receive(int argc, char **argv)
 		}
 		snprintf(vc->allow[vc->allow_count++], 256, "%s", allows[i].cert);
 	}
+	log_init("receive", log_format, verbosity, termination_log);
 	for (unsigned j = 0; j < cfg.vol_count; j++)
 		if (!cfg.vols[j].allow_count && !cfg.insecure_plaintext)
-			fprintf(stderr,
-				"pvrepl receive: warning: volume %s has no --allow: any certificate signed by the CA may replicate it\n",
-				cfg.vols[j].name);
+			log_msg(LOG_WARN, cfg.vols[j].name, NULL, 0,
+				"no --allow: any certificate signed by the CA may replicate it");
 	if (metrics_addr) {
 		rc = metrics_init(&metrics, PVREPL_VERSION);
 		if (rc) {
@@ -208,7 +243,7 @@ int cmd_receive(int argc, char **argv)
 	if (cfg.metrics)
 		metrics_release(cfg.metrics);
 	if (rc) {
-		cli_err("%s", err);
+		log_fatal(NULL, "%s", err);
 		return cli_exit_for(rc);
 	}
 	return CLI_EXIT_OK;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "log.h"
 #include "metrics.h"
 #include "netwatch.h"
 #include "out.h"
@@ -75,7 +76,10 @@ static void send_usage(FILE *f, bool replicate)
 			  "                           /readyz on this address (e.g. :9500)\n"
 			  "      --no-netwatch        do not watch the route to the peer (by default a\n"
 			  "                           lost route or link pauses at once, and its return\n"
-			  "                           resumes without waiting for a backoff)"
+			  "                           resumes without waiting for a backoff)\n"
+			  "      --log-format FMT     text (default) or json log lines on stderr\n"
+			  "  -v, --verbosity N        0 errors, 1 warnings, 2 info (default), 3 debug\n"
+			  "      --termination-log F  write the reason of a fatal stop to F"
 			: "");
 }
 
@@ -86,6 +90,9 @@ struct send_opts {
 	uint64_t rpo_ms;
 	uint64_t max_epochs;
 	bool no_netwatch;
+	enum log_format log_format;
+	int verbosity;
+	const char *termination_log;
 	const char *metrics_addr;
 	char server_name[256];
 };
@@ -102,6 +109,8 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		OPT_MAX_RATE,
 		OPT_MAX_READ_RATE,
 		OPT_NO_NETWATCH,
+		OPT_LOG_FORMAT,
+		OPT_TERMINATION_LOG,
 		OPT_METRICS_ADDR
 	};
 	static const struct option opts[] = {
@@ -122,6 +131,9 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 		{ "max-read-rate", required_argument, NULL, OPT_MAX_READ_RATE },
 		{ "no-netwatch", no_argument, NULL, OPT_NO_NETWATCH },
+		{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+		{ "verbosity", required_argument, NULL, 'v' },
+		{ "termination-log", required_argument, NULL, OPT_TERMINATION_LOG },
 		{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -129,7 +141,7 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 	uint64_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:d:s:p:t:b:o:i:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:d:s:p:t:b:o:i:v:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			o->cfg.volume = optarg;
@@ -221,6 +233,26 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 				return -EINVAL;
 			}
 			o->metrics_addr = optarg;
+			break;
+		case OPT_LOG_FORMAT:
+		case 'v':
+		case OPT_TERMINATION_LOG:
+			if (!replicate) {
+				cli_err("--log-format, -v and --termination-log are options of 'pvrepl replicate'");
+				return -EINVAL;
+			}
+			if (c == OPT_LOG_FORMAT && log_parse_format(optarg, &o->log_format)) {
+				cli_err("--log-format %s: use text or json", optarg);
+				return -EINVAL;
+			}
+			if (c == 'v' && (cli_parse_size(optarg, &v) || v > LOG_DEBUG)) {
+				cli_err("-v %s: expected 0 (errors) to 3 (debug)", optarg);
+				return -EINVAL;
+			}
+			if (c == 'v')
+				o->verbosity = (int)v;
+			if (c == OPT_TERMINATION_LOG)
+				o->termination_log = optarg;
 			break;
 		case OPT_NO_NETWATCH:
 			if (!replicate) {
@@ -324,6 +356,7 @@ static void init_opts(struct send_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->cfg.timeout_ms = SENDER_TIMEOUT_MS_DEFAULT;
+	o->verbosity = LOG_INFO;
 	scan_config_defaults(&o->cfg.scan);
 }
 
@@ -355,6 +388,7 @@ struct watch {
 	struct netwatch *nw;
 	struct sender_abort *abort;
 	const char *volume;
+	const char *peer;
 	pthread_t thread;
 	int stop_fds[2];
 	int wake; /* atomic: the route came back */
@@ -372,13 +406,13 @@ static void watch_apply(struct watch *w)
 {
 	if (!netwatch_reachable(w->nw)) {
 		sender_abort_now(w->abort, netwatch_reason(w->nw));
-		cli_err("volume %s: paused at %" PRId64 " ms (unix): %s", w->volume, realtime_ms(),
-			netwatch_reason(w->nw));
+		log_msg(LOG_WARN, w->volume, w->peer, 0, "paused at %" PRId64 " ms (unix): %s",
+			realtime_ms(), netwatch_reason(w->nw));
 	} else {
 		sender_abort_resume(w->abort);
 		__atomic_store_n(&w->wake, 1, __ATOMIC_RELEASE);
-		cli_err("volume %s: resumed at %" PRId64 " ms (unix): %s", w->volume, realtime_ms(),
-			netwatch_reason(w->nw));
+		log_msg(LOG_INFO, w->volume, w->peer, 0, "resumed at %" PRId64 " ms (unix): %s",
+			realtime_ms(), netwatch_reason(w->nw));
 	}
 }
 
@@ -398,7 +432,8 @@ static void *watch_main(void *arg)
 		if (p[1].revents)
 			break;
 		if (p[0].revents && netwatch_process(w->nw, &changed) < 0) {
-			cli_err("volume %s: network watch failed; relying on timeouts", w->volume);
+			log_msg(LOG_WARN, w->volume, w->peer, 0,
+				"network watch failed; relying on timeouts");
 			break;
 		}
 		if (changed)
@@ -415,10 +450,12 @@ static int watch_start(struct watch *w, const char *peer, const char *volume,
 	memset(w, 0, sizeof(*w));
 	w->abort = abort;
 	w->volume = volume;
+	w->peer = peer;
 	w->stop_fds[0] = w->stop_fds[1] = -1;
 	if (netwatch_new(&w->nw, peer, err, sizeof(err))) {
-		cli_err("volume %s: cannot watch the route to %s (%s); a cut link is noticed by --timeout only",
-			volume, peer, err);
+		log_msg(LOG_WARN, volume, peer, 0,
+			"cannot watch the route to %s (%s); a cut link is noticed by --timeout only",
+			peer, err);
 		return -1;
 	}
 	if (pipe2(w->stop_fds, O_CLOEXEC) || pthread_create(&w->thread, NULL, watch_main, w)) {
@@ -615,6 +652,7 @@ int cmd_replicate(int argc, char **argv)
 	signal(SIGINT, on_stop);
 	if (o.cfg.progress == PROGRESS_AUTO)
 		o.cfg.progress = PROGRESS_LOG;
+	log_init("replicate", o.log_format, o.verbosity, o.termination_log);
 	sender_abort_init(&abort);
 	o.cfg.abort = &abort;
 	if (!o.no_netwatch)
@@ -651,8 +689,9 @@ int cmd_replicate(int argc, char **argv)
 			backoff_ms = REPLICATE_BACKOFF_MS_MIN;
 			last_rc = CLI_EXIT_OK;
 			if (o.rpo_ms && lag * 1e3 > (double)o.rpo_ms)
-				cli_err("volume %s: lag %.1f s exceeds the RPO target of %.1f s",
-					o.cfg.volume, lag, (double)o.rpo_ms / 1e3);
+				log_msg(LOG_WARN, o.cfg.volume, o.cfg.peer, r.epoch,
+					"lag %.1f s exceeds the RPO target of %.1f s", lag,
+					(double)o.rpo_ms / 1e3);
 			if (o.max_epochs && done >= o.max_epochs)
 				break;
 			double took_ms = (cli_now_s() - start) * 1e3;
@@ -665,11 +704,13 @@ int cmd_replicate(int argc, char **argv)
 		}
 		if (r.paused)
 			continue; /* the watcher said why; wait for the route at the top */
-		cli_err("%s; retrying in %.1f s", r.message, (double)backoff_ms / 1e3);
+		log_msg(LOG_WARN, o.cfg.volume, o.cfg.peer, r.epoch, "%s; retrying in %.1f s",
+			r.message, (double)backoff_ms / 1e3);
 		last_rc = exit_for(&r);
 		if (r.outcome == SENDER_REFUSED && r.refuse_reason != PROTO_REFUSE_BUSY) {
-			cli_err("volume %s: refused by the receiver; fix the cause and restart",
-				o.cfg.volume);
+			log_fatal(o.cfg.volume,
+				  "%s; refused by the receiver: fix the cause and restart",
+				  r.message);
 			break;
 		}
 		sleep_ms(backoff_ms, m, &watch);

@@ -44,6 +44,7 @@
 #include "conn.h"
 #include "delta.h"
 #include "journal.h"
+#include "log.h"
 #include "map.h"
 #include "merkle.h"
 #include "metrics.h"
@@ -98,26 +99,6 @@ struct rconn {
 	uint8_t *plain;	  /* PROTO_DATA_PLAINTEXT_MAX, aligned */
 };
 
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void logf_(const char *fmt, ...)
-{
-	char ts[32];
-	time_t now = time(NULL);
-	struct tm tm;
-	va_list ap;
-
-	gmtime_r(&now, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	flockfile(stderr);
-	fprintf(stderr, "%s pvrepl receive: ", ts);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	funlockfile(stderr);
-}
-
 static uint64_t zero_block_hash(uint32_t len)
 {
 	static const uint8_t zeros[SCAN_BLOCK_BYTES_MAX];
@@ -149,7 +130,7 @@ static int send_error(struct rconn *rc, uint16_t code, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	proto_message_format(e.message, "%s", msg);
-	logf_("peer=%s %s: %s", rc->peer_addr, proto_error_name(code), msg);
+	log_msg(LOG_WARN, NULL, rc->peer_addr, 0, "%s: %s", proto_error_name(code), msg);
 	n = proto_encode_error(&e, rc->c.tx, PROTO_FRAME_BYTES_MAX);
 	if (n > 0)
 		conn_send(&rc->c, rc->c.tx, (size_t)n);
@@ -174,8 +155,8 @@ static int send_refuse(struct rconn *rc, uint16_t reason, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	proto_message_format(f.message, "%s", msg);
-	logf_("peer=%s cert=%s refused (%s): %s", rc->peer_addr, rc->peer_name,
-	      proto_refuse_name(reason), msg);
+	log_msg(LOG_WARN, NULL, rc->peer_addr, 0, "cert=%s refused (%s): %s",
+		rc->peer_name, proto_refuse_name(reason), msg);
 	n = proto_encode_refuse(&f, rc->c.tx, PROTO_FRAME_BYTES_MAX);
 	if (n > 0)
 		conn_send(&rc->c, rc->c.tx, (size_t)n);
@@ -204,7 +185,7 @@ static void vol_fail(struct rvol *v, const char *fmt, ...)
 	vsnprintf(v->fail_msg, sizeof(v->fail_msg), fmt, ap);
 	va_end(ap);
 	v->failed = true;
-	logf_("volume=%s FAILED: %s", v->cfg->name, v->fail_msg);
+	log_msg(LOG_ERROR, v->cfg->name, NULL, 0, "FAILED: %s", v->fail_msg);
 }
 
 static int vol_open_journal(struct rvol *v, char *err, size_t err_len)
@@ -262,12 +243,12 @@ static int vol_recover(struct rvol *v, char *err, size_t err_len)
 			rc = map_commit(&v->map, v->dir, jr.replayed_epoch, err, err_len);
 			if (rc)
 				return rc;
-			logf_("volume=%s recovered: replayed committed epoch %" PRIu64,
-			      v->cfg->name, jr.replayed_epoch);
+			log_msg(LOG_INFO, v->cfg->name, NULL, jr.replayed_epoch,
+				"recovered: replayed committed epoch");
 		}
 		if (jr.discarded_epoch)
-			logf_("volume=%s recovered: discarded uncommitted epoch %" PRIu64,
-			      v->cfg->name, jr.discarded_epoch);
+			log_msg(LOG_INFO, v->cfg->name, NULL, jr.discarded_epoch,
+				"recovered: discarded uncommitted epoch");
 	}
 	/* The map is the authority on the committed epoch; the state follows it. */
 	if (v->have_map && v->vs.kind == VSTATE_CONSISTENT && v->vs.epoch != v->map.epoch) {
@@ -400,8 +381,8 @@ static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
 			return -EINVAL;
 		}
 	}
-	logf_("volume=%s device=%s state=%s epoch=%" PRIu64 " size=%" PRIu64, vc->name, vc->device,
-	      vstate_kind_name(v->vs.kind), v->vs.epoch, v->dev.size_bytes);
+	log_msg(LOG_INFO, vc->name, NULL, v->vs.epoch, "device=%s state=%s size=%" PRIu64,
+		vc->device, vstate_kind_name(v->vs.kind), v->dev.size_bytes);
 	vol_status(v, NULL, -1, 0, 0, NULL);
 	return 0;
 }
@@ -761,8 +742,8 @@ static int sync_start(struct rconn *rc, struct rvol *v, const struct proto_hello
 			return send_error(rc, PROTO_ERR_IO,
 					  "volume %s: rehashing the standby failed: %s",
 					  v->cfg->name, err);
-		logf_("volume=%s peer=%s epoch=%" PRIu64 " resuming the sync at block %" PRIu64,
-		      v->cfg->name, rc->peer_addr, eb->epoch, eb->resume_block);
+		log_msg(LOG_INFO, v->cfg->name, rc->peer_addr, eb->epoch,
+			"resuming the sync at block %" PRIu64, eb->resume_block);
 		return 0;
 	}
 	/* A fresh map for the new content, with the sender's identity. The state says
@@ -798,8 +779,7 @@ static int sync_start(struct rconn *rc, struct rvol *v, const struct proto_hello
 		vol_fail(v, "%s", err);
 		return send_error(rc, PROTO_ERR_IO, "volume %s: %s", v->cfg->name, err);
 	}
-	logf_("volume=%s peer=%s epoch=%" PRIu64 " full sync started", v->cfg->name, rc->peer_addr,
-	      eb->epoch);
+	log_msg(LOG_INFO, v->cfg->name, rc->peer_addr, eb->epoch, "full sync started");
 	return 0;
 }
 
@@ -924,9 +904,9 @@ static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello
 				vol_fail(v, "%s", err);
 				goto io_error;
 			}
-			logf_("volume=%s peer=%s epoch=%" PRIu64 " full sync complete: %" PRIu64
-			      " blocks, standby consistent",
-			      v->cfg->name, rc->peer_addr, eb->epoch, ex.blocks);
+			log_msg(LOG_INFO, v->cfg->name, rc->peer_addr, eb->epoch,
+				"full sync complete: %" PRIu64 " blocks, standby consistent",
+				ex.blocks);
 			if (v->mv)
 				metrics_add(&v->mv->applied_bytes_total,
 					    ex.blocks * v->map.block_bytes);
@@ -948,8 +928,8 @@ io_error:
 	sync_reap(v, &io, io.inflight);
 	return send_error(rc, PROTO_ERR_IO, "volume %s: %s", v->cfg->name, v->fail_msg);
 lost:
-	logf_("volume=%s peer=%s epoch=%" PRIu64 " sync interrupted: %s (cursor %" PRIu64 ")",
-	      v->cfg->name, rc->peer_addr, eb->epoch, rc->c.err, v->vs.sync_cursor);
+	log_msg(LOG_WARN, v->cfg->name, rc->peer_addr, eb->epoch,
+		"sync interrupted: %s (cursor %" PRIu64 ")", rc->c.err, v->vs.sync_cursor);
 abort:
 	sync_reap(v, &io, io.inflight);
 	/* Keep what is durable (the cursor); the in-memory map is rebuilt on resume. */
@@ -982,8 +962,8 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 	for (;;) {
 		r = conn_recv(&rc->c, &msg);
 		if (r) {
-			logf_("volume=%s peer=%s epoch=%" PRIu64 " interrupted: %s; discarded",
-			      v->cfg->name, rc->peer_addr, eb->epoch, rc->c.err);
+			log_msg(LOG_WARN, v->cfg->name, rc->peer_addr, eb->epoch,
+				"interrupted: %s; discarded", rc->c.err);
 			goto abort;
 		}
 		switch (msg.header.type) {
@@ -1042,9 +1022,8 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 				vol_fail(v, "%s", err);
 				return -EIO;
 			}
-			logf_("volume=%s peer=%s epoch=%" PRIu64 " committed and applied: %" PRIu64
-			      " blocks",
-			      v->cfg->name, rc->peer_addr, eb->epoch, ex.blocks);
+			log_msg(LOG_INFO, v->cfg->name, rc->peer_addr, eb->epoch,
+				"committed and applied: %" PRIu64 " blocks", ex.blocks);
 			if (v->mv)
 				metrics_add(&v->mv->applied_bytes_total,
 					    ex.blocks * v->map.block_bytes);
@@ -1142,7 +1121,7 @@ static void *conn_main(void *arg)
 
 	tls_ctx_maybe_reload(r->tls, &dummy, err, sizeof(err));
 	if (tls_accept(r->tls, rc->fd, &tls, err, sizeof(err))) {
-		logf_("peer=%s TLS handshake failed: %s", rc->peer_addr, err);
+		log_msg(LOG_WARN, NULL, rc->peer_addr, 0, "TLS handshake failed: %s", err);
 		goto done;
 	}
 	snprintf(rc->peer_name, sizeof(rc->peer_name), "%s",
@@ -1152,7 +1131,7 @@ static void *conn_main(void *arg)
 		goto done;
 	}
 	if (conn_recv(&rc->c, &msg)) {
-		logf_("peer=%s no HELLO: %s", rc->peer_addr, rc->c.err);
+		log_msg(LOG_WARN, NULL, rc->peer_addr, 0, "no HELLO: %s", rc->c.err);
 		goto release;
 	}
 	if (msg.header.type != PROTO_HELLO) {
@@ -1243,7 +1222,8 @@ static void accept_one(struct receiver *r, int lfd)
 	pthread_mutex_lock(&r->lock);
 	if (r->conns >= RECEIVER_CONNS_MAX) {
 		pthread_mutex_unlock(&r->lock);
-		logf_("peer=%s refused: %u connections already", host, RECEIVER_CONNS_MAX);
+		log_msg(LOG_WARN, NULL, host, 0, "refused: %u connections already",
+			RECEIVER_CONNS_MAX);
 		close(fd);
 		return;
 	}
@@ -1353,8 +1333,8 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 	/* Volumes recovered and listening: ready, whether or not a sender comes. */
 	if (cfg->metrics)
 		metrics_set_ready(cfg->metrics, true);
-	logf_("listening on %s, %u volume(s), %s", cfg->listen, r->vol_count,
-	      cfg->insecure_plaintext ? "INSECURE PLAINTEXT" : "mutual TLS 1.3");
+	log_msg(LOG_INFO, NULL, NULL, 0, "listening on %s, %u volume(s), %s", cfg->listen,
+		r->vol_count, cfg->insecure_plaintext ? "INSECURE PLAINTEXT" : "mutual TLS 1.3");
 	while (!*stop) {
 		struct pollfd p = { .fd = lfd, .events = POLLIN };
 
@@ -1363,7 +1343,7 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 		if (cfg->metrics)
 			metrics_heartbeat(cfg->metrics);
 	}
-	logf_("stopping: waiting for %u connection(s)", r->conns);
+	log_msg(LOG_INFO, NULL, NULL, 0, "stopping: waiting for %u connection(s)", r->conns);
 	/* Connections end when their sender closes or times out; an epoch that is
 	 * not committed by then is discarded at the next start, never half-applied. */
 	pthread_mutex_lock(&r->lock);
