@@ -11,7 +11,7 @@
 BUILD ?= build
 CC ?= cc
 WERROR ?= 1
-PKGS := liburing libxxhash liblz4 jansson openssl libmicrohttpd libnl-3.0 libnl-route-3.0
+PKGS := liburing libxxhash liblz4 jansson openssl libmicrohttpd libnl-3.0 libnl-route-3.0 inih
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

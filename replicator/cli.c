@@ -27,6 +27,7 @@ static const struct cli_cmd commands[] = {
 	{ "status", cmd_status, "show the replication state of the volumes (either side)" },
 	{ "scan", cmd_scan, "find the blocks of a device that changed since the recorded map" },
 	{ "probe", cmd_probe, "show a device's size, block sizes and I/O capabilities" },
+	{ "config", cmd_config, "check a configuration file: pvrepl config validate FILE" },
 	{ "certs", cmd_certs, "create a CA and node certificates for tests and the demo" },
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "show this help" },

@@ -20,7 +20,7 @@ enum log_format {
 enum log_level {
 	LOG_ERROR = 0,
 	LOG_WARN = 1,
-	LOG_INFO = 2,  /* the default verbosity (-v 2) */
+	LOG_INFO = 2, /* the default verbosity (-v 2) */
 	LOG_DEBUG = 3,
 };
 

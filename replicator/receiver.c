@@ -155,8 +155,8 @@ static int send_refuse(struct rconn *rc, uint16_t reason, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	proto_message_format(f.message, "%s", msg);
-	log_msg(LOG_WARN, NULL, rc->peer_addr, 0, "cert=%s refused (%s): %s",
-		rc->peer_name, proto_refuse_name(reason), msg);
+	log_msg(LOG_WARN, NULL, rc->peer_addr, 0, "cert=%s refused (%s): %s", rc->peer_name,
+		proto_refuse_name(reason), msg);
 	n = proto_encode_refuse(&f, rc->c.tx, PROTO_FRAME_BYTES_MAX);
 	if (n > 0)
 		conn_send(&rc->c, rc->c.tx, (size_t)n);

@@ -8,6 +8,7 @@ PKGS=(
 	build-essential pkg-config git
 	liburing-dev libxxhash-dev liblz4-dev libssl-dev
 	libnl-3-dev libnl-route-3-dev libcmocka-dev libjansson-dev libmicrohttpd-dev
+	libinih-dev
 	fio lz4 rsync util-linux e2fsprogs xfsprogs btrfs-progs iproute2
 	clang-format procps
 )

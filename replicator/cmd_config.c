@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * `pvrepl config validate FILE [-o json]`: loads a configuration file with
+ * config.c and reports every problem as "FILE:LINE: message" (or one JSON object
+ * with a problems array). It checks the file alone: it neither applies the
+ * environment nor opens the devices and directories the file names.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config.h"
+#include "out.h"
+
+static void config_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: pvrepl config validate FILE [-o text|json]\n\n"
+		"Checks a configuration file (docs/CONFIG.md) and reports every problem with\n"
+		"its line. Exit 0 if it is valid, 78 if it is not, 66 if FILE does not exist.\n\n"
+		"  -o, --output FORMAT   text (default: FILE:LINE: message) or json\n"
+		"  -h, --help            this help\n");
+}
+
+static int config_print(const char *path, const struct config *c,
+			const struct config_problem *problems, unsigned stored, unsigned found,
+			enum out_format fmt)
+{
+	struct out *o;
+	int rc;
+
+	if (fmt == OUT_TEXT) {
+		for (unsigned i = 0; i < stored; i++) {
+			if (problems[i].line)
+				fprintf(stderr, "%s:%u: %s\n", path, problems[i].line,
+					problems[i].message);
+			else
+				fprintf(stderr, "%s: %s\n", path, problems[i].message);
+		}
+		if (found > stored)
+			fprintf(stderr, "%s: %u more problems not shown\n", path, found - stored);
+		if (!found)
+			printf("%s: ok, %u volume(s)\n", path, c->volume_count);
+		return 0;
+	}
+	o = out_new();
+	if (!o)
+		return -ENOMEM;
+	out_str(o, "file", "File", path);
+	out_bool(o, "valid", "Valid", found == 0);
+	out_u64(o, "volumes", "Volumes", found ? 0 : c->volume_count, OUT_UNIT_NONE);
+	out_u64(o, "problem_count", "Problems", found, OUT_UNIT_NONE);
+	for (unsigned i = 0; i < stored; i++) {
+		struct out *item = out_new();
+
+		if (!item) {
+			out_free(o);
+			return -ENOMEM;
+		}
+		out_u64(item, "line", "Line", problems[i].line, OUT_UNIT_NONE);
+		out_str(item, "message", "Message", problems[i].message);
+		out_append(o, "problems", item);
+	}
+	rc = out_print(o, OUT_JSON, stdout);
+	out_free(o);
+	return rc;
+}
+
+static int config_validate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static struct config cfg; /* large: keep it off the stack */
+	static struct config_problem problems[CONFIG_PROBLEMS_MAX];
+	enum out_format fmt = OUT_TEXT;
+	unsigned found = 0, stored;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			if (out_parse_format(optarg, &fmt)) {
+				cli_err("--output %s: use text or json", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			config_usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			fputs("Run 'pvrepl config --help' for the options.\n", stderr);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		cli_err("config validate needs exactly one FILE");
+		return CLI_EXIT_USAGE;
+	}
+	rc = config_load(&cfg, argv[optind], problems, CONFIG_PROBLEMS_MAX, &found);
+	stored = found < CONFIG_PROBLEMS_MAX ? found : CONFIG_PROBLEMS_MAX;
+	if (config_print(argv[optind], &cfg, problems, stored, found, fmt))
+		return CLI_EXIT_FAIL;
+	if (rc == -EINVAL)
+		return CLI_EXIT_CONFIG;
+	return cli_exit_for(rc);
+}
+
+int cmd_config(int argc, char **argv)
+{
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		config_usage(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "validate"))
+		return config_validate(argc - 1, argv + 1);
+	if (argc >= 2)
+		cli_err("unknown config command '%s'", argv[1]);
+	config_usage(stderr);
+	return CLI_EXIT_USAGE;
+}
