@@ -87,11 +87,15 @@ struct receiver {
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	unsigned conns;
+	/* Live connection sockets, so a stop can cut them (slot -1: free). The fd is
+	 * withdrawn under the lock before it is closed: never a reused fd. */
+	int conn_fds[RECEIVER_CONNS_MAX];
 };
 
 struct rconn {
 	struct receiver *r;
 	int fd;
+	int slot; /* index in r->conn_fds, -1 when not registered */
 	char peer_addr[64];
 	char peer_name[256];
 	struct conn c;
@@ -1109,6 +1113,15 @@ static int serve_volume(struct rconn *rc, struct rvol *v, const struct proto_hel
 	}
 }
 
+static void conn_unregister(struct receiver *r, struct rconn *rc)
+{
+	pthread_mutex_lock(&r->lock);
+	if (rc->slot >= 0)
+		r->conn_fds[rc->slot] = -1;
+	rc->slot = -1;
+	pthread_mutex_unlock(&r->lock);
+}
+
 static void *conn_main(void *arg)
 {
 	struct rconn *rc = arg;
@@ -1189,9 +1202,11 @@ static void *conn_main(void *arg)
 	pthread_cond_broadcast(&v->idle);
 	pthread_mutex_unlock(&v->lock);
 release:
+	conn_unregister(r, rc);
 	conn_release(&rc->c);
 	rc->fd = -1;
 done:
+	conn_unregister(r, rc);
 	if (rc->fd >= 0)
 		close(rc->fd);
 	free(rc->hashes);
@@ -1249,6 +1264,16 @@ static void accept_one(struct receiver *r, int lfd)
 	}
 	rc->r = r;
 	rc->fd = fd;
+	rc->slot = -1;
+	pthread_mutex_lock(&r->lock);
+	for (int i = 0; i < (int)RECEIVER_CONNS_MAX; i++) {
+		if (r->conn_fds[i] < 0) {
+			r->conn_fds[i] = fd;
+			rc->slot = i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
 	snprintf(rc->peer_addr, sizeof(rc->peer_addr), "%s", host);
 	conn_tcp_tune(fd, r->cfg->timeout_ms);
 	if (pthread_create(&t, NULL, conn_main, rc)) {
@@ -1307,6 +1332,8 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 	if (!r)
 		return -ENOMEM;
 	r->cfg = cfg;
+	for (unsigned i = 0; i < RECEIVER_CONNS_MAX; i++)
+		r->conn_fds[i] = -1;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->idle, NULL);
 	rc = tls_ctx_new(&r->tls, &tc, err, err_len);
@@ -1343,10 +1370,15 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 		if (cfg->metrics)
 			metrics_heartbeat(cfg->metrics);
 	}
-	log_msg(LOG_INFO, NULL, NULL, 0, "stopping: waiting for %u connection(s)", r->conns);
-	/* Connections end when their sender closes or times out; an epoch that is
-	 * not committed by then is discarded at the next start, never half-applied. */
+	/* Cut every connection: an epoch not yet committed is aborted (its journal
+	 * discarded, a sync keeps its cursor); one already acked finishes applying,
+	 * since apply does not need the socket. Then wait for the threads. */
 	pthread_mutex_lock(&r->lock);
+	log_msg(LOG_INFO, NULL, NULL, 0,
+		"stopping: aborting %u connection(s); committed epochs finish applying", r->conns);
+	for (unsigned i = 0; i < RECEIVER_CONNS_MAX; i++)
+		if (r->conn_fds[i] >= 0)
+			shutdown(r->conn_fds[i], SHUT_RDWR);
 	while (r->conns) {
 		struct timespec ts;
 
