@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "pvrepl_assert.h"
+#include "scan.h"
 
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
@@ -148,6 +149,37 @@ int cli_parse_duration(const char *s, uint64_t *ms)
 double cli_now_s(void)
 {
 	return clock_mono_s();
+}
+
+int cli_opt_output(const char *arg, enum out_format *format)
+{
+	if (out_parse_format(arg, format)) {
+		cli_err("--output %s: use text or json", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_opt_progress(const char *arg, enum progress_mode *mode)
+{
+	if (progress_parse_mode(arg, mode)) {
+		cli_err("--progress %s: use auto, tty, log or none", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_opt_block_size(const char *arg, uint32_t *bytes)
+{
+	uint64_t v;
+
+	if (cli_parse_size(arg, &v) || v < SCAN_BLOCK_BYTES_MIN || v > SCAN_BLOCK_BYTES_MAX ||
+	    (v & (v - 1))) {
+		cli_err("--block-size %s: expected a power of two from 4k to 1M", arg);
+		return -EINVAL;
+	}
+	*bytes = (uint32_t)v;
+	return 0;
 }
 
 static void usage(FILE *f)

@@ -10,6 +10,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "out.h"
+#include "progress.h"
+
 #define PVREPL_VERSION "0.1.0"
 
 /* Exit codes (documented in the README and `pvrepl --help`). */
@@ -41,6 +44,11 @@ int cli_parse_size(const char *s, uint64_t *bytes);
 /* "30s", "5m", "250ms", "1h" -> milliseconds. Returns 0 or -EINVAL. */
 int cli_parse_duration(const char *s, uint64_t *ms);
 double cli_now_s(void);
+/* Option values shared by several commands; each prints its own error naming the
+ * option and the accepted values, and returns 0 or -EINVAL. */
+int cli_opt_output(const char *arg, enum out_format *format);
+int cli_opt_progress(const char *arg, enum progress_mode *mode);
+int cli_opt_block_size(const char *arg, uint32_t *bytes); /* power of two, 4k..1M */
 
 int cmd_probe(int argc, char **argv);
 int cmd_scan(int argc, char **argv);

@@ -84,10 +84,8 @@ static int config_validate(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
-			if (out_parse_format(optarg, &fmt)) {
-				cli_err("--output %s: use text or json", optarg);
+			if (cli_opt_output(optarg, &fmt))
 				return CLI_EXIT_USAGE;
-			}
 			break;
 		case 'h':
 			config_usage(stdout);

@@ -43,10 +43,8 @@ int cmd_probe(int argc, char **argv)
 			path = optarg;
 			break;
 		case 'o':
-			if (out_parse_format(optarg, &fmt)) {
-				cli_err("unknown output format '%s'; use text or json", optarg);
+			if (cli_opt_output(optarg, &fmt))
 				return CLI_EXIT_USAGE;
-			}
 			break;
 		case 'h':
 			probe_usage(stdout);

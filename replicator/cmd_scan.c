@@ -52,7 +52,7 @@ struct scan_opts {
 	const char *device;
 	const char *state_dir;
 	const char *volume;
-	uint64_t block_bytes; /* 0 = not given */
+	uint32_t block_bytes; /* 0 = not given */
 	bool update;
 	enum out_format fmt;
 	enum progress_mode progress;
@@ -101,14 +101,8 @@ static int parse_opts(int argc, char **argv, struct scan_opts *o)
 			o->state_dir = optarg;
 			break;
 		case 'b':
-			if (cli_parse_size(optarg, &o->block_bytes) ||
-			    o->block_bytes < SCAN_BLOCK_BYTES_MIN ||
-			    o->block_bytes > SCAN_BLOCK_BYTES_MAX ||
-			    (o->block_bytes & (o->block_bytes - 1))) {
-				cli_err("--block-size %s: expected a power of two from 4k to 1M",
-					optarg);
+			if (cli_opt_block_size(optarg, &o->block_bytes))
 				return -EINVAL;
-			}
 			break;
 		case 'u':
 			o->update = true;
@@ -142,16 +136,12 @@ static int parse_opts(int argc, char **argv, struct scan_opts *o)
 			}
 			break;
 		case OPT_PROGRESS:
-			if (progress_parse_mode(optarg, &o->progress)) {
-				cli_err("--progress %s: use auto, tty, log or none", optarg);
+			if (cli_opt_progress(optarg, &o->progress))
 				return -EINVAL;
-			}
 			break;
 		case 'o':
-			if (out_parse_format(optarg, &o->fmt)) {
-				cli_err("--output %s: use text or json", optarg);
+			if (cli_opt_output(optarg, &o->fmt))
 				return -EINVAL;
-			}
 			break;
 		case 'h':
 			scan_usage(stdout);

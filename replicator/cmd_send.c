@@ -165,13 +165,8 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 			o->cfg.insecure_plaintext = true;
 			break;
 		case 'b':
-			if (cli_parse_size(optarg, &v) || v < SCAN_BLOCK_BYTES_MIN ||
-			    v > SCAN_BLOCK_BYTES_MAX || (v & (v - 1))) {
-				cli_err("--block-size %s: expected a power of two from 4k to 1M",
-					optarg);
+			if (cli_opt_block_size(optarg, &o->cfg.block_bytes))
 				return -EINVAL;
-			}
-			o->cfg.block_bytes = (uint32_t)v;
 			break;
 		case OPT_TIMEOUT:
 			if (cli_parse_duration(optarg, &v) || v < 100 || v > 3600000) {
@@ -182,16 +177,12 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 			o->cfg.timeout_ms = (unsigned)v;
 			break;
 		case OPT_PROGRESS:
-			if (progress_parse_mode(optarg, &o->cfg.progress)) {
-				cli_err("--progress %s: use auto, tty, log or none", optarg);
+			if (cli_opt_progress(optarg, &o->cfg.progress))
 				return -EINVAL;
-			}
 			break;
 		case 'o':
-			if (out_parse_format(optarg, &o->fmt)) {
-				cli_err("--output %s: use text or json", optarg);
+			if (cli_opt_output(optarg, &o->fmt))
 				return -EINVAL;
-			}
 			break;
 		case 'i':
 		case OPT_RPO:

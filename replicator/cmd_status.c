@@ -265,10 +265,8 @@ int cmd_status(int argc, char **argv)
 			dir = optarg;
 			break;
 		case 'o':
-			if (out_parse_format(optarg, &fmt)) {
-				cli_err("--output %s: use text or json", optarg);
+			if (cli_opt_output(optarg, &fmt))
 				return CLI_EXIT_USAGE;
-			}
 			break;
 		case 'c':
 			check = true;
