@@ -77,6 +77,8 @@ struct rvol {
 	struct vstate vs;
 	struct journal *j;
 	struct metrics_volume *mv; /* NULL without --metrics-addr */
+	uint32_t zero_hash_bytes;  /* the block size zero_hash was computed for */
+	uint64_t zero_hash;	   /* xxh3 of a whole zero block */
 };
 
 struct receiver {
@@ -103,11 +105,28 @@ struct rconn {
 	uint8_t *plain;	  /* PROTO_DATA_PLAINTEXT_MAX, aligned */
 };
 
-static uint64_t zero_block_hash(uint32_t len)
+static uint64_t zero_hash_of(uint32_t len)
 {
 	static const uint8_t zeros[SCAN_BLOCK_BYTES_MAX];
 
 	return delta_hash(zeros, len);
+}
+
+static uint32_t block_len(const struct rvol *v, uint64_t block);
+
+/* The hash of zero block `block`: computed once per block size, not per block
+ * (zero runs of a full sync cover a quarter of a typical volume). */
+static uint64_t vol_zero_hash(struct rvol *v, uint64_t block)
+{
+	uint32_t len = block_len(v, block);
+
+	if (len != v->map.block_bytes)
+		return zero_hash_of(len); /* the volume's short last block */
+	if (v->zero_hash_bytes != len) {
+		v->zero_hash = zero_hash_of(len);
+		v->zero_hash_bytes = len;
+	}
+	return v->zero_hash;
 }
 
 static uint32_t block_len(const struct rvol *v, uint64_t block)
@@ -808,12 +827,14 @@ static int finish_epoch_checks(struct rconn *rc, struct rvol *v, struct epoch_rx
 	return 0;
 }
 
-static int send_ack(struct rconn *rc, struct rvol *v, uint64_t epoch)
+/* root: the map's root, already computed and checked against the sender's in
+ * finish_epoch_checks (the tree covers the whole volume: build it once). */
+static int send_ack(struct rconn *rc, struct rvol *v, uint64_t epoch, uint64_t root)
 {
 	struct proto_epoch_ack a = {
 		.epoch = epoch,
 		.generation = v->map.generation,
-		.merkle_root = map_merkle_root(&v->map),
+		.merkle_root = root,
 	};
 	int n = proto_encode_epoch_ack(&a, rc->c.tx, PROTO_FRAME_BYTES_MAX);
 
@@ -873,7 +894,7 @@ static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello
 				for (uint32_t i = 0; i < n; i++) {
 					uint32_t len = block_len(v, b + i);
 
-					map_set(&v->map, b + i, zero_block_hash(len));
+					map_set(&v->map, b + i, vol_zero_hash(v, b + i));
 					bytes += len;
 				}
 				memset(kfio_queue_buf(v->q, buf), 0, bytes);
@@ -914,7 +935,7 @@ static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello
 			if (v->mv)
 				metrics_add(&v->mv->applied_bytes_total,
 					    ex.blocks * v->map.block_bytes);
-			return send_ack(rc, v, eb->epoch);
+			return send_ack(rc, v, eb->epoch, msg.u.epoch_end.merkle_root);
 		default:
 			r = send_error(rc, PROTO_ERR_PROTOCOL,
 				       "volume %s: unexpected %s during epoch %" PRIu64,
@@ -997,7 +1018,7 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 			if (r)
 				goto journal_error;
 			for (uint64_t b = z->first_block; b < z->first_block + z->block_count; b++)
-				map_set(&v->map, b, zero_block_hash(block_len(v, b)));
+				map_set(&v->map, b, vol_zero_hash(v, b));
 			break;
 		}
 		case PROTO_EPOCH_END:
@@ -1008,7 +1029,7 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 			r = journal_commit(v->j);
 			if (r)
 				goto journal_error;
-			r = send_ack(rc, v, eb->epoch);
+			r = send_ack(rc, v, eb->epoch, msg.u.epoch_end.merkle_root);
 			/* Apply whatever happens to the connection: the epoch is committed. */
 			if (journal_apply(v->j, NULL, NULL)) {
 				vol_fail(v, "applying epoch %" PRIu64 ": %s", eb->epoch,

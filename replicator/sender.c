@@ -339,8 +339,9 @@ static void explain_send_failure(struct conn *c, struct sender_result *res, cons
 	set_msg(res, "volume %s: %s: %s", volume, what, send_err);
 }
 
+/* *root receives the confirmed map's root sent in HELLO (0 for an empty map). */
 static int handshake(const struct sender_config *cfg, struct conn *c, struct map *m,
-		     struct proto_welcome *w, struct sender_result *res)
+		     struct proto_welcome *w, uint64_t *root, struct sender_result *res)
 {
 	struct proto_hello h = {
 		.version_min = PROTO_VERSION_MIN,
@@ -357,6 +358,7 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 	struct proto_msg msg;
 	int n, rc;
 
+	*root = h.merkle_root;
 	memcpy(h.volume_id, m->volume_id, sizeof(h.volume_id));
 	snprintf(h.volume_name, sizeof(h.volume_name), "%s", cfg->volume);
 	n = proto_encode_hello(&h, c->tx, PROTO_FRAME_BYTES_MAX);
@@ -559,15 +561,17 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	rc = connect_peer(cfg, &ctx, &c, res);
 	if (rc)
 		goto release;
-	rc = handshake(cfg, &c, &m, &w, res);
+	rc = handshake(cfg, &c, &m, &w, &root, res);
 	if (rc)
 		goto release;
 
 	rc = settle_lost_ack(cfg, &m, &w, res);
 	if (rc)
 		goto release;
-	/* In step only if both sides provably hold the same confirmed map. */
-	root = map_merkle_root(&m);
+	/* In step only if both sides provably hold the same confirmed map. The root
+	 * covers the whole volume: reuse HELLO's unless the map just changed. */
+	if (res->recovered_ack)
+		root = map_merkle_root(&m);
 	if (!m.empty && w.state == PROTO_STATE_CONSISTENT && w.epoch == m.epoch &&
 	    w.generation == m.generation && w.merkle_root == root &&
 	    !memcmp(w.volume_id, m.volume_id, sizeof(w.volume_id))) {
