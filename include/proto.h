@@ -93,7 +93,7 @@ enum proto_type {
 #define PROTO_HISTORY_ENTRY_BYTES 16u
 #define PROTO_WELCOME_BYTES	  72u
 #define PROTO_REFUSE_FIXED_BYTES  8u
-#define PROTO_EPOCH_BEGIN_BYTES	  48u
+#define PROTO_EPOCH_BEGIN_BYTES	  56u
 #define PROTO_DATA_FIXED_BYTES	  24u
 #define PROTO_ZERO_BYTES	  16u
 #define PROTO_EPOCH_END_BYTES	  24u
@@ -202,6 +202,9 @@ struct proto_epoch_begin {
 	uint32_t flags; /* PROTO_EPOCH_* */
 	uint64_t block_count;
 	uint64_t resume_block;
+	/* Source wall-clock time (Unix ms) when the epoch's reads began: the point
+	 * in time the standby holds once the epoch commits (0: unknown). */
+	uint64_t capture_unix_ms;
 };
 
 /*

@@ -46,7 +46,7 @@ static void status_usage(FILE *f)
 
 static double lag_of(const struct status_record *s, int64_t now)
 {
-	return s->consistent_point_unix ? (double)(now - s->consistent_point_unix) : -1;
+	return s->consistent_point_ms ? (double)now - (double)s->consistent_point_ms / 1e3 : -1;
 }
 
 static enum check_level level_of(const struct status_record *s, int64_t now, const char **why)
@@ -214,9 +214,9 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 		out_f64(v, "lastSyncDuration", "Last sync duration",
 			(double)s->last_sync_duration_ms / 1e3, OUT_UNIT_SECONDS);
 		out_u64(v, "lastSyncBytes", "Last sync bytes", s->last_sync_bytes, OUT_UNIT_BYTES);
-		rfc3339(s->consistent_point_unix, ts, sizeof(ts));
+		rfc3339(s->consistent_point_ms / 1000, ts, sizeof(ts));
 		out_str(v, "consistentPointTime", "Consistent point",
-			s->consistent_point_unix ? ts : NULL);
+			s->consistent_point_ms ? ts : NULL);
 		out_u64(v, "outOfSyncBytes", "Out of sync", s->out_of_sync_bytes, OUT_UNIT_BYTES);
 		out_str(v, "peer", "Peer", s->peer[0] ? s->peer : NULL);
 		out_str(v, "lastError", "Last error", s->last_error[0] ? s->last_error : NULL);
@@ -232,7 +232,7 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 					   ? "the standby holds one point-in-time epoch"
 					   : "the standby holds one epoch, read live (not crash-consistent)")
 				: "no complete epoch yet",
-			s->consistent_point_unix);
+			s->consistent_point_ms / 1000);
 		out_append(root, "volumes", v);
 	}
 	if (n == 0)

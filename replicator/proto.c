@@ -738,6 +738,7 @@ int proto_encode_epoch_begin(const struct proto_epoch_begin *m, uint8_t *buf, si
 	proto_put_zero(&w, 4);
 	proto_put_u64(&w, m->block_count);
 	proto_put_u64(&w, m->resume_block);
+	proto_put_u64(&w, m->capture_unix_ms);
 	return proto_frame_close(&w, PROTO_EPOCH_BEGIN);
 }
 
@@ -751,7 +752,8 @@ int proto_decode_epoch_begin(const uint8_t *payload, size_t len, struct proto_ep
 	if (proto_get_u64(&r, &m->epoch) < 0 || proto_get_u64(&r, &m->base_epoch) < 0 ||
 	    proto_get_u64(&r, &m->generation) < 0 || proto_get_u32(&r, &m->flags) < 0 ||
 	    proto_get_zero(&r, 4) < 0 || proto_get_u64(&r, &m->block_count) < 0 ||
-	    proto_get_u64(&r, &m->resume_block) < 0 || proto_reader_end(&r) < 0)
+	    proto_get_u64(&r, &m->resume_block) < 0 || proto_get_u64(&r, &m->capture_unix_ms) < 0 ||
+	    proto_reader_end(&r) < 0)
 		return -EBADMSG;
 	return proto_epoch_begin_valid(m) ? 0 : -EBADMSG;
 }

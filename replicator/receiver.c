@@ -275,13 +275,22 @@ static int vol_recover(struct rvol *v, char *err, size_t err_len)
 	}
 	/* The map is the authority on the committed epoch; the state follows it. */
 	if (v->have_map && v->vs.kind == VSTATE_CONSISTENT && v->vs.epoch != v->map.epoch) {
+		/* A replayed epoch's capture time is not in the journal: keep the
+		 * previous consistent point, which is older (never overstates). */
 		v->vs.epoch = v->map.epoch;
-		v->vs.consistent_unix = time(NULL);
+		v->vs.committed_unix = time(NULL);
 		rc = vstate_store(&v->vs, v->dir, err, err_len);
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+/* The source time a committed epoch stands for: the sender's capture time, or
+ * (from a sender that did not say) now, the latest time it can be from. */
+static int64_t consistent_point_of(const struct proto_epoch_begin *eb)
+{
+	return eb->capture_unix_ms ? (int64_t)eb->capture_unix_ms : clock_unix_ms();
 }
 
 /* The same per-epoch outcome as vol_status() records, into the registry. */
@@ -296,7 +305,7 @@ static void vol_metrics(struct rvol *v, const struct status_record *s, int ok, d
 	metrics_set_state(mv, s->state == STATUS_ERROR		? METRICS_STATE_ERROR
 			      : s->state == STATUS_INITIAL_SYNC ? METRICS_STATE_INITIAL_SYNC
 								: METRICS_STATE_REPLICATING);
-	metrics_set(&mv->consistent_point_timestamp_seconds, (double)s->consistent_point_unix);
+	metrics_set(&mv->consistent_point_timestamp_seconds, (double)s->consistent_point_ms / 1e3);
 	if (s->consistent)
 		metrics_set(&mv->initial_sync_progress_ratio, 1);
 	if (ok < 0)
@@ -334,7 +343,7 @@ static void vol_status(struct rvol *v, const char *peer, int ok, double seconds,
 	s.epoch = v->vs.kind == VSTATE_CONSISTENT ? v->vs.epoch : 0;
 	s.consistent = v->vs.kind == VSTATE_CONSISTENT;
 	s.crash_consistent = v->vs.crash_consistent;
-	s.consistent_point_unix = s.consistent ? v->vs.consistent_unix : 0;
+	s.consistent_point_ms = s.consistent ? v->vs.consistent_point_ms : 0;
 	s.state = v->failed					  ? STATUS_ERROR
 		  : !s.consistent || v->vs.kind == VSTATE_SYNCING ? STATUS_INITIAL_SYNC
 								  : STATUS_REPLICATING;
@@ -923,7 +932,8 @@ static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello
 			v->vs.sync_epoch = 0;
 			v->vs.sync_cursor = 0;
 			v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
-			v->vs.consistent_unix = time(NULL);
+			v->vs.committed_unix = time(NULL);
+			v->vs.consistent_point_ms = consistent_point_of(eb);
 			r = vstate_store(&v->vs, v->dir, err, sizeof(err));
 			if (r) {
 				vol_fail(v, "%s", err);
@@ -1042,7 +1052,8 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 			}
 			v->vs.epoch = eb->epoch;
 			v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
-			v->vs.consistent_unix = time(NULL);
+			v->vs.committed_unix = time(NULL);
+			v->vs.consistent_point_ms = consistent_point_of(eb);
 			if (vstate_store(&v->vs, v->dir, err, sizeof(err))) {
 				vol_fail(v, "%s", err);
 				return -EIO;

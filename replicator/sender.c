@@ -477,7 +477,7 @@ static bool network_error(int err)
  * exists). Reporting only: a failure here is ignored.
  */
 static void record_status(const struct sender_config *cfg, const struct sender_result *res,
-			  int64_t started_unix)
+			  int64_t capture_ms)
 {
 	struct status_record prev, s;
 	int64_t now = time(NULL);
@@ -496,7 +496,7 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 		s.consistent = true;
 		s.epoch = res->epoch;
 		s.last_success_unix = now;
-		s.consistent_point_unix = started_unix;
+		s.consistent_point_ms = capture_ms;
 		s.last_sync_duration_ms = (uint64_t)(res->seconds * 1e3);
 		s.last_sync_bytes = res->wire_bytes;
 		s.out_of_sync_bytes = 0;
@@ -525,7 +525,7 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 
 int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 {
-	int64_t started_unix = time(NULL);
+	int64_t capture_ms = clock_unix_ms();
 	struct tls_ctx *ctx = NULL;
 	struct conn c = { 0 };
 	struct kfio_dev dev;
@@ -595,6 +595,10 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	}
 	eb.generation = m.generation;
 	eb.block_count = m.block_count; /* an upper bound; EPOCH_END has the count */
+	/* Live reads start now: the standby will hold the source as of this time
+	 * (a conservative point: blocks read later may be newer). */
+	capture_ms = clock_unix_ms();
+	eb.capture_unix_ms = (uint64_t)capture_ms;
 	res->epoch = eb.epoch;
 	n = proto_encode_epoch_begin(&eb, c.tx, PROTO_FRAME_BYTES_MAX);
 	rc = n < 0 ? n : conn_send(&c, c.tx, (size_t)n);
@@ -711,6 +715,6 @@ out:
 		set_msg(res, "volume %s: paused: %s", cfg->volume, cfg->abort->reason);
 	}
 	res->disconnected = res->outcome != SENDER_OK && !res->paused && network_error(rc);
-	record_status(cfg, res, started_unix);
+	record_status(cfg, res, capture_ms);
 	return rc;
 }

@@ -14,7 +14,7 @@
 #include "status.h"
 
 #define STATUS_MAGIC   0x5453525650ull /* "PVRST" */
-#define STATUS_VERSION 1u
+#define STATUS_VERSION 2u
 
 struct status_disk {
 	uint64_t magic;
@@ -28,7 +28,7 @@ struct status_disk {
 	int64_t state_since_unix;
 	int64_t last_attempt_unix;
 	int64_t last_success_unix;
-	int64_t consistent_point_unix;
+	int64_t consistent_point_ms;
 	uint64_t last_sync_duration_ms;
 	uint64_t last_sync_bytes;
 	uint64_t out_of_sync_bytes;
@@ -72,7 +72,7 @@ int status_store(const struct status_record *s, const char *dir)
 	d.state_since_unix = (int64_t)htole64((uint64_t)s->state_since_unix);
 	d.last_attempt_unix = (int64_t)htole64((uint64_t)s->last_attempt_unix);
 	d.last_success_unix = (int64_t)htole64((uint64_t)s->last_success_unix);
-	d.consistent_point_unix = (int64_t)htole64((uint64_t)s->consistent_point_unix);
+	d.consistent_point_ms = (int64_t)htole64((uint64_t)s->consistent_point_ms);
 	d.last_sync_duration_ms = htole64(s->last_sync_duration_ms);
 	d.last_sync_bytes = htole64(s->last_sync_bytes);
 	d.out_of_sync_bytes = htole64(s->out_of_sync_bytes);
@@ -123,7 +123,7 @@ int status_load(struct status_record *s, const char *dir)
 	s->state_since_unix = (int64_t)le64toh((uint64_t)d.state_since_unix);
 	s->last_attempt_unix = (int64_t)le64toh((uint64_t)d.last_attempt_unix);
 	s->last_success_unix = (int64_t)le64toh((uint64_t)d.last_success_unix);
-	s->consistent_point_unix = (int64_t)le64toh((uint64_t)d.consistent_point_unix);
+	s->consistent_point_ms = (int64_t)le64toh((uint64_t)d.consistent_point_ms);
 	s->last_sync_duration_ms = le64toh(d.last_sync_duration_ms);
 	s->last_sync_bytes = le64toh(d.last_sync_bytes);
 	s->out_of_sync_bytes = le64toh(d.out_of_sync_bytes);

@@ -42,8 +42,8 @@ struct status_record {
 	uint64_t size_bytes;
 	int64_t state_since_unix; /* when state last changed */
 	int64_t last_attempt_unix;
-	int64_t last_success_unix;     /* end of the last good epoch */
-	int64_t consistent_point_unix; /* the source time the standby's data is from */
+	int64_t last_success_unix;   /* end of the last good epoch */
+	int64_t consistent_point_ms; /* the source time (Unix ms) the standby's data is from */
 	uint64_t last_sync_duration_ms;
 	uint64_t last_sync_bytes;   /* on the wire */
 	uint64_t out_of_sync_bytes; /* primary: changed, not yet confirmed (last scan) */

@@ -22,9 +22,10 @@ struct vstate_disk {
 	uint64_t generation;
 	uint64_t sync_epoch;
 	uint64_t sync_cursor;
-	int64_t consistent_unix;
+	int64_t committed_unix;
 	uint8_t volume_id[16];
-	uint8_t reserved[56];
+	int64_t consistent_point_ms; /* 0 in records written before it existed */
+	uint8_t reserved[48];
 	uint64_t checksum; /* xxh3 of the bytes before it */
 };
 _Static_assert(sizeof(struct vstate_disk) == 128, "vstate record size");
@@ -75,7 +76,10 @@ int vstate_load(struct vstate *s, const char *dir, char *err, size_t err_len)
 	s->generation = le64toh(d.generation);
 	s->sync_epoch = le64toh(d.sync_epoch);
 	s->sync_cursor = le64toh(d.sync_cursor);
-	s->consistent_unix = (int64_t)le64toh((uint64_t)d.consistent_unix);
+	s->committed_unix = (int64_t)le64toh((uint64_t)d.committed_unix);
+	s->consistent_point_ms = (int64_t)le64toh((uint64_t)d.consistent_point_ms);
+	if (!s->consistent_point_ms)
+		s->consistent_point_ms = s->committed_unix * 1000;
 	memcpy(s->volume_id, d.volume_id, sizeof(s->volume_id));
 	return 0;
 }
@@ -95,7 +99,8 @@ int vstate_store(const struct vstate *s, const char *dir, char *err, size_t err_
 	d.generation = htole64(s->generation);
 	d.sync_epoch = htole64(s->sync_epoch);
 	d.sync_cursor = htole64(s->sync_cursor);
-	d.consistent_unix = (int64_t)htole64((uint64_t)s->consistent_unix);
+	d.committed_unix = (int64_t)htole64((uint64_t)s->committed_unix);
+	d.consistent_point_ms = (int64_t)htole64((uint64_t)s->consistent_point_ms);
 	memcpy(d.volume_id, s->volume_id, sizeof(d.volume_id));
 	d.checksum = htole64(delta_hash(&d, offsetof(struct vstate_disk, checksum)));
 

@@ -32,9 +32,12 @@ struct vstate {
 	bool crash_consistent; /* the last committed epoch came from a point-in-time capture */
 	uint64_t epoch;	       /* last committed epoch (0: none) */
 	uint64_t generation;
-	uint64_t sync_epoch;	 /* SYNCING: the epoch being synced */
-	uint64_t sync_cursor;	 /* SYNCING: every block below it is durably written */
-	int64_t consistent_unix; /* wall-clock time the last epoch was committed */
+	uint64_t sync_epoch;	/* SYNCING: the epoch being synced */
+	uint64_t sync_cursor;	/* SYNCING: every block below it is durably written */
+	int64_t committed_unix; /* wall-clock time the last epoch was committed */
+	/* The source's time (Unix ms) the last committed epoch's reads began: what the
+	 * standby holds. 0 if never known (records from before this field). */
+	int64_t consistent_point_ms;
 	uint8_t volume_id[16];
 };
 

@@ -94,6 +94,7 @@ receiver_spawn rpid - "$TMP/recv.log" "$TMP/ready" --listen 127.0.0.1:0 \
 receiver_wait "$rpid" "$TMP/ready" "$TMP/recv.log"
 [ "$(http_code "$RURL/readyz")" = 200 ] || fail "receiver /readyz not 200 once listening"
 
+T0=$(date +%s.%N)
 "$PVREPL" replicate --volume vol --device "$TMP/src.img" --state-dir "$TMP/sstate" \
 	--peer "$RX_ADDR" --tls-dir "$TMP/primary" --server-name standby --timeout 2s \
 	--interval 1s --progress none --metrics-addr "127.0.0.1:$SPORT" >"$TMP/rep.log" 2>&1 &
@@ -107,6 +108,11 @@ prom_wait "$SURL/metrics" pvrepl_sent_bytes_total $((8 << 20)) role=primary
 prom_wait "$SURL/metrics" pvrepl_peer_connected 1 role=primary
 prom_wait "$RURL/metrics" pvrepl_received_bytes_total $((8 << 20)) role=secondary
 prom_wait "$RURL/metrics" pvrepl_consistent_point_timestamp_seconds 1 role=secondary
+# The consistent point is the source time the epoch's reads began (ms), so it
+# lies between the start of replicate and now.
+cp=$(prom "$RURL/metrics" pvrepl_consistent_point_timestamp_seconds role=secondary)
+python3 -c "import sys,time; t0,cp=float(sys.argv[1]),float(sys.argv[2]); sys.exit(not t0-0.002 <= cp <= time.time())" \
+	"$T0" "$cp" || fail "consistent point $cp not between the start of replicate ($T0) and now"
 [ "$(prom "$SURL/metrics" pvrepl_volume_size_bytes role=primary)" = 8388608.0 ] ||
 	fail "sender volume_size_bytes not 8M"
 for url in "$SURL" "$RURL"; do

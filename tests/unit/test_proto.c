@@ -247,6 +247,7 @@ static void sample_epoch_begin(struct proto_epoch_begin *m, uint64_t *rng)
 	if ((m->flags & PROTO_EPOCH_INITIAL_SYNC) == 0)
 		m->base_epoch = below(rng, m->epoch);
 	m->block_count = below(rng, PROTO_BLOCK_COUNT_MAX + 1);
+	m->capture_unix_ms = rnd(rng);
 	if (m->flags & PROTO_EPOCH_RESUMED)
 		m->resume_block = 1 + below(rng, PROTO_BLOCK_COUNT_MAX);
 }
