@@ -100,8 +100,11 @@ check:
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" test
 
+# make bench QUICK=1 (smaller, faster) SCENARIOS="engine 22-mapmem" (names or
+# parts of names, space- or comma-separated); RUNS, RESULTS_DIR and BENCH_WORK
+# reach bench/run.sh from the command line or the environment too.
 bench: all
-	$(Q)BUILD=$(BUILD) bash bench/run.sh
+	$(Q)BUILD=$(BUILD) QUICK="$(QUICK)" SCENARIOS="$(SCENARIOS)" bash bench/run.sh
 
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:

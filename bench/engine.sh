@@ -26,6 +26,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# shellcheck source=bench/plot.sh
+. "$REPO/bench/plot.sh"
 BUILD=${BUILD:-build}
 KFIO_BENCH=${KFIO_BENCH:-$REPO/$BUILD/kfio-bench}
 QUICK=${QUICK:-0}
@@ -277,6 +279,17 @@ for w in workloads:
 
 json.dump(result, open(sys.argv[1], "w"), indent=2)
 
+# The plots' data (bench/plot.sh draws them): the medians, then every run.
+for w, unit_scale in (("seqread", 1), ("randread", 1e-3)):
+    r, metric = result["workloads"][w], workloads[w][1]
+    with open(os.path.join(os.path.dirname(sys.argv[1]), f"engine-{w}.dat"), "w") as f:
+        f.write("run fio kfio\n")
+        f.write(f"median {r['median']['fio'][metric] * unit_scale:.6g} "
+                f"{r['median']['kfio'][metric] * unit_scale:.6g}\n")
+        for i in range(runs if runs > 1 else 0):
+            f.write(f"run-{i + 1} {r['fio'][i][metric] * unit_scale:.6g} "
+                    f"{r['kfio'][i][metric] * unit_scale:.6g}\n")
+
 
 def fmt(v, metric):
     return f"{v:.3f}" if metric == "gbps" else f"{v:,.0f}"
@@ -329,3 +342,16 @@ md = "\n".join(lines)
 open(sys.argv[2], "w").write(md)
 print(md)
 EOF
+
+# ------------------------------------------------------------------ the plots
+bench_plot_bars engine-seqread "Engine vs fio: seqread 1 MiB, QD 16 (median, then each run)" \
+	"GB/s" "$RESULTS_DIR/engine-seqread.dat"
+bench_plot_bars engine-randread "Engine vs fio: randread 4 KiB, QD 64 (median, then each run)" \
+	"kIOPS" "$RESULTS_DIR/engine-randread.dat"
+{
+	echo
+	bench_plot_md engine-seqread "seqread GB/s, fio vs kfio"
+	echo
+	bench_plot_md engine-randread "randread kIOPS, fio vs kfio"
+	echo
+} >>"$RESULTS_DIR/engine.md"

@@ -10,7 +10,7 @@ PKGS=(
 	libnl-3-dev libnl-route-3-dev libcmocka-dev libjansson-dev libmicrohttpd-dev
 	libinih-dev
 	fio lz4 rsync util-linux e2fsprogs xfsprogs btrfs-progs iproute2
-	clang-format procps
+	clang-format procps gnuplot-nox
 )
 
 missing=()

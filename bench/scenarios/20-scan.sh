@@ -153,6 +153,12 @@ result = {
                 "compressed_over_lz4_blocks": sent["compressed_bytes"] / lz4b["codec_bytes"]},
 }
 json.dump(result, open(sys.argv[1], "w"), indent=2)
+# The plot's data (bench/plot.sh draws it): the medians, then every run.
+with open(os.path.join(os.path.dirname(sys.argv[1]), "20-scan-rescan.dat"), "w") as f:
+    f.write('run "fio read" "pvrepl scan"\n')
+    f.write(f"median {m_fio['gbps']:.6g} {m_rescan['gbps']:.6g}\n")
+    for i in range(runs if runs > 1 else 0):
+        f.write(f"run-{i + 1} {fio[i]['gbps']:.6g} {rescan[i]['gbps']:.6g}\n")
 
 mc, c = result["machine"], result["config"]
 runs_of = lambda rs: ", ".join(f"{r['gbps']:.2f}" for r in rs)
@@ -209,3 +215,10 @@ md = "\n".join(lines)
 open(sys.argv[2], "w").write(md)
 print(md)
 EOF
+bench_plot_bars 20-scan-rescan "No-change rescan vs fio sequential read (median, then each run)" \
+	"GB/s" "$RESULTS_DIR/20-scan-rescan.dat"
+{
+	echo
+	bench_plot_md 20-scan-rescan "no-change rescan GB/s, fio vs pvrepl scan"
+	echo
+} >>"$RESULTS_DIR/$NAME.md"

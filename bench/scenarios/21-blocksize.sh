@@ -229,7 +229,29 @@ para = [
 ]
 lines += para
 json.dump(result, open(sys.argv[1], "w"), indent=2)
+# The plots' data (bench/plot.sh draws them), by block size in KiB.
+out = os.path.dirname(sys.argv[1])
+with open(os.path.join(out, "21-blocksize-sent.dat"), "w") as f:
+    f.write('block_KiB "sent (lz4) / written" "payload / written"\n')
+    for r in rows:
+        f.write(f"{r['block_size'] / 1024:g} {r['amp_compressed']:.6g} {r['amp_payload']:.6g}\n")
+with open(os.path.join(out, "21-blocksize-map.dat"), "w") as f:
+    f.write('block_KiB "memory: map + Merkle" "disk: map files" "memory target"\n')
+    for r in rows:
+        f.write(f"{r['block_size'] / 1024:g} {r['map_mem_pct']:.6g} "
+                f"{r['files_bytes_per_tib'] / TIB * 100:.6g} {MEM_TARGET_PCT:g}\n")
 md = "\n".join(lines)
 open(sys.argv[2], "w").write(md)
 print(md)
 EOF
+PLOT_LOGX=2 bench_plot_lines 21-blocksize-sent "Bytes sent per byte written, by map block size" \
+	"map block size (KiB)" "bytes / bytes written" "$RESULTS_DIR/21-blocksize-sent.dat"
+PLOT_LOGX=2 PLOT_LOGY=10 bench_plot_lines 21-blocksize-map "Map overhead, % of the volume, by map block size" \
+	"map block size (KiB)" "% of the volume" "$RESULTS_DIR/21-blocksize-map.dat"
+{
+	echo
+	bench_plot_md 21-blocksize-sent "bytes sent / written vs block size"
+	echo
+	bench_plot_md 21-blocksize-map "map overhead vs block size"
+	echo
+} >>"$RESULTS_DIR/$NAME.md"

@@ -421,6 +421,14 @@ result = {
     "targets": target,
 }
 json.dump(result, open(sys.argv[1], "w"), indent=2)
+# The plot's data (bench/plot.sh draws it): median seconds, `-` where a tool has no run.
+with open(os.path.join(os.path.dirname(sys.argv[1]), "30-replication-seconds.dat"), "w") as f:
+    f.write('epoch pvrepl "lz4 pipe" rsync "dd O_DIRECT"\n')
+    f.write(f"\"initial sync\" {m_full['wall_seconds']:.6g} {m_lz4['wall_seconds']:.6g} "
+            f"{m_rs_full['wall_seconds']:.6g} {m_dd['wall_seconds']:.6g}\n")
+    f.write(f"\"incremental 1%\" {m_incr['wall_seconds']:.6g} - "
+            f"{m_rs_incr['wall_seconds']:.6g} -\n")
+    f.write(f"\"no change\" {m_noch['wall_seconds']:.6g} - - -\n")
 
 mc, c = result["machine"], result["config"]
 gib = size / GIB
@@ -516,3 +524,10 @@ md = "\n".join(lines)
 open(sys.argv[2], "w").write(md)
 print(md)
 EOF
+bench_plot_bars 30-replication-seconds "Replication wall time, medians (lower is better)" \
+	"seconds" "$RESULTS_DIR/30-replication-seconds.dat"
+{
+	echo
+	bench_plot_md 30-replication-seconds "initial sync and incremental seconds: pvrepl, lz4, rsync, dd"
+	echo
+} >>"$RESULTS_DIR/$NAME.md"

@@ -5,6 +5,7 @@
 # the run.sh contract's environment, skip/die, a scratch directory removed on
 # exit, the cache drop, the shared mixed image and the machine description. Set NAME before sourcing.
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$REPO/bench/plot.sh"
 BUILD=${BUILD:-build}
 PVREPL=${PVREPL:-$REPO/$BUILD/pvrepl}
 TEST_TOOL=${TEST_TOOL:-$REPO/$BUILD/test-tool}
