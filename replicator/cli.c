@@ -27,6 +27,7 @@ static const struct cli_cmd commands[] = {
 	{ "receive", cmd_receive, "serve standby volumes for senders (the receiver daemon)" },
 	{ "status", cmd_status, "show the replication state of the volumes (either side)" },
 	{ "scan", cmd_scan, "find the blocks of a device that changed since the recorded map" },
+	{ "bench", cmd_bench, "measure a device's scan and lz4 rates; project sync time and RPO" },
 	{ "probe", cmd_probe, "show a device's size, block sizes and I/O capabilities" },
 	{ "config", cmd_config, "check a configuration file: pvrepl config validate FILE" },
 	{ "certs", cmd_certs, "create a CA and node certificates for tests and the demo" },
@@ -227,4 +228,19 @@ int cli_main(int argc, char **argv)
 			return commands[i].fn(argc - 1, argv + 1);
 	cli_err("unknown command '%s'; run 'pvrepl --help' for the list", argv[1]);
 	return CLI_EXIT_USAGE;
+}
+
+const char *cli_config_path(int argc, char **argv)
+{
+	const char *path = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
+			path = argv[++i];
+		else if (!strncmp(argv[i], "--config=", 9))
+			path = argv[i] + 9;
+	}
+	return path;
 }

@@ -49,9 +49,13 @@ double cli_now_s(void);
 int cli_opt_output(const char *arg, enum out_format *format);
 int cli_opt_progress(const char *arg, enum progress_mode *mode);
 int cli_opt_block_size(const char *arg, uint32_t *bytes); /* power of two, 4k..1M */
+/* The FILE of --config FILE, --config=FILE or -c FILE in argv, before getopt runs (the
+ * file is the bottom layer: flags parsed later override it); NULL if absent. */
+const char *cli_config_path(int argc, char **argv);
 
 int cmd_probe(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_certs(int argc, char **argv);
 int cmd_send(int argc, char **argv);

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * `pvrepl receive`: the standby daemon. Parses the volume map and allow lists
- * into a receiver_config and runs receiver.c until SIGTERM or SIGINT.
+ * `pvrepl receive`: the standby daemon. Builds a receiver_config from the
+ * configuration file (--config), the PVREPL_* environment and the flags, in that
+ * order (flags win), and runs receiver.c until SIGTERM or SIGINT. SIGHUP builds it
+ * again the same way and hands it to the running receiver; a configuration with
+ * problems is refused and the running one kept.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,24 +14,36 @@
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "receiver.h"
 
-static volatile sig_atomic_t stop_requested;
+extern char **environ;
 
-static void on_stop(int sig)
+static volatile sig_atomic_t stop_requested, reload_requested;
+
+static void on_signal(int sig)
 {
-	(void)sig;
-	stop_requested = 1;
+	if (sig == SIGHUP)
+		reload_requested = 1;
+	else
+		stop_requested = 1;
 }
 
 static void receive_usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: pvrepl receive --listen HOST:PORT --tls-dir DIR --state-dir DIR\n"
-		"                      --volume NAME=DEVICE [--volume ...] [--allow NAME=CERT_NAME ...]\n\n"
-		"Serves standby volumes: verifies, journals and applies the epochs senders send.\n\n"
+		"                      --volume NAME=DEVICE [--volume ...] [--allow NAME=CERT_NAME ...]\n"
+		"       pvrepl receive --config FILE [options]\n\n"
+		"Serves standby volumes: verifies, journals and applies the epochs senders send.\n"
+		"Settings come from the flags, then PVREPL_* variables, then --config FILE's\n"
+		"[receiver] and [volume NAME] sections (docs/CONFIG.md). SIGHUP reloads them:\n"
+		"allow lists and added or removed volumes apply at once; a file with problems is\n"
+		"refused and the running configuration kept. SIGTERM stops: epochs not yet\n"
+		"committed are aborted (a sync keeps its cursor), committed ones finish applying.\n\n"
+		"  -c, --config FILE          INI file (check it with 'pvrepl config validate')\n"
 		"  -l, --listen HOST:PORT     address to listen on\n"
 		"  -t, --tls-dir DIR          tls.crt, tls.key and ca.crt (re-read for new connections\n"
 		"                             when they change)\n"
@@ -62,7 +77,41 @@ static int split_eq(const char *arg, char *name, size_t name_len, char *val, siz
 	return 0;
 }
 
-int cmd_receive(int argc, char **argv)
+struct receive_args {
+	int argc;
+	char **argv;
+	const char *config_path;
+};
+
+/* The options receive_build() also returns besides the receiver's configuration. */
+struct receive_extra {
+	const char *metrics_addr;
+	enum log_format log_format;
+	int verbosity;
+	const char *termination_log;
+};
+
+static void put_allow(struct receiver_volume_cfg *vc, const char *cert)
+{
+	snprintf(vc->allow[vc->allow_count++], sizeof(vc->allow[0]), "%s", cert);
+}
+
+static struct receiver_volume_cfg *volume_named(struct receiver_config *cfg, const char *name)
+{
+	for (unsigned i = 0; i < cfg->vol_count; i++)
+		if (!strcmp(cfg->vols[i].name, name))
+			return &cfg->vols[i];
+	return NULL;
+}
+
+/*
+ * Builds cfg from the file, the environment and the flags (file < env < flags),
+ * storing the file's strings in conf (which must outlive cfg). Returns 0, or an
+ * exit code with every problem in err.
+ */
+static int receive_build(const struct receive_args *a, struct config *conf,
+			 struct receiver_config *cfg, struct receive_extra *x, char *err,
+			 size_t err_len)
 {
 	enum {
 		OPT_JOURNAL = 256,
@@ -75,6 +124,7 @@ int cmd_receive(int argc, char **argv)
 		OPT_VOLUME,
 	};
 	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "tls-dir", required_argument, NULL, 't' },
 		{ "state-dir", required_argument, NULL, 's' },
@@ -91,145 +141,238 @@ int cmd_receive(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	static struct receiver_config cfg; /* large: keep it off the stack */
-	static struct metrics metrics;	   /* likewise */
-	const char *metrics_addr = NULL;
-	char name[RECEIVER_NAME_MAX], val[KFIO_PATH_MAX], err[512] = "";
+	char name[RECEIVER_NAME_MAX], val[KFIO_PATH_MAX];
+	/* Flags' allow lists replace the file's for the volumes they name. */
+	bool flag_allow[RECEIVER_VOLUMES_MAX] = { false };
 	struct {
 		char name[RECEIVER_NAME_MAX];
 		char cert[256];
 	} allows[RECEIVER_VOLUMES_MAX * RECEIVER_ALLOW_MAX];
 	unsigned nallow = 0;
 	uint64_t v;
-	enum log_format log_format = LOG_FORMAT_TEXT;
-	int verbosity = LOG_INFO;
-	const char *termination_log = NULL;
 	int c, rc;
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.timeout_ms = 30000;
-	cfg.journal_bytes = RECEIVER_JOURNAL_BYTES_DEFAULT;
-	while ((c = getopt_long(argc, argv, "l:t:s:v:a:h", opts, NULL)) != -1) {
+	memset(cfg, 0, sizeof(*cfg));
+	memset(x, 0, sizeof(*x));
+	x->verbosity = LOG_INFO;
+	cfg->timeout_ms = 30000;
+	cfg->journal_bytes = RECEIVER_JOURNAL_BYTES_DEFAULT;
+	rc = config_gather(conf, a->config_path, environ, err, err_len);
+	if (rc)
+		return rc == -EINVAL ? CLI_EXIT_CONFIG : cli_exit_for(rc);
+	if (conf->receiver.listen[0])
+		cfg->listen = conf->receiver.listen;
+	if (conf->receiver.tls_dir[0])
+		cfg->tls_dir = conf->receiver.tls_dir;
+	if (conf->receiver.state_dir[0])
+		cfg->state_dir = conf->receiver.state_dir;
+	if (conf->receiver.metrics_addr[0])
+		x->metrics_addr = conf->receiver.metrics_addr;
+	cfg->timeout_ms = (unsigned)conf->receiver.timeout_ms;
+	cfg->journal_bytes = conf->receiver.journal_bytes;
+	for (unsigned i = 0; i < conf->volume_count; i++) {
+		const struct config_volume *cv = &conf->volumes[i];
+		struct receiver_volume_cfg *vc = &cfg->vols[cfg->vol_count++];
+
+		snprintf(vc->name, sizeof(vc->name), "%s", cv->name);
+		snprintf(vc->device, sizeof(vc->device), "%s", cv->device);
+		for (unsigned j = 0; j < cv->allow_count; j++)
+			put_allow(vc, cv->allow[j]);
+	}
+
+	optind = 0; /* GNU getopt: a full re-initialisation, argv may be parsed again */
+	while ((c = getopt_long(a->argc, a->argv, "c:l:t:s:v:a:h", opts, NULL)) != -1) {
 		switch (c) {
+		case 'c':
+			break; /* read first, by cli_config_path() */
 		case 'l':
-			cfg.listen = optarg;
+			cfg->listen = optarg;
 			break;
 		case 't':
-			cfg.tls_dir = optarg;
+			cfg->tls_dir = optarg;
 			break;
 		case 's':
-			cfg.state_dir = optarg;
+			cfg->state_dir = optarg;
 			break;
 		case 'v':
 			if (cli_parse_size(optarg, &v) || v > LOG_DEBUG) {
-				cli_err("-v %s: expected 0 (errors) to 3 (debug)", optarg);
+				snprintf(err, err_len, "-v %s: expected 0 (errors) to 3 (debug)",
+					 optarg);
 				return CLI_EXIT_USAGE;
 			}
-			verbosity = (int)v;
+			x->verbosity = (int)v;
 			break;
 		case OPT_LOG_FORMAT:
-			if (log_parse_format(optarg, &log_format)) {
-				cli_err("--log-format %s: use text or json", optarg);
+			if (log_parse_format(optarg, &x->log_format)) {
+				snprintf(err, err_len, "--log-format %s: use text or json", optarg);
 				return CLI_EXIT_USAGE;
 			}
 			break;
 		case OPT_TERMINATION_LOG:
-			termination_log = optarg;
+			x->termination_log = optarg;
 			break;
-		case OPT_VOLUME:
-			if (cfg.vol_count >= RECEIVER_VOLUMES_MAX ||
-			    split_eq(optarg, name, sizeof(name), val, sizeof(val))) {
-				cli_err("--volume %s: expected NAME=DEVICE (at most %u volumes)",
-					optarg, RECEIVER_VOLUMES_MAX);
+		case OPT_VOLUME: {
+			struct receiver_volume_cfg *vc;
+
+			if (split_eq(optarg, name, sizeof(name), val, sizeof(val))) {
+				snprintf(err, err_len, "--volume %s: expected NAME=DEVICE", optarg);
 				return CLI_EXIT_USAGE;
 			}
-			for (unsigned i = 0; i < cfg.vol_count; i++)
-				if (!strcmp(cfg.vols[i].name, name)) {
-					cli_err("--volume %s is given twice", name);
+			vc = volume_named(cfg, name);
+			if (vc && vc - cfg->vols >= (ptrdiff_t)conf->volume_count) {
+				snprintf(err, err_len, "--volume %s is given twice", name);
+				return CLI_EXIT_USAGE;
+			}
+			if (!vc) {
+				if (cfg->vol_count >= RECEIVER_VOLUMES_MAX) {
+					snprintf(err, err_len, "--volume %s: at most %u volumes",
+						 optarg, RECEIVER_VOLUMES_MAX);
 					return CLI_EXIT_USAGE;
 				}
-			snprintf(cfg.vols[cfg.vol_count].name, RECEIVER_NAME_MAX, "%s", name);
-			snprintf(cfg.vols[cfg.vol_count].device, KFIO_PATH_MAX, "%s", val);
-			cfg.vol_count++;
+				vc = &cfg->vols[cfg->vol_count++];
+				snprintf(vc->name, sizeof(vc->name), "%s", name);
+			}
+			/* A flag for a volume of the file replaces its device. */
+			snprintf(vc->device, sizeof(vc->device), "%s", val);
 			break;
+		}
 		case 'a':
 			if (nallow >= sizeof(allows) / sizeof(allows[0]) ||
 			    split_eq(optarg, allows[nallow].name, sizeof(allows[nallow].name),
 				     allows[nallow].cert, sizeof(allows[nallow].cert))) {
-				cli_err("--allow %s: expected NAME=CERT_NAME", optarg);
+				snprintf(err, err_len, "--allow %s: expected NAME=CERT_NAME",
+					 optarg);
 				return CLI_EXIT_USAGE;
 			}
 			nallow++;
 			break;
 		case OPT_JOURNAL:
-			if (cli_parse_size(optarg, &cfg.journal_bytes) ||
-			    cfg.journal_bytes < (16u << 20)) {
-				cli_err("--journal-size %s: expected a size of at least 16M",
-					optarg);
+			if (cli_parse_size(optarg, &cfg->journal_bytes) ||
+			    cfg->journal_bytes < (16u << 20)) {
+				snprintf(err, err_len,
+					 "--journal-size %s: expected a size of at least 16M",
+					 optarg);
 				return CLI_EXIT_USAGE;
 			}
 			break;
 		case OPT_TIMEOUT:
 			if (cli_parse_duration(optarg, &v) || v < 100 || v > 3600000) {
-				cli_err("--timeout %s: expected a duration from 100ms to 1h",
-					optarg);
+				snprintf(err, err_len,
+					 "--timeout %s: expected a duration from 100ms to 1h",
+					 optarg);
 				return CLI_EXIT_USAGE;
 			}
-			cfg.timeout_ms = (unsigned)v;
+			cfg->timeout_ms = (unsigned)v;
 			break;
 		case OPT_PLAINTEXT:
-			cfg.insecure_plaintext = true;
+			cfg->insecure_plaintext = true;
 			break;
 		case OPT_READY:
-			cfg.ready_file = optarg;
+			cfg->ready_file = optarg;
 			break;
 		case OPT_METRICS_ADDR:
-			metrics_addr = optarg;
+			x->metrics_addr = optarg;
 			break;
 		case 'h':
 			receive_usage(stdout);
-			return CLI_EXIT_OK;
+			exit(CLI_EXIT_OK);
 		default:
-			fputs("Run 'pvrepl receive --help' for the options.\n", stderr);
+			snprintf(err, err_len, "Run 'pvrepl receive --help' for the options.");
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if (optind != argc || !cfg.listen || !cfg.state_dir || !cfg.vol_count ||
-	    (!cfg.tls_dir && !cfg.insecure_plaintext)) {
-		cli_err("receive needs --listen, --state-dir, --tls-dir and at least one --volume");
+	if (optind != a->argc) {
+		snprintf(err, err_len, "unexpected argument '%s'", a->argv[optind]);
 		return CLI_EXIT_USAGE;
 	}
+	if (!cfg->listen || !cfg->state_dir || !cfg->vol_count ||
+	    (!cfg->tls_dir && !cfg->insecure_plaintext)) {
+		snprintf(
+			err, err_len,
+			"receive needs a listen address, a state directory, a TLS directory and at least one volume: --listen, --state-dir, --tls-dir and --volume (or the [receiver] and [volume NAME] sections of --config FILE)");
+		return a->config_path ? CLI_EXIT_CONFIG : CLI_EXIT_USAGE;
+	}
 	for (unsigned i = 0; i < nallow; i++) {
-		struct receiver_volume_cfg *vc = NULL;
+		struct receiver_volume_cfg *vc = volume_named(cfg, allows[i].name);
 
-		for (unsigned j = 0; j < cfg.vol_count; j++)
-			if (!strcmp(cfg.vols[j].name, allows[i].name))
-				vc = &cfg.vols[j];
 		if (!vc) {
-			cli_err("--allow %s=%s names no --volume", allows[i].name, allows[i].cert);
+			snprintf(err, err_len, "--allow %s=%s names no volume", allows[i].name,
+				 allows[i].cert);
 			return CLI_EXIT_USAGE;
+		}
+		if (!flag_allow[vc - cfg->vols]) {
+			flag_allow[vc - cfg->vols] = true;
+			vc->allow_count = 0;
 		}
 		if (vc->allow_count >= RECEIVER_ALLOW_MAX) {
-			cli_err("volume %s: at most %u --allow entries", vc->name,
-				RECEIVER_ALLOW_MAX);
+			snprintf(err, err_len, "volume %s: at most %u --allow entries", vc->name,
+				 RECEIVER_ALLOW_MAX);
 			return CLI_EXIT_USAGE;
 		}
-		snprintf(vc->allow[vc->allow_count++], 256, "%s", allows[i].cert);
+		put_allow(vc, allows[i].cert);
 	}
-	log_init("receive", log_format, verbosity, termination_log);
+	return 0;
+}
+
+/* SIGHUP: the same layers again, into storage the receiver drops at its next call. */
+static int receive_reload(void *ctx, const struct receiver_config **next, char *err, size_t err_len)
+{
+	static struct config conf;
+	static struct receiver_config cfg;
+	struct receive_extra x;
+	int rc;
+
+	log_msg(LOG_INFO, NULL, NULL, 0, "SIGHUP: reloading the configuration");
+	rc = receive_build(ctx, &conf, &cfg, &x, err, err_len);
+	if (rc) {
+		unsigned n = 0;
+
+		/* One log line per problem, each with its file and line. */
+		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"), n++)
+			log_msg(LOG_ERROR, NULL, NULL, 0, "reload: %s", line);
+		snprintf(err, err_len, "%u problem(s) in the configuration, each logged above", n);
+		return -EINVAL;
+	}
+	*next = &cfg;
+	return 0;
+}
+
+int cmd_receive(int argc, char **argv)
+{
+	static struct config conf; /* large: keep them off the stack */
+	static struct receiver_config cfg;
+	static struct metrics metrics;
+	static struct receive_args args;
+	static char err[16384];
+	struct receive_extra x;
+	struct sigaction sa;
+	int rc;
+
+	args = (struct receive_args){ .argc = argc,
+				      .argv = argv,
+				      .config_path = cli_config_path(argc, argv) };
+	rc = receive_build(&args, &conf, &cfg, &x, err, sizeof(err));
+	if (rc) {
+		cli_err("%s", err);
+		return rc;
+	}
+	cfg.reload_requested = &reload_requested;
+	cfg.reload = receive_reload;
+	cfg.reload_ctx = &args;
+	log_init("receive", x.log_format, x.verbosity, x.termination_log);
 	for (unsigned j = 0; j < cfg.vol_count; j++)
 		if (!cfg.vols[j].allow_count && !cfg.insecure_plaintext)
 			log_msg(LOG_WARN, cfg.vols[j].name, NULL, 0,
 				"no --allow: any certificate signed by the CA may replicate it");
-	if (metrics_addr) {
+	if (x.metrics_addr) {
 		rc = metrics_init(&metrics, PVREPL_VERSION);
 		if (rc) {
 			cli_err("metrics: %s", strerror(-rc));
 			return cli_exit_for(rc);
 		}
-		rc = metrics_serve(&metrics, metrics_addr, err, sizeof(err));
+		rc = metrics_serve(&metrics, x.metrics_addr, err, sizeof(err));
 		if (rc) {
-			cli_err("--metrics-addr %s: %s", metrics_addr,
+			cli_err("--metrics-addr %s: %s", x.metrics_addr,
 				err[0] ? err : strerror(-rc));
 			metrics_release(&metrics);
 			return cli_exit_for(-EINVAL);
@@ -237,8 +380,12 @@ int cmd_receive(int argc, char **argv)
 		/* Ready only once receiver_run() has recovered the volumes and listens. */
 		cfg.metrics = &metrics;
 	}
-	signal(SIGTERM, on_stop);
-	signal(SIGINT, on_stop);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	rc = receiver_run(&cfg, &stop_requested, err, sizeof(err));
 	if (cfg.metrics)
 		metrics_release(cfg.metrics);

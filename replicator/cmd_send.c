@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "config.h"
 #include "log.h"
 #include "metrics.h"
 #include "netwatch.h"
@@ -28,15 +29,18 @@
 #include "sender.h"
 #include "tls.h"
 
-#define REPLICATE_BACKOFF_MS_MIN 500u
-#define REPLICATE_BACKOFF_MS_MAX 30000u
+#define REPLICATE_BACKOFF_MS_MIN  500u
+#define REPLICATE_BACKOFF_MS_MAX  30000u
+#define REPLICATE_STOP_TIMEOUT_MS 10000u
 
-static volatile sig_atomic_t stop_requested;
+extern char **environ;
 
-static void on_stop(int sig)
+/* Set by the signal thread of `replicate` (SIGTERM, SIGINT); read by the jobs. */
+static int stop_requested;
+
+static bool stopping(void)
 {
-	(void)sig;
-	stop_requested = 1;
+	return __atomic_load_n(&stop_requested, __ATOMIC_ACQUIRE);
 }
 
 static void send_usage(FILE *f, bool replicate)
@@ -58,6 +62,7 @@ static void send_usage(FILE *f, bool replicate)
 		"      --max-rate RATE      cap the replication traffic, bytes/s (e.g. 50M; kernel\n"
 		"                           TCP pacing, TLS included)\n"
 		"      --max-read-rate RATE cap the reads on the source device, bytes/s (e.g. 200M)\n"
+		"  -w, --workers N          hashing/compression threads (default: all CPUs)\n"
 		"      --progress MODE      auto, tty, log or none (default auto)\n"
 		"  -o, --output FMT         text (default) or json%s\n"
 		"  -h, --help               this help\n",
@@ -79,7 +84,16 @@ static void send_usage(FILE *f, bool replicate)
 			  "                           resumes without waiting for a backoff)\n"
 			  "      --log-format FMT     text (default) or json log lines on stderr\n"
 			  "  -v, --verbosity N        0 errors, 1 warnings, 2 info (default), 3 debug\n"
-			  "      --termination-log F  write the reason of a fatal stop to F"
+			  "      --termination-log F  write the reason of a fatal stop to F\n"
+			  "  -c, --config FILE        INI file with a [sender] section and one\n"
+			  "                           [volume NAME] per volume: all are replicated, each\n"
+			  "                           in its own thread (--volume NAME picks one);\n"
+			  "                           flags > PVREPL_* variables > file (docs/CONFIG.md)\n"
+			  "      --stop-timeout DURATION  on SIGTERM, let the epoch in flight finish\n"
+			  "                           for this long, then abort it cleanly (default 10s)\n\n"
+			  "SIGHUP reloads the file: interval, RPO, rates, peer and TLS apply from the\n"
+			  "next epoch, added volumes start, removed ones stop after their epoch in\n"
+			  "flight; a file with problems is refused and the running settings kept."
 			: "");
 }
 
@@ -94,6 +108,7 @@ struct send_opts {
 	int verbosity;
 	const char *termination_log;
 	const char *metrics_addr;
+	uint64_t stop_timeout_ms; /* SIGTERM: how long an epoch in flight may finish */
 	char server_name[256];
 };
 
@@ -111,7 +126,8 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		OPT_NO_NETWATCH,
 		OPT_LOG_FORMAT,
 		OPT_TERMINATION_LOG,
-		OPT_METRICS_ADDR
+		OPT_METRICS_ADDR,
+		OPT_STOP_TIMEOUT,
 	};
 	static const struct option opts[] = {
 		{ "volume", required_argument, NULL, 'n' },
@@ -135,14 +151,39 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 		{ "verbosity", required_argument, NULL, 'v' },
 		{ "termination-log", required_argument, NULL, OPT_TERMINATION_LOG },
 		{ "metrics-addr", required_argument, NULL, OPT_METRICS_ADDR },
+		{ "config", required_argument, NULL, 'c' },
+		{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
+		{ "workers", required_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	uint64_t v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:d:s:p:t:b:o:i:v:h", opts, NULL)) != -1) {
+	optind = 0; /* GNU getopt: a full re-initialisation (replicate parses per volume) */
+	while ((c = getopt_long(argc, argv, "c:n:d:s:p:t:b:o:i:v:w:h", opts, NULL)) != -1) {
 		switch (c) {
+		case 'c':
+			if (!replicate) {
+				cli_err("--config is an option of 'pvrepl replicate'");
+				return -EINVAL;
+			}
+			break; /* read first, by cli_config_path() */
+		case 'w':
+			if (cli_parse_size(optarg, &v) || v < 1 || v > SCAN_WORKERS_MAX) {
+				cli_err("--workers %s: expected 1 to %u threads", optarg,
+					SCAN_WORKERS_MAX);
+				return -EINVAL;
+			}
+			o->cfg.scan.workers = (uint32_t)v;
+			break;
+		case OPT_STOP_TIMEOUT:
+			if (!replicate || cli_parse_duration(optarg, &v) || v > 3600000) {
+				cli_err("--stop-timeout needs 'pvrepl replicate' and a duration up to 1h");
+				return -EINVAL;
+			}
+			o->stop_timeout_ms = v;
+			break;
 		case 'n':
 			o->cfg.volume = optarg;
 			break;
@@ -348,6 +389,7 @@ static void init_opts(struct send_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->cfg.timeout_ms = SENDER_TIMEOUT_MS_DEFAULT;
 	o->verbosity = LOG_INFO;
+	o->stop_timeout_ms = REPLICATE_STOP_TIMEOUT_MS;
 	scan_config_defaults(&o->cfg.scan);
 }
 
@@ -479,20 +521,6 @@ static void alive_heartbeat(void *ctx)
 	metrics_heartbeat(ctx);
 }
 
-/* Sleeps ms, in steps, until stopped or the watcher says the route is back. */
-static void sleep_ms(uint64_t ms, struct metrics *m, struct watch *w)
-{
-	while (ms && !stop_requested && !woken(w)) {
-		uint64_t step = ms < 200 ? ms : 200;
-		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
-
-		nanosleep(&ts, NULL);
-		ms -= step;
-		if (m)
-			metrics_heartbeat(m);
-	}
-}
-
 static enum metrics_error_kind error_kind(const struct sender_result *r)
 {
 	if (r->disconnected)
@@ -578,137 +606,520 @@ static void epoch_metrics(struct metrics_volume *mv, const struct send_opts *o,
 		metrics_set(&mv->peer_connected, 0);
 }
 
-/* Starts the metrics server; 0, or an exit code after a clear message. */
-static int replicate_metrics_start(struct metrics *m, struct metrics_volume **mv,
-				   const struct send_opts *o)
-{
-	char err[256] = "";
-	int rc;
+/* ------------------------------------------------------------ replicate */
 
-	rc = metrics_init(m, PVREPL_VERSION);
-	if (rc) {
-		cli_err("metrics: %s", strerror(-rc));
-		return cli_exit_for(rc);
-	}
-	*mv = metrics_volume(m, o->cfg.volume, "primary", o->cfg.peer);
-	if (!*mv) {
-		cli_err("metrics: volume name or --peer too long for a label");
-		metrics_release(m);
-		return CLI_EXIT_CONFIG;
-	}
-	metrics_set(&(*mv)->rpo_target_seconds, o->cfg.rpo_target_seconds);
-	tls_expiry_update(*mv, o->cfg.tls_dir);
-	rc = metrics_serve(m, o->metrics_addr, err, sizeof(err));
-	if (rc) {
-		cli_err("--metrics-addr %s: %s", o->metrics_addr, err[0] ? err : strerror(-rc));
-		metrics_release(m);
-		return cli_exit_for(-EINVAL);
-	}
-	/* Started and the options loaded; never tied to the peer being there. */
-	metrics_set_ready(m, true);
-	return 0;
+/* One volume's strings, owned: a reload replaces them between epochs. */
+struct job_strings {
+	char volume[CONFIG_NAME_MAX];
+	char device[CONFIG_PATH_MAX];
+	char state_dir[CONFIG_PATH_MAX];
+	char peer[CONFIG_ADDR_MAX];
+	char tls_dir[CONFIG_PATH_MAX];
+	char server_name[CONFIG_ADDR_MAX];
+};
+
+/*
+ * One replicated volume of `replicate`: its own thread, epochs, backoff, network
+ * watch and metrics series. Several run side by side for a multi-volume --config.
+ */
+struct job {
+	struct send_opts o; /* cfg's strings point into s */
+	struct job_strings s;
+	pthread_mutex_t lock;  /* guards next, next_s, have_next */
+	struct send_opts next; /* a reload's settings, taken before the next epoch */
+	struct job_strings next_s;
+	bool have_next;
+	int stop; /* atomic: removed by a reload */
+	int done; /* atomic: the thread returned */
+	bool started;
+	struct metrics *m; /* NULL without --metrics-addr */
+	struct metrics_volume *mv;
+	struct sender_abort abort;
+	struct watch watch;
+	pthread_t thread;
+	int rc;
+};
+
+static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool job_stopping(struct job *j)
+{
+	return stopping() || __atomic_load_n(&j->stop, __ATOMIC_ACQUIRE);
 }
 
-int cmd_replicate(int argc, char **argv)
+/* Copies o's strings into s and points o at them. */
+static void opts_own(struct send_opts *o, struct job_strings *s)
 {
-	static struct metrics metrics; /* large: keep it off the stack */
-	struct metrics *m = NULL;
-	struct metrics_volume *mv = NULL;
-	struct send_opts o;
+#define OWN(field)                                                                \
+	do {                                                                      \
+		if (o->cfg.field && o->cfg.field != s->field)                     \
+			snprintf(s->field, sizeof(s->field), "%s", o->cfg.field); \
+		o->cfg.field = o->cfg.field ? s->field : NULL;                    \
+	} while (0)
+	OWN(volume);
+	OWN(device);
+	OWN(state_dir);
+	OWN(peer);
+	OWN(tls_dir);
+	OWN(server_name);
+#undef OWN
+}
+
+/* Sleeps ms in steps until stopped, or until the watcher says the route is back. */
+static void job_sleep(struct job *j, uint64_t ms, bool wake_on_route)
+{
+	while (ms && !job_stopping(j) && !(wake_on_route && woken(&j->watch))) {
+		uint64_t step = ms < 200 ? ms : 200;
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)step * 1000000L };
+
+		nanosleep(&ts, NULL);
+		ms -= step;
+		if (j->m)
+			metrics_heartbeat(j->m);
+	}
+}
+
+/* A reload's settings, at an epoch boundary (the thread is the only reader). */
+static void job_take_reload(struct job *j)
+{
+	bool peer_changed;
+
+	pthread_mutex_lock(&j->lock);
+	if (!j->have_next) {
+		pthread_mutex_unlock(&j->lock);
+		return;
+	}
+	peer_changed = strcmp(j->s.peer, j->next_s.peer) != 0;
+	j->s = j->next_s;
+	j->o = j->next;
+	opts_own(&j->o, &j->s);
+	j->have_next = false;
+	pthread_mutex_unlock(&j->lock);
+	j->o.cfg.abort = &j->abort;
+	if (j->m) {
+		j->o.cfg.alive = alive_heartbeat;
+		j->o.cfg.alive_ctx = j->m;
+		metrics_set(&j->mv->rpo_target_seconds, j->o.cfg.rpo_target_seconds);
+	}
+	if (j->o.cfg.progress == PROGRESS_AUTO)
+		j->o.cfg.progress = PROGRESS_LOG;
+	if (peer_changed && !j->o.no_netwatch) {
+		watch_stop(&j->watch);
+		watch_start(&j->watch, j->o.cfg.peer, j->o.cfg.volume, &j->abort);
+	}
+	log_msg(LOG_INFO, j->o.cfg.volume, j->o.cfg.peer, 0,
+		"reloaded: interval %.1f s, rpo %.1f s, max-rate %" PRIu64
+		" B/s, max-read-rate %" PRIu64 " B/s",
+		(double)j->o.interval_ms / 1e3, (double)j->o.rpo_ms / 1e3,
+		j->o.cfg.max_rate_bytes_per_s, j->o.cfg.scan.max_read_bytes_per_s);
+}
+
+static void *job_main(void *arg)
+{
+	struct job *j = arg;
+	struct metrics_volume *mv = j->mv;
 	struct sender_result r;
 	uint64_t done = 0, backoff_ms = REPLICATE_BACKOFF_MS_MIN;
 	double last_ok = 0;
 	bool retry = false;
-	struct sender_abort abort;
-	struct watch watch = { .nw = NULL };
-	int last_rc = CLI_EXIT_OK;
 
-	init_opts(&o);
-	if (parse_send_opts(argc, argv, &o, true)) {
-		fputs("Run 'pvrepl replicate --help' for the options.\n", stderr);
-		return CLI_EXIT_USAGE;
-	}
-	if (o.metrics_addr) {
-		int rc = replicate_metrics_start(&metrics, &mv, &o);
-
-		if (rc)
-			return rc;
-		m = &metrics;
-		/* A long epoch (an initial sync) keeps /livez fresh through the scan's
-		 * progress updates. */
-		o.cfg.alive = alive_heartbeat;
-		o.cfg.alive_ctx = m;
-	}
-	signal(SIGTERM, on_stop);
-	signal(SIGINT, on_stop);
-	if (o.cfg.progress == PROGRESS_AUTO)
-		o.cfg.progress = PROGRESS_LOG;
-	log_init("replicate", o.log_format, o.verbosity, o.termination_log);
-	sender_abort_init(&abort);
-	o.cfg.abort = &abort;
-	if (!o.no_netwatch)
-		watch_start(&watch, o.cfg.peer, o.cfg.volume, &abort);
-	while (!stop_requested) {
+	j->rc = CLI_EXIT_OK;
+	while (!job_stopping(j)) {
+		job_take_reload(j);
 		/* Paused by the watcher: no epoch until the route is back, then at once. */
-		if (sender_abort_paused(&abort)) {
-			if (m)
+		if (sender_abort_paused(&j->abort)) {
+			if (mv)
 				metrics_set_state(mv, METRICS_STATE_PAUSED);
-			while (sender_abort_paused(&abort) && !stop_requested)
-				sleep_ms(50, m, NULL);
-			woken(&watch);
+			while (sender_abort_paused(&j->abort) && !job_stopping(j))
+				job_sleep(j, 50, false);
+			woken(&j->watch);
 			backoff_ms = REPLICATE_BACKOFF_MS_MIN;
 			continue;
 		}
 		double start = cli_now_s();
 
-		if (m && retry)
+		if (mv && retry)
 			metrics_add(&mv->reconnects_total, 1);
-		sender_run_epoch(&o.cfg, &r);
+		sender_run_epoch(&j->o.cfg, &r);
 		if (r.outcome == SENDER_OK)
 			last_ok = start;
 		/* The standby holds the source as of the start of the last good epoch. */
 		double lag = last_ok ? cli_now_s() - last_ok : cli_now_s() - start;
 
-		if (m) {
-			epoch_metrics(mv, &o, &r, lag);
-			metrics_heartbeat(m);
+		if (mv) {
+			epoch_metrics(mv, &j->o, &r, lag);
+			metrics_heartbeat(j->m);
 		}
 		retry = r.outcome != SENDER_OK;
-		print_result(&r, o.cfg.volume, o.fmt, lag);
+		pthread_mutex_lock(&print_lock);
+		print_result(&r, j->o.cfg.volume, j->o.fmt, lag);
+		fflush(stdout);
+		pthread_mutex_unlock(&print_lock);
 		if (r.outcome == SENDER_OK) {
 			done++;
 			backoff_ms = REPLICATE_BACKOFF_MS_MIN;
-			last_rc = CLI_EXIT_OK;
-			if (o.rpo_ms && lag * 1e3 > (double)o.rpo_ms)
-				log_msg(LOG_WARN, o.cfg.volume, o.cfg.peer, r.epoch,
+			j->rc = CLI_EXIT_OK;
+			if (j->o.rpo_ms && lag * 1e3 > (double)j->o.rpo_ms)
+				log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r.epoch,
 					"lag %.1f s exceeds the RPO target of %.1f s", lag,
-					(double)o.rpo_ms / 1e3);
-			if (o.max_epochs && done >= o.max_epochs)
+					(double)j->o.rpo_ms / 1e3);
+			if (j->o.max_epochs && done >= j->o.max_epochs)
 				break;
 			double took_ms = (cli_now_s() - start) * 1e3;
 
 			/* An epoch longer than the interval is followed at once by the next,
 			 * which covers everything changed since: no backlog queue. */
-			if (took_ms < (double)o.interval_ms)
-				sleep_ms(o.interval_ms - (uint64_t)took_ms, m, NULL);
+			if (took_ms < (double)j->o.interval_ms)
+				job_sleep(j, j->o.interval_ms - (uint64_t)took_ms, false);
 			continue;
+		}
+		if (job_stopping(j)) {
+			log_msg(LOG_INFO, j->o.cfg.volume, j->o.cfg.peer, r.epoch,
+				"stopping: the epoch in flight was aborted cleanly (the standby keeps its last committed epoch; the next start sends the changes again)");
+			break;
 		}
 		if (r.paused)
 			continue; /* the watcher said why; wait for the route at the top */
-		log_msg(LOG_WARN, o.cfg.volume, o.cfg.peer, r.epoch, "%s; retrying in %.1f s",
+		log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r.epoch, "%s; retrying in %.1f s",
 			r.message, (double)backoff_ms / 1e3);
-		last_rc = exit_for(&r);
+		j->rc = exit_for(&r);
 		if (r.outcome == SENDER_REFUSED && r.refuse_reason != PROTO_REFUSE_BUSY) {
-			log_fatal(o.cfg.volume,
+			log_fatal(j->o.cfg.volume,
 				  "%s; refused by the receiver: fix the cause and restart",
 				  r.message);
 			break;
 		}
-		sleep_ms(backoff_ms, m, &watch);
+		job_sleep(j, backoff_ms, true);
 		backoff_ms = backoff_ms * 2 > REPLICATE_BACKOFF_MS_MAX ? REPLICATE_BACKOFF_MS_MAX
 								       : backoff_ms * 2;
 	}
-	watch_stop(&watch);
+	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Starts j's thread (its options already in j->o); 0 or an exit code. */
+static int job_start(struct job *j, struct metrics *m)
+{
+	pthread_mutex_init(&j->lock, NULL);
+	sender_abort_init(&j->abort);
+	j->o.cfg.abort = &j->abort;
+	if (j->o.cfg.progress == PROGRESS_AUTO)
+		j->o.cfg.progress = PROGRESS_LOG;
+	j->m = m;
+	if (m) {
+		j->mv = metrics_volume(m, j->o.cfg.volume, "primary", j->o.cfg.peer);
+		if (!j->mv) {
+			log_msg(LOG_ERROR, j->o.cfg.volume, j->o.cfg.peer, 0,
+				"metrics: volume name or peer too long for a label");
+			return CLI_EXIT_CONFIG;
+		}
+		metrics_set(&j->mv->rpo_target_seconds, j->o.cfg.rpo_target_seconds);
+		tls_expiry_update(j->mv, j->o.cfg.tls_dir);
+		/* A long epoch (an initial sync) keeps /livez fresh through the scan's
+		 * progress updates. */
+		j->o.cfg.alive = alive_heartbeat;
+		j->o.cfg.alive_ctx = m;
+	}
+	j->watch.nw = NULL;
+	if (!j->o.no_netwatch)
+		watch_start(&j->watch, j->o.cfg.peer, j->o.cfg.volume, &j->abort);
+	if (pthread_create(&j->thread, NULL, job_main, j)) {
+		watch_stop(&j->watch);
+		log_msg(LOG_ERROR, j->o.cfg.volume, NULL, 0, "cannot start a thread");
+		return CLI_EXIT_FAIL;
+	}
+	j->started = true;
+	return 0;
+}
+
+static void job_join(struct job *j)
+{
+	if (!j->started)
+		return;
+	pthread_join(j->thread, NULL);
+	watch_stop(&j->watch);
+	pthread_mutex_destroy(&j->lock);
+	j->started = false;
+}
+
+struct replicate_args {
+	int argc;
+	char **argv;
+	const char *config_path;
+};
+
+/*
+ * The volumes to replicate and their options: the file, then the environment,
+ * then the flags (per volume). Fills specs[0..*count) with strings owned by
+ * strs. Returns 0 or an exit code, with every problem in err.
+ */
+static int replicate_build(const struct replicate_args *a, struct config *conf,
+			   struct send_opts *specs, struct job_strings *strs, unsigned *count,
+			   char *err, size_t err_len)
+{
+	unsigned n = 0, vols;
+	const char *picked = NULL;
+	int rc;
+
+	*count = 0;
+	rc = config_gather(conf, a->config_path, environ, err, err_len);
+	if (rc)
+		return rc == -EINVAL ? CLI_EXIT_CONFIG : cli_exit_for(rc);
+	vols = conf->volume_count ? conf->volume_count : 1;
+	for (unsigned i = 0; i < vols; i++) {
+		const struct config_sender *cs = &conf->sender;
+		const struct config_volume *cv = conf->volume_count ? &conf->volumes[i] : NULL;
+		struct send_opts *o = &specs[n];
+
+		init_opts(o);
+		if (cs->tls_dir[0])
+			o->cfg.tls_dir = cs->tls_dir;
+		if (cs->peer[0])
+			o->cfg.peer = cs->peer;
+		if (cs->server_name[0])
+			o->cfg.server_name = cs->server_name;
+		if (cs->metrics_addr[0])
+			o->metrics_addr = cs->metrics_addr;
+		o->interval_ms = cs->interval_ms;
+		o->rpo_ms = cs->rpo_ms;
+		o->cfg.rpo_target_seconds = (double)cs->rpo_ms / 1e3;
+		if (cs->timeout_ms)
+			o->cfg.timeout_ms = (unsigned)cs->timeout_ms;
+		o->cfg.max_rate_bytes_per_s = cs->max_rate_bytes_per_s;
+		o->cfg.scan.max_read_bytes_per_s = cs->max_read_bytes_per_s;
+		o->cfg.block_bytes = (uint32_t)cs->block_bytes;
+		if (cv) {
+			o->cfg.volume = cv->name;
+			if (cv->device[0])
+				o->cfg.device = cv->device;
+			if (cv->state_dir[0])
+				o->cfg.state_dir = cv->state_dir;
+		}
+		if (parse_send_opts(a->argc, a->argv, o, true)) {
+			snprintf(err, err_len, "Run 'pvrepl replicate --help' for the options.");
+			return CLI_EXIT_USAGE;
+		}
+		if (cv && conf->volume_count > 1) {
+			/* --volume NAME picks one volume of the file; --device and
+			 * --state-dir are about one volume only. */
+			if (o->cfg.volume != cv->name) {
+				picked = o->cfg.volume;
+				if (strcmp(picked, cv->name))
+					continue;
+				o->cfg.volume = cv->name;
+			} else if (o->cfg.device != cv->device ||
+				   o->cfg.state_dir != cv->state_dir) {
+				snprintf(
+					err, err_len,
+					"--device and --state-dir are about one volume, but %s has %u: add --volume NAME to pick one",
+					a->config_path ? a->config_path : "the configuration",
+					conf->volume_count);
+				return CLI_EXIT_USAGE;
+			}
+		}
+		memset(&strs[n], 0, sizeof(strs[n]));
+		opts_own(o, &strs[n]);
+		n++;
+	}
+	if (!n) {
+		snprintf(err, err_len, "--volume %s: %s has no [volume %s] section", picked,
+			 a->config_path ? a->config_path : "the configuration", picked);
+		return CLI_EXIT_CONFIG;
+	}
+	*count = n;
+	return 0;
+}
+
+static struct job *job_named(struct job *jobs, unsigned count, const char *name)
+{
+	for (unsigned i = 0; i < count; i++)
+		if (jobs[i].started && !strcmp(jobs[i].s.volume, name))
+			return &jobs[i];
+	return NULL;
+}
+
+/* SIGHUP: builds the configuration again and hands each job its new settings. */
+static void replicate_reload(const struct replicate_args *a, struct job *jobs, unsigned *count,
+			     struct metrics *m)
+{
+	static struct config conf;
+	static struct send_opts specs[CONFIG_VOLUMES_MAX];
+	static struct job_strings strs[CONFIG_VOLUMES_MAX];
+	static char err[16384];
+	unsigned n = 0, added = 0, removed = 0;
+
+	log_msg(LOG_INFO, NULL, NULL, 0, "SIGHUP: reloading the configuration");
+	if (replicate_build(a, &conf, specs, strs, &n, err, sizeof(err))) {
+		for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+			log_msg(LOG_ERROR, NULL, NULL, 0, "reload: %s", line);
+		log_msg(LOG_ERROR, NULL, NULL, 0,
+			"reload refused, still running the previous configuration");
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct job *j = job_named(jobs, *count, strs[i].volume);
+
+		if (j && __atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
+			job_join(j); /* removed earlier and finished: start it afresh */
+			j = NULL;
+		}
+		if (j) {
+			if (strcmp(j->s.device, strs[i].device) ||
+			    strcmp(j->s.state_dir, strs[i].state_dir))
+				log_msg(LOG_WARN, j->s.volume, NULL, 0,
+					"reload: a new device or state directory needs a restart; kept %s and %s",
+					j->s.device, j->s.state_dir);
+			pthread_mutex_lock(&j->lock);
+			j->next = specs[i];
+			j->next_s = strs[i];
+			snprintf(j->next_s.device, sizeof(j->next_s.device), "%s", j->s.device);
+			snprintf(j->next_s.state_dir, sizeof(j->next_s.state_dir), "%s",
+				 j->s.state_dir);
+			j->have_next = true;
+			pthread_mutex_unlock(&j->lock);
+			__atomic_store_n(&j->stop, 0, __ATOMIC_RELEASE);
+			continue;
+		}
+		unsigned slot = *count;
+
+		for (unsigned k = 0; k < *count; k++)
+			if (!jobs[k].started)
+				slot = k;
+		if (slot >= CONFIG_VOLUMES_MAX) {
+			log_msg(LOG_ERROR, strs[i].volume, NULL, 0, "reload: too many volumes");
+			continue;
+		}
+		memset(&jobs[slot], 0, sizeof(jobs[slot]));
+		jobs[slot].o = specs[i];
+		jobs[slot].s = strs[i];
+		opts_own(&jobs[slot].o, &jobs[slot].s);
+		if (job_start(&jobs[slot], m))
+			continue;
+		if (slot == *count)
+			(*count)++;
+		added++;
+	}
+	for (unsigned k = 0; k < *count; k++) {
+		bool keep = false;
+
+		if (!jobs[k].started || __atomic_load_n(&jobs[k].stop, __ATOMIC_ACQUIRE))
+			continue;
+		for (unsigned i = 0; i < n && !keep; i++)
+			keep = !strcmp(strs[i].volume, jobs[k].s.volume);
+		if (!keep) {
+			__atomic_store_n(&jobs[k].stop, 1, __ATOMIC_RELEASE);
+			removed++;
+			log_msg(LOG_INFO, jobs[k].s.volume, NULL, 0,
+				"reload: removed from the configuration; stops after the epoch in flight");
+		}
+	}
+	log_msg(LOG_INFO, NULL, NULL, 0,
+		"reloaded the configuration: %u volume(s), %u added, %u removed", n, added,
+		removed);
+}
+
+int cmd_replicate(int argc, char **argv)
+{
+	static struct config conf; /* large: keep them off the stack */
+	static struct send_opts specs[CONFIG_VOLUMES_MAX];
+	static struct job_strings strs[CONFIG_VOLUMES_MAX];
+	static struct job jobs[CONFIG_VOLUMES_MAX];
+	static struct metrics metrics;
+	static char err[16384];
+	struct replicate_args args = { .argc = argc,
+				       .argv = argv,
+				       .config_path = cli_config_path(argc, argv) };
+	struct metrics *m = NULL;
+	unsigned count = 0, n;
+	double stop_deadline = 0;
+	bool aborted = false;
+	sigset_t sigs;
+	int rc, last_rc = CLI_EXIT_OK;
+
+	rc = replicate_build(&args, &conf, specs, strs, &n, err, sizeof(err));
+	if (rc) {
+		cli_err("%s", err);
+		return rc;
+	}
+	log_init("replicate", specs[0].log_format, specs[0].verbosity, specs[0].termination_log);
+	if (specs[0].metrics_addr) {
+		rc = metrics_init(&metrics, PVREPL_VERSION);
+		if (rc) {
+			cli_err("metrics: %s", strerror(-rc));
+			return cli_exit_for(rc);
+		}
+		rc = metrics_serve(&metrics, specs[0].metrics_addr, err, sizeof(err));
+		if (rc) {
+			cli_err("--metrics-addr %s: %s", specs[0].metrics_addr,
+				err[0] ? err : strerror(-rc));
+			metrics_release(&metrics);
+			return cli_exit_for(-EINVAL);
+		}
+		m = &metrics;
+	}
+	/* Signals go to this thread alone (sigtimedwait below), never to a job. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	for (unsigned i = 0; i < n; i++) {
+		jobs[i].o = specs[i];
+		jobs[i].s = strs[i];
+		opts_own(&jobs[i].o, &jobs[i].s);
+		rc = job_start(&jobs[i], m);
+		if (rc) {
+			last_rc = rc;
+			__atomic_store_n(&stop_requested, 1, __ATOMIC_RELEASE);
+			break;
+		}
+		count = i + 1;
+	}
+	/* Started and the options loaded; never tied to the peer being there. */
+	if (m && !stopping())
+		metrics_set_ready(m, true);
+	for (;;) {
+		struct timespec tick = { .tv_sec = 0, .tv_nsec = 200000000L };
+		unsigned live = 0;
+		int sig = sigtimedwait(&sigs, NULL, &tick);
+
+		for (unsigned i = 0; i < count; i++)
+			live += jobs[i].started &&
+				!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE);
+		if (!live)
+			break;
+		if (sig == SIGHUP && !stopping()) {
+			replicate_reload(&args, jobs, &count, m);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			if (stopping() || !specs[0].stop_timeout_ms) {
+				stop_deadline = cli_now_s(); /* a second signal: abort now */
+			} else {
+				__atomic_store_n(&stop_requested, 1, __ATOMIC_RELEASE);
+				stop_deadline =
+					cli_now_s() + (double)specs[0].stop_timeout_ms / 1e3;
+				log_msg(LOG_INFO, NULL, NULL, 0,
+					"%s: stopping; an epoch in flight has %.0f s to finish, then it is aborted",
+					sig == SIGTERM ? "SIGTERM" : "SIGINT",
+					(double)specs[0].stop_timeout_ms / 1e3);
+			}
+			__atomic_store_n(&stop_requested, 1, __ATOMIC_RELEASE);
+		}
+		if (stopping() && !aborted && cli_now_s() >= stop_deadline) {
+			/* Cut the connections: the receiver discards what it did not
+			 * commit, and nothing advances the map here. */
+			for (unsigned i = 0; i < count; i++)
+				if (jobs[i].started)
+					sender_abort_now(&jobs[i].abort, "stopping");
+			aborted = true;
+		}
+	}
+	for (unsigned i = 0; i < count; i++) {
+		if (!jobs[i].started)
+			continue;
+		job_join(&jobs[i]);
+		if (jobs[i].rc != CLI_EXIT_OK)
+			last_rc = jobs[i].rc;
+	}
 	if (m)
 		metrics_release(m);
 	return last_rc;

@@ -163,7 +163,8 @@ static const char *config_sec_name(enum config_sec sec)
 	}
 }
 
-static int config_check_port(const char *s)
+/* A peer's port is 1..65535; a listening address may say 0 (any free port). */
+static int config_check_port(const char *s, unsigned long min)
 {
 	char *end;
 	unsigned long port;
@@ -172,7 +173,7 @@ static int config_check_port(const char *s)
 		return -EINVAL;
 	errno = 0;
 	port = strtoul(s, &end, 10);
-	if (errno || *end || port < 1 || port > 65535)
+	if (errno || *end || port < min || port > 65535)
 		return -EINVAL;
 	return 0;
 }
@@ -196,13 +197,13 @@ static int config_check_addr(const char *s, bool need_host)
 		if (!close || close == s + 1 || close[1] != ':' ||
 		    !config_is_token(s + 1, (size_t)(close - s - 1)))
 			return -EINVAL;
-		return config_check_port(close + 2);
+		return config_check_port(close + 2, need_host ? 1 : 0);
 	}
 	colon = strrchr(s, ':');
 	if (!colon || strchr(s, ':') != colon || (need_host && colon == s) ||
 	    !config_is_token(s, (size_t)(colon - s)))
 		return -EINVAL;
-	return config_check_port(colon + 1);
+	return config_check_port(colon + 1, need_host ? 1 : 0);
 }
 
 /* 1..63 printable characters, no '/', not "." or "..": it names a directory. */
@@ -675,5 +676,50 @@ int config_apply_env(struct config *c, char *const *envp, struct config_problem 
 			config_env_problem(problems, problems_max, problem_count, &rc, "%s=%s: %s",
 					   config_env[i].env, value, err);
 	}
+	return rc;
+}
+
+int config_gather(struct config *c, const char *path, char *const *envp, char *msg, size_t msg_len)
+{
+	static __thread struct config_problem problems[CONFIG_PROBLEMS_MAX];
+	unsigned found = 0, env_from;
+	size_t used = 0;
+	int rc = 0, erc;
+
+	ASSERT(c && msg && msg_len);
+	msg[0] = '\0';
+	config_init(c);
+	if (path)
+		rc = config_load(c, path, problems, CONFIG_PROBLEMS_MAX, &found);
+	if (rc && rc != -EINVAL) {
+		if (found)
+			snprintf(msg, msg_len, "%s", problems[0].message);
+		else
+			snprintf(msg, msg_len, "%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	env_from = found;
+	erc = config_apply_env(c, envp, problems, CONFIG_PROBLEMS_MAX, &found);
+	if (!rc)
+		rc = erc;
+	for (unsigned i = 0; i < found && i < CONFIG_PROBLEMS_MAX && used < msg_len; i++) {
+		int n;
+
+		if (i >= env_from)
+			n = snprintf(msg + used, msg_len - used, "%senvironment: %s", i ? "\n" : "",
+				     problems[i].message);
+		else if (problems[i].line)
+			n = snprintf(msg + used, msg_len - used, "%s%s:%u: %s", i ? "\n" : "", path,
+				     problems[i].line, problems[i].message);
+		else
+			n = snprintf(msg + used, msg_len - used, "%s%s: %s", i ? "\n" : "", path,
+				     problems[i].message);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	if (found > CONFIG_PROBLEMS_MAX && used < msg_len)
+		snprintf(msg + used, msg_len - used, "\n%u more problems not shown",
+			 found - CONFIG_PROBLEMS_MAX);
 	return rc;
 }

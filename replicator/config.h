@@ -101,4 +101,12 @@ int config_load(struct config *c, const char *path, struct config_problem *probl
 int config_apply_env(struct config *c, char *const *envp, struct config_problem *problems,
 		     unsigned problems_max, unsigned *problem_count);
 
+/*
+ * What the daemons start from: the file at path (NULL: none) with envp's PVREPL_*
+ * variables on top. Every problem goes into msg, one per line, as "PATH:LINE:
+ * message" or "PATH: message" (line-less) or "environment: message". Returns 0,
+ * -EINVAL when there are problems, or the file's -errno when it cannot be read.
+ */
+int config_gather(struct config *c, const char *path, char *const *envp, char *msg, size_t msg_len);
+
 #endif

@@ -62,7 +62,11 @@
 #define RECEIVER_BUSY_WAIT_MS 10000u
 
 struct rvol {
+	/* Points at own; the allow list in it changes on reload, under the
+	 * receiver's lock. */
 	const struct receiver_volume_cfg *cfg;
+	struct receiver_volume_cfg own;
+	bool retired; /* removed from the configuration by a reload: refuse senders */
 	const struct receiver_config *rcfg;
 	char dir[KFIO_PATH_MAX];
 	pthread_mutex_t lock;
@@ -377,7 +381,8 @@ static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
 	int rc;
 
 	memset(v, 0, sizeof(*v));
-	v->cfg = vc;
+	v->own = *vc;
+	v->cfg = &v->own;
 	v->rcfg = rcfg;
 	pthread_mutex_init(&v->lock, NULL);
 	pthread_cond_init(&v->idle, NULL);
@@ -451,22 +456,30 @@ static int vol_reload_map(struct rvol *v)
 
 /* ------------------------------------------------------------ handshake */
 
-static struct rvol *find_volume(struct receiver *r, const char *name)
+/* A reload appends volumes and flips retired under r->lock; readers take it too. */
+static struct rvol *find_volume(struct receiver *r, const char *name, bool *retired)
 {
+	struct rvol *v = NULL;
+
+	pthread_mutex_lock(&r->lock);
 	for (unsigned i = 0; i < r->vol_count; i++)
 		if (!strcmp(r->vols[i].cfg->name, name))
-			return &r->vols[i];
-	return NULL;
+			v = &r->vols[i];
+	*retired = v && v->retired;
+	pthread_mutex_unlock(&r->lock);
+	return v;
 }
 
-static bool authorised(const struct rvol *v, const char *peer_name)
+static bool authorised(struct receiver *r, const struct rvol *v, const char *peer_name)
 {
-	if (v->cfg->allow_count == 0)
-		return true;
-	for (unsigned i = 0; i < v->cfg->allow_count; i++)
-		if (!strcmp(v->cfg->allow[i], peer_name))
-			return true;
-	return false;
+	bool ok;
+
+	pthread_mutex_lock(&r->lock);
+	ok = v->cfg->allow_count == 0;
+	for (unsigned i = 0; i < v->cfg->allow_count && !ok; i++)
+		ok = !strcmp(v->cfg->allow[i], peer_name);
+	pthread_mutex_unlock(&r->lock);
+	return ok;
 }
 
 static void hex_id(const uint8_t id[16], char out[33])
@@ -1186,14 +1199,18 @@ static void *conn_main(void *arg)
 	}
 	struct proto_hello h = msg.u.hello;
 
-	v = find_volume(r, h.volume_name);
-	if (!v) {
-		send_refuse(rc, PROTO_REFUSE_VOLUME_ID,
-			    "this receiver serves no volume named '%s'; add --volume %s=DEVICE",
-			    h.volume_name, h.volume_name);
+	bool retired;
+
+	v = find_volume(r, h.volume_name, &retired);
+	if (!v || retired) {
+		send_refuse(
+			rc, PROTO_REFUSE_VOLUME_ID,
+			retired ? "volume '%s' was removed from this receiver's configuration; add it back (--volume %s=DEVICE or a [volume] section) and reload"
+				: "this receiver serves no volume named '%s'; add --volume %s=DEVICE",
+			h.volume_name, h.volume_name);
 		goto release;
 	}
-	if (!authorised(v, rc->peer_name)) {
+	if (!authorised(r, v, rc->peer_name)) {
 		send_refuse(
 			rc, PROTO_REFUSE_CERTIFICATE,
 			"certificate '%s' is not allowed to replicate volume %s; add --allow %s=%s",
@@ -1349,6 +1366,103 @@ static int write_ready_file(const char *path, int lfd)
 	return 0;
 }
 
+static bool same_allow(const struct receiver_volume_cfg *a, const struct receiver_volume_cfg *b)
+{
+	if (a->allow_count != b->allow_count)
+		return false;
+	for (unsigned i = 0; i < a->allow_count; i++)
+		if (strcmp(a->allow[i], b->allow[i]))
+			return false;
+	return true;
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+/*
+ * Applies a reloaded configuration (SIGHUP): allow lists change at once (they are
+ * checked at HELLO, so from the next connection), new volumes are opened and
+ * served, removed ones refuse new senders (an epoch in flight finishes). What
+ * needs a restart (listen address, directories, journal size, timeouts, a
+ * volume's device) is kept as it was, with a warning naming it. All or nothing
+ * per volume: a new volume that fails to open is logged and left out.
+ */
+static void receiver_apply(struct receiver *r, const struct receiver_config *next)
+{
+	const struct receiver_config *cur = r->cfg;
+	unsigned added = 0, removed = 0, changed = 0;
+	char err[RECV_ERR_MAX];
+
+	if (str_differs(cur->listen, next->listen) || str_differs(cur->tls_dir, next->tls_dir) ||
+	    str_differs(cur->state_dir, next->state_dir) ||
+	    cur->journal_bytes != next->journal_bytes || cur->timeout_ms != next->timeout_ms ||
+	    cur->insecure_plaintext != next->insecure_plaintext)
+		log_msg(LOG_WARN, NULL, NULL, 0,
+			"reload: the listen address, TLS or state directory, journal size, timeout and plaintext mode apply only after a restart; kept the running ones");
+	for (unsigned i = 0; i < next->vol_count; i++) {
+		const struct receiver_volume_cfg *nv = &next->vols[i];
+		bool retired;
+		struct rvol *v = find_volume(r, nv->name, &retired);
+
+		if (v) {
+			if (strcmp(v->cfg->device, nv->device)) {
+				log_msg(LOG_WARN, nv->name, NULL, 0,
+					"reload: device %s -> %s needs a restart; still serving %s",
+					v->cfg->device, nv->device, v->cfg->device);
+			}
+			pthread_mutex_lock(&r->lock);
+			if (retired || !same_allow(v->cfg, nv)) {
+				memcpy(v->own.allow, nv->allow, sizeof(v->own.allow));
+				v->own.allow_count = nv->allow_count;
+				changed++;
+			}
+			if (retired) {
+				v->retired = false;
+				added++;
+			}
+			pthread_mutex_unlock(&r->lock);
+			continue;
+		}
+		if (r->vol_count >= RECEIVER_VOLUMES_MAX) {
+			log_msg(LOG_ERROR, nv->name, NULL, 0,
+				"reload: not added, already serving %u volumes",
+				RECEIVER_VOLUMES_MAX);
+			continue;
+		}
+		/* The slot past vol_count is invisible to connections until counted. */
+		err[0] = '\0';
+		if (vol_open(&r->vols[r->vol_count], cur, nv, err, sizeof(err))) {
+			log_msg(LOG_ERROR, nv->name, NULL, 0, "reload: not added: %s", err);
+			vol_close(&r->vols[r->vol_count]);
+			continue;
+		}
+		pthread_mutex_lock(&r->lock);
+		r->vol_count++;
+		pthread_mutex_unlock(&r->lock);
+		added++;
+	}
+	for (unsigned i = 0; i < r->vol_count; i++) {
+		struct rvol *v = &r->vols[i];
+		bool keep = false;
+
+		for (unsigned j = 0; j < next->vol_count && !keep; j++)
+			keep = !strcmp(next->vols[j].name, v->cfg->name);
+		pthread_mutex_lock(&r->lock);
+		if (!keep && !v->retired) {
+			v->retired = true;
+			removed++;
+			log_msg(LOG_INFO, v->cfg->name, NULL, 0,
+				"reload: removed from the configuration; new senders are refused, an epoch in flight finishes");
+		}
+		pthread_mutex_unlock(&r->lock);
+	}
+	log_msg(LOG_INFO, NULL, NULL, 0,
+		"reloaded the configuration: %u volume(s) added, %u removed, %u allow list(s) changed",
+		added, removed, changed);
+}
+
 int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop, char *err,
 		 size_t err_len)
 {
@@ -1399,6 +1513,18 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 
 		if (poll(&p, 1, 250) > 0)
 			accept_one(r, lfd);
+		if (cfg->reload_requested && *cfg->reload_requested) {
+			const struct receiver_config *next = NULL;
+			char rerr[RECV_ERR_MAX] = "";
+
+			*cfg->reload_requested = 0;
+			if (cfg->reload(cfg->reload_ctx, &next, rerr, sizeof(rerr)))
+				log_msg(LOG_ERROR, NULL, NULL, 0,
+					"reload refused, still running the previous configuration: %s",
+					rerr);
+			else
+				receiver_apply(r, next);
+		}
 		if (cfg->metrics)
 			metrics_heartbeat(cfg->metrics);
 	}

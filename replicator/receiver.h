@@ -47,6 +47,12 @@ struct receiver_config {
 	/* When set (--metrics-addr), per-epoch outcomes are counted here; the caller
 	 * owns it and keeps it alive until receiver_run() returns. NULL: no metrics. */
 	struct metrics *metrics;
+	/* SIGHUP: when *reload_requested is set, the serving loop clears it and calls
+	 * reload, which builds the new configuration (kept alive until the next call)
+	 * or returns -errno with every problem in err (the running one is kept). */
+	volatile sig_atomic_t *reload_requested;
+	int (*reload)(void *ctx, const struct receiver_config **next, char *err, size_t err_len);
+	void *reload_ctx;
 };
 
 /*
