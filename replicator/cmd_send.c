@@ -359,8 +359,8 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 	out_f64(o, "seconds", "Time", r->seconds, OUT_UNIT_SECONDS);
 	out_f64(o, "scan_seconds", "Scan and stream time", r->scan_seconds, OUT_UNIT_SECONDS);
 	out_f64(o, "cpu_seconds", "CPU time", r->cpu_seconds, OUT_UNIT_SECONDS);
-	out_f64(o, "throttled_seconds", "Held back by --max-read-rate", r->throttled_seconds,
-		OUT_UNIT_SECONDS);
+	out_f64(o, "throttled_seconds", "Held back by --max-read-rate and --max-rate",
+		r->throttled_seconds, OUT_UNIT_SECONDS);
 	if (lag_s >= 0)
 		out_f64(o, "lag_seconds", "Lag (age of the standby's data)", lag_s,
 			OUT_UNIT_SECONDS);

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "tls.h"
 
@@ -40,9 +41,30 @@ void conn_release(struct conn *c)
 	memset(c, 0, sizeof(*c));
 }
 
+static double thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 int conn_send(struct conn *c, const void *buf, size_t len)
 {
-	int rc = tls_conn_write_all(c->tls, buf, len);
+	double t0 = 0, cpu0 = 0;
+	int rc;
+
+	if (c->paced) {
+		t0 = clock_mono_s();
+		cpu0 = thread_cpu_s();
+	}
+	rc = tls_conn_write_all(c->tls, buf, len);
+	if (c->paced) {
+		double blocked = (clock_mono_s() - t0) - (thread_cpu_s() - cpu0);
+
+		if (blocked > 0)
+			c->paced_s += blocked;
+	}
 
 	if (rc)
 		snprintf(c->err, sizeof(c->err), "send failed: %s", tls_conn_err(c->tls));

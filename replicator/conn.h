@@ -21,6 +21,10 @@ struct conn {
 	struct tls_conn *tls;
 	uint8_t *rx; /* PROTO_FRAME_BYTES_MAX; decoded pointers point in here */
 	uint8_t *tx; /* PROTO_FRAME_BYTES_MAX scratch for small frames */
+	/* Set when the socket is paced (--max-rate): conn_send then adds the time it
+	 * sat blocked on a full socket (wall time minus its own CPU) to paced_s. */
+	bool paced;
+	double paced_s;
 	char err[320];
 };
 

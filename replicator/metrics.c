@@ -124,8 +124,9 @@ static const struct metrics_field metrics_fields[] = {
 	METRICS_FIELD(device_read_bytes_total, METRICS_FIELD_COUNTER,
 		      "Bytes read from the source device."),
 	METRICS_FIELD(reconnects_total, METRICS_FIELD_COUNTER, "Connections re-established."),
-	METRICS_FIELD(throttled_seconds_total, METRICS_FIELD_COUNTER_F64,
-		      "Time spent waiting on the bandwidth limit."),
+	METRICS_FIELD(
+		throttled_seconds_total, METRICS_FIELD_COUNTER_F64,
+		"Time held back by the caps: source reads delayed by --max-read-rate, and time blocked on the socket while --max-rate paced it."),
 };
 
 /* ---------------------------------------------------------------- updates */

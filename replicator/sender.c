@@ -319,8 +319,10 @@ static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, s
 		abort_withdraw(cfg->abort);
 		tls_conn_close(tls);
 		set_msg(res, "out of memory for frame buffers");
+		return rc;
 	}
-	return rc;
+	c->paced = cfg->max_rate_bytes_per_s != 0;
+	return 0;
 }
 
 /* After a send failed, the receiver may have said why before closing. */
@@ -635,7 +637,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	res->blocks_changed = st.blocks_changed;
 	res->blocks_zero = st.blocks_zero;
 	res->scan_seconds = st.seconds;
-	res->throttled_seconds = st.throttled_seconds;
+	res->throttled_seconds = st.throttled_seconds + c.paced_s;
 	if (rc) {
 		if (c.err[0])
 			explain_send_failure(&c, res, cfg->volume, "streaming the epoch failed");

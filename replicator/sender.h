@@ -88,9 +88,11 @@ struct sender_result {
 	double seconds;
 	double scan_seconds;
 	double cpu_seconds;
-	double throttled_seconds; /* reads held back by --max-read-rate */
-	bool disconnected;	  /* failed on the network: the peer is away */
-	bool paused;		  /* stopped by sender_abort_now (the route is gone) */
+	/* Held back by the caps: reads by --max-read-rate, plus the time the sender
+	 * sat blocked on its socket while --max-rate paced it. */
+	double throttled_seconds;
+	bool disconnected; /* failed on the network: the peer is away */
+	bool paused;	   /* stopped by sender_abort_now (the route is gone) */
 	char message[512];
 };
 
