@@ -690,6 +690,9 @@ static void job_take_reload(struct job *j)
 		return;
 	}
 	peer_changed = strcmp(j->s.peer, j->next_s.peer) != 0;
+	/* Not reloadable: the server runs, and the block size is the map's. */
+	j->next.metrics_addr = j->o.metrics_addr;
+	j->next.cfg.block_bytes = j->o.cfg.block_bytes;
 	j->s = j->next_s;
 	j->o = j->next;
 	opts_own(&j->o, &j->s);
@@ -964,6 +967,11 @@ static void replicate_reload(const struct replicate_args *a, struct job *jobs, u
 			j = NULL;
 		}
 		if (j) {
+			if (strcmp(j->o.metrics_addr ? j->o.metrics_addr : "",
+				   specs[i].metrics_addr ? specs[i].metrics_addr : "") ||
+			    j->o.cfg.block_bytes != specs[i].cfg.block_bytes)
+				log_msg(LOG_WARN, j->s.volume, NULL, 0,
+					"reload: metrics_addr and block_size apply only after a restart; kept the running ones");
 			if (strcmp(j->s.device, strs[i].device) ||
 			    strcmp(j->s.state_dir, strs[i].state_dir))
 				log_msg(LOG_WARN, j->s.volume, NULL, 0,
