@@ -623,7 +623,8 @@ struct job_strings {
  * watch and metrics series. Several run side by side for a multi-volume --config.
  */
 struct job {
-	struct send_opts o; /* cfg's strings point into s */
+	char name[CONFIG_NAME_MAX]; /* the volume's: fixed for the job's life */
+	struct send_opts o;	    /* cfg's strings point into s */
 	struct job_strings s;
 	pthread_mutex_t lock;  /* guards next, next_s, have_next */
 	struct send_opts next; /* a reload's settings, taken before the next epoch */
@@ -803,6 +804,7 @@ static void *job_main(void *arg)
 /* Starts j's thread (its options already in j->o); 0 or an exit code. */
 static int job_start(struct job *j, struct metrics *m)
 {
+	snprintf(j->name, sizeof(j->name), "%s", j->o.cfg.volume);
 	pthread_mutex_init(&j->lock, NULL);
 	sender_abort_init(&j->abort);
 	j->o.cfg.abort = &j->abort;
@@ -936,7 +938,7 @@ static int replicate_build(const struct replicate_args *a, struct config *conf,
 static struct job *job_named(struct job *jobs, unsigned count, const char *name)
 {
 	for (unsigned i = 0; i < count; i++)
-		if (jobs[i].started && !strcmp(jobs[i].s.volume, name))
+		if (jobs[i].started && !strcmp(jobs[i].name, name))
 			return &jobs[i];
 	return NULL;
 }
@@ -967,6 +969,8 @@ static void replicate_reload(const struct replicate_args *a, struct job *jobs, u
 			j = NULL;
 		}
 		if (j) {
+			/* j->o and j->s change under the lock (job_take_reload). */
+			pthread_mutex_lock(&j->lock);
 			if (strcmp(j->o.metrics_addr ? j->o.metrics_addr : "",
 				   specs[i].metrics_addr ? specs[i].metrics_addr : "") ||
 			    j->o.cfg.block_bytes != specs[i].cfg.block_bytes)
@@ -977,7 +981,6 @@ static void replicate_reload(const struct replicate_args *a, struct job *jobs, u
 				log_msg(LOG_WARN, j->s.volume, NULL, 0,
 					"reload: a new device or state directory needs a restart; kept %s and %s",
 					j->s.device, j->s.state_dir);
-			pthread_mutex_lock(&j->lock);
 			j->next = specs[i];
 			j->next_s = strs[i];
 			snprintf(j->next_s.device, sizeof(j->next_s.device), "%s", j->s.device);
@@ -1013,11 +1016,11 @@ static void replicate_reload(const struct replicate_args *a, struct job *jobs, u
 		if (!jobs[k].started || __atomic_load_n(&jobs[k].stop, __ATOMIC_ACQUIRE))
 			continue;
 		for (unsigned i = 0; i < n && !keep; i++)
-			keep = !strcmp(strs[i].volume, jobs[k].s.volume);
+			keep = !strcmp(strs[i].volume, jobs[k].name);
 		if (!keep) {
 			__atomic_store_n(&jobs[k].stop, 1, __ATOMIC_RELEASE);
 			removed++;
-			log_msg(LOG_INFO, jobs[k].s.volume, NULL, 0,
+			log_msg(LOG_INFO, jobs[k].name, NULL, 0,
 				"reload: removed from the configuration; stops after the epoch in flight");
 		}
 	}
