@@ -1260,6 +1260,10 @@ done:
 		close(rc->fd);
 	free(rc->hashes);
 	kfio_buf_free(rc->plain, PROTO_DATA_PLAINTEXT_MAX);
+	/* Free OpenSSL's per-thread state (its random generators) now: once conns
+	 * reaches 0 the process may exit before this detached thread's destructors
+	 * run. */
+	tls_thread_stop();
 	pthread_mutex_lock(&r->lock);
 	r->conns--;
 	pthread_cond_broadcast(&r->idle);

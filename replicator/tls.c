@@ -1818,3 +1818,8 @@ out:
 	ERR_clear_error();
 	return rc;
 }
+
+void tls_thread_stop(void)
+{
+	OPENSSL_thread_stop();
+}

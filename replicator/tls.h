@@ -158,4 +158,8 @@ int tls_ca_create(const char *out_dir, bool force, char *err, size_t err_len);
 int tls_cert_issue(const char *ca_dir, const char *name, const char *out_dir, unsigned days,
 		   bool force, char *err, size_t err_len);
 
+/* Frees OpenSSL's state for the calling thread (call before a thread ends when
+ * the process may exit without waiting for it). */
+void tls_thread_stop(void);
+
 #endif
