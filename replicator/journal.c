@@ -120,6 +120,11 @@ struct journal {
 
 	/* the one read in flight */
 	bool read_done;
+	/* The read-ahead window of jrn_walk: records_bytes of a scattered epoch are
+	 * thousands of small records, read in buf_bytes pieces, not one by one. */
+	uint32_t win_buf; /* JOURNAL_BUF_NONE outside a walk */
+	uint64_t win_off; /* file offset of the window's first byte */
+	uint32_t win_len; /* 0: empty */
 	int32_t read_res;
 
 	uint64_t io_index;
@@ -512,6 +517,38 @@ static int jrn_read(struct journal *j, unsigned dev_idx, uint32_t buf_idx, uint6
 		return jrn_fail(j, j->read_res < 0 ? j->read_res : -EIO,
 				"%s: read of %u bytes at offset %" PRIu64 " failed (%s)", name, len,
 				offset, j->read_res < 0 ? strerror(-j->read_res) : "short read");
+	return 0;
+}
+
+/*
+ * A read of the record area during a walk: served from the read-ahead window when
+ * it lies inside, else the window is refilled from offset (one large read). Large
+ * reads (more than half a buffer: the data of long runs) go straight to buf_idx.
+ */
+static int jrn_read_records(struct journal *j, uint32_t buf_idx, uint64_t offset, uint32_t len)
+{
+	uint64_t end = JOURNAL_DISK_RECORDS_OFFSET + j->sb.records_bytes;
+	uint64_t want;
+	int rc;
+
+	if (j->win_buf == JOURNAL_BUF_NONE || len > j->buf_bytes / 2)
+		return jrn_read(j, JOURNAL_DEV_JOURNAL, buf_idx, offset, len);
+	if (j->win_len == 0 || offset < j->win_off || offset + len > j->win_off + j->win_len) {
+		want = end > offset ? jrn_round_up(end - offset, JOURNAL_DISK_ALIGN_BYTES) : 0;
+		if (want < len)
+			want = len;
+		if (want > j->buf_bytes)
+			want = j->buf_bytes;
+		j->win_len = 0;
+		rc = jrn_read(j, JOURNAL_DEV_JOURNAL, j->win_buf, offset, (uint32_t)want);
+		if (rc != 0)
+			return rc;
+		j->win_off = offset;
+		j->win_len = (uint32_t)want;
+	}
+	memcpy(kfio_queue_buf(j->q, buf_idx),
+	       (const unsigned char *)kfio_queue_buf(j->q, j->win_buf) + (offset - j->win_off),
+	       len);
 	return 0;
 }
 
@@ -986,6 +1023,7 @@ int journal_open(struct journal **out, const char *state_dir, const struct journ
 	}
 	j->jdev.fd = -1;
 	j->wbuf = JOURNAL_BUF_NONE;
+	j->win_buf = JOURNAL_BUF_NONE;
 	j->standby = standby;
 	j->block_bytes = cfg->block_bytes;
 	j->volume_bytes = cfg->volume_bytes ? cfg->volume_bytes : standby->size_bytes;
@@ -1359,7 +1397,7 @@ static int jrn_record_load(struct journal *j, uint32_t buf, uint64_t off, uint64
 	const char *why = NULL;
 	int rc;
 
-	rc = jrn_read(j, JOURNAL_DEV_JOURNAL, buf, file_off, JOURNAL_DISK_ALIGN_BYTES);
+	rc = jrn_read_records(j, buf, file_off, JOURNAL_DISK_ALIGN_BYTES);
 	if (rc != 0)
 		return rc;
 	b = kfio_queue_buf(j->q, buf);
@@ -1404,7 +1442,7 @@ static int jrn_record_load(struct journal *j, uint32_t buf, uint64_t off, uint64
 	hsec = jrn_header_section_bytes(r->type, r->block_count);
 	ASSERT(hsec <= j->buf_bytes);
 	if (hsec > JOURNAL_DISK_ALIGN_BYTES) {
-		rc = jrn_read(j, JOURNAL_DEV_JOURNAL, buf, file_off, (uint32_t)hsec);
+		rc = jrn_read_records(j, buf, file_off, (uint32_t)hsec);
 		if (rc != 0)
 			return rc;
 	}
@@ -1435,6 +1473,10 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 	int rc = 0;
 
 	delta_stream_init(&chain, JOURNAL_DISK_SEED_CHAIN);
+	/* The window takes a buffer only when the walk keeps two (header, data). */
+	j->win_len = 0;
+	if (j->free_count >= 3)
+		j->win_buf = j->free_bufs[--j->free_count];
 	while (off < j->sb.records_bytes) {
 		struct journal_disk_record r;
 		uint64_t rec_bytes, le, data_off;
@@ -1461,8 +1503,8 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 
 			rc = jrn_buf_get(j, &dbuf);
 			if (rc == 0)
-				rc = jrn_read(j, JOURNAL_DEV_JOURNAL, dbuf,
-					      data_off + c * j->block_bytes, (uint32_t)jlen);
+				rc = jrn_read_records(j, dbuf, data_off + c * j->block_bytes,
+						      (uint32_t)jlen);
 			if (rc != 0)
 				goto put_bufs;
 			data = kfio_queue_buf(j->q, dbuf);
@@ -1548,12 +1590,12 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 			 " records (%" PRIu64 " bytes from offset %u): the journal is damaged",
 			 j->path, j->sb.epoch, index, j->sb.records_bytes,
 			 JOURNAL_DISK_RECORDS_OFFSET);
-		return -EBADMSG;
+		rc = -EBADMSG;
 	}
-	return 0;
 put_bufs:
 	jrn_buf_put(j, &dbuf);
 	jrn_buf_put(j, &hbuf);
+	jrn_buf_put(j, &j->win_buf);
 	return rc;
 }
 
