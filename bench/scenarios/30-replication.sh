@@ -57,8 +57,6 @@ avail_kib=$(df -Pk "$BENCH_WORK" | awk 'NR == 2 { print $4 }')
 [ "$avail_kib" -ge $(((SIZE >> 10) * 6)) ] ||
 	skip "needs $((SIZE * 6 >> 30)) GiB free in $BENCH_WORK, has $((avail_kib >> 20)) GiB"
 
-RX_PID=
-RX_LOG=
 STANDBY=$WORK/standby.img
 CHANGED=$WORK/changed.img
 RSYNC_STANDBY=$WORK/rsync-standby.img
@@ -67,17 +65,6 @@ DD_STANDBY=$WORK/dd-standby.img
 # The machine is shared: the load average goes into the report, start and end.
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-stop_receiver() {
-	[ -n "$RX_PID" ] || return 0
-	kill -TERM "$RX_PID" 2>/dev/null || true
-	for _ in $(seq 100); do
-		kill -0 "$RX_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$RX_PID" 2>/dev/null || true
-	wait "$RX_PID" 2>/dev/null || true
-	RX_PID=
-}
 trap 'stop_receiver; cleanup' EXIT
 trap 'exit 130' INT TERM
 
@@ -97,32 +84,13 @@ EOF
 chmod +x "$WORK/bin/cpu-run"
 CPU_RUN=$WORK/bin/cpu-run
 
-say "making a CA and the certificates of 'source' and 'standby'"
-"$PVREPL" certs ca --out "$WORK/tls/ca" >/dev/null
-"$PVREPL" certs issue --ca "$WORK/tls/ca" --name standby --out "$WORK/tls/rx" >/dev/null
-"$PVREPL" certs issue --ca "$WORK/tls/ca" --name source --out "$WORK/tls/tx" >/dev/null
+bench_certs
 
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 rx_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$RX_PID/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
-# start_receiver TAG: a receiver on a free loopback port for $STANDBY; sets PEER.
-start_receiver() {
-	RX_LOG=$RAW/$1-receiver.log
-	rm -f "$WORK/ready"
-	"$PVREPL" receive --listen 127.0.0.1:0 --tls-dir "$WORK/tls/rx" \
-		--state-dir "$WORK/rx-state" --volume "vol=$STANDBY" --allow vol=source \
-		--ready-file "$WORK/ready" >"$RX_LOG" 2>&1 &
-	RX_PID=$!
-	for _ in $(seq 200); do
-		[ -s "$WORK/ready" ] && break
-		kill -0 "$RX_PID" 2>/dev/null || die "the receiver exited (see $RX_LOG)"
-		sleep 0.05
-	done
-	[ -s "$WORK/ready" ] || die "the receiver is not listening after 10 s (see $RX_LOG)"
-	PEER=$(cat "$WORK/ready")
-}
 
 # pvrepl_epoch TAG DEVICE: one timed `pvrepl send` to the running receiver, cache
 # dropped first. Writes the sender's JSON to TAG.json and the outside view (wall
@@ -187,7 +155,7 @@ EOF
 run_full_pvrepl() {
 	rm -rf "$WORK/rx-state" "$WORK/tx-state" "$STANDBY"
 	truncate -s "$SIZE" "$STANDBY"
-	start_receiver "full-$1"
+	start_receiver "$RAW/full-$1-receiver.log"
 	pvrepl_epoch "full-$1" "$IMAGE"
 	stop_receiver
 }
@@ -266,11 +234,11 @@ run_incr_pvrepl() {
 	copy_state "$WORK/pristine/rx-state" "$WORK/rx-state"
 	copy_state "$WORK/pristine/tx-state" "$WORK/tx-state"
 	restore_blocks "$STANDBY"
-	start_receiver "incr-$1"
+	start_receiver "$RAW/incr-$1-receiver.log"
 	pvrepl_epoch "incr-$1" "$CHANGED"
 	stop_receiver
 	# The pair is synced again, at the changed image: nothing to send.
-	start_receiver "nochange-$1"
+	start_receiver "$RAW/nochange-$1-receiver.log"
 	pvrepl_epoch "nochange-$1" "$CHANGED"
 	stop_receiver
 }

@@ -223,10 +223,7 @@ with open(out, "w") as f:
         f.flush()
 EOF
 
-say "making a CA and the certificates of 'source' and 'standby'"
-"$PVREPL" certs ca --out "$WORK/tls/ca" >/dev/null
-"$PVREPL" certs issue --ca "$WORK/tls/ca" --name standby --out "$WORK/tls/rx" >/dev/null
-"$PVREPL" certs issue --ca "$WORK/tls/ca" --name source --out "$WORK/tls/tx" >/dev/null
+bench_certs
 
 say "copying the $IMAGE_MIB MiB image and attaching it as the source loop device"
 cp --reflink=auto "$IMAGE" "$SOURCE_IMG"
@@ -238,18 +235,7 @@ truncate -s "$SIZE" "$STANDBY"
 
 RX_PORT=$(free_port)
 RX_URL=http://127.0.0.1:$RX_PORT/metrics
-rm -f "$WORK/ready"
-"$PVREPL" receive --listen 127.0.0.1:0 --tls-dir "$WORK/tls/rx" --state-dir "$WORK/rx-state" \
-	--volume "vol=$STANDBY" --allow vol=source --ready-file "$WORK/ready" \
-	--metrics-addr "127.0.0.1:$RX_PORT" >"$RAW/receiver.log" 2>&1 &
-RX_PID=$!
-for _ in $(seq 200); do
-	[ -s "$WORK/ready" ] && break
-	kill -0 "$RX_PID" 2>/dev/null || die "the receiver exited (see $RAW/receiver.log)"
-	sleep 0.05
-done
-[ -s "$WORK/ready" ] || die "the receiver is not listening after 10 s (see $RAW/receiver.log)"
-PEER=$(cat "$WORK/ready")
+start_receiver "$RAW/receiver.log" --metrics-addr "127.0.0.1:$RX_PORT"
 TX_OPTS=(--volume vol --device "$LOOP" --state-dir "$WORK/tx-state" --peer "$PEER"
 	--tls-dir "$WORK/tls/tx" --server-name standby -o json --progress none)
 

@@ -76,19 +76,7 @@ done
 SEND_WORKERS=0
 if "$PVREPL" send --help 2>&1 | grep -q -- '--workers'; then SEND_WORKERS=1; fi
 
-RX_PID=
 STANDBY=$WORK/standby.img
-stop_receiver() {
-	[ -n "$RX_PID" ] || return 0
-	kill -TERM "$RX_PID" 2>/dev/null || true
-	for _ in $(seq 100); do
-		kill -0 "$RX_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$RX_PID" 2>/dev/null || true
-	wait "$RX_PID" 2>/dev/null || true
-	RX_PID=
-}
 trap 'stop_receiver; cleanup' EXIT
 trap 'exit 130' INT TERM
 
@@ -97,10 +85,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 rx_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$RX_PID/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
-say "making a CA and the certificates of 'source' and 'standby'"
-"$PVREPL" certs ca --out "$WORK/tls/ca" >/dev/null
-"$PVREPL" certs issue --ca "$WORK/tls/ca" --name standby --out "$WORK/tls/rx" >/dev/null
-"$PVREPL" certs issue --ca "$WORK/tls/ca" --name source --out "$WORK/tls/tx" >/dev/null
+bench_certs
 
 declare -A IMAGES
 for mib in "${sizes[@]}" "$WORKERS_MIB"; do
@@ -108,22 +93,6 @@ for mib in "${sizes[@]}" "$WORKERS_MIB"; do
 done
 T_MEASURE=$EPOCHREALTIME # the images' first write is not in the budget
 
-# start_receiver TAG: a receiver on a free loopback port for $STANDBY; sets PEER.
-start_receiver() {
-	local log=$RAW/$1-receiver.log
-	rm -f "$WORK/ready"
-	"$PVREPL" receive --listen 127.0.0.1:0 --tls-dir "$WORK/tls/rx" \
-		--state-dir "$WORK/rx-state" --volume "vol=$STANDBY" --allow vol=source \
-		--ready-file "$WORK/ready" >"$log" 2>&1 &
-	RX_PID=$!
-	for _ in $(seq 200); do
-		[ -s "$WORK/ready" ] && break
-		kill -0 "$RX_PID" 2>/dev/null || die "the receiver exited (see $log)"
-		sleep 0.05
-	done
-	[ -s "$WORK/ready" ] || die "the receiver is not listening after 10 s (see $log)"
-	PEER=$(cat "$WORK/ready")
-}
 
 # full_sync TAG IMAGE [SEND OPTIONS...]: one timed initial sync to a fresh standby;
 # the sender's JSON in TAG.json, wall seconds to the ack and to applied (the
@@ -135,7 +104,7 @@ full_sync() {
 	size=$(stat -c %s "$img")
 	rm -rf "$WORK/rx-state" "$WORK/tx-state" "$STANDBY"
 	truncate -s "$size" "$STANDBY"
-	start_receiver "$tag"
+	start_receiver "$log"
 	drop_caches
 	c0=$(rx_cpu_ticks)
 	t0=$(now)

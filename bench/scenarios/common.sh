@@ -105,3 +105,50 @@ machine_env() {
 	MACHINE_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 	export MACHINE_NPROC MACHINE_MEM_GIB MACHINE_KERNEL MACHINE_CPU MACHINE_FS MACHINE_DATE
 }
+
+# --- one receiver on loopback, for the replication scenarios -------------------
+# They set STANDBY (the standby image) and use RX_PID, RX_LOG and PEER.
+RX_PID=
+RX_LOG=
+
+# bench_certs: a CA in $WORK/tls/ca and the certificates of 'standby' ($WORK/tls/rx)
+# and 'source' ($WORK/tls/tx).
+bench_certs() {
+	say "making a CA and the certificates of 'source' and 'standby'"
+	"$PVREPL" certs ca --out "$WORK/tls/ca" >/dev/null
+	"$PVREPL" certs issue --ca "$WORK/tls/ca" --name standby --out "$WORK/tls/rx" >/dev/null
+	"$PVREPL" certs issue --ca "$WORK/tls/ca" --name source --out "$WORK/tls/tx" >/dev/null
+}
+
+# start_receiver LOG [ARGS...]: `pvrepl receive` of volume vol on $STANDBY, for the
+# certificate 'source', on a free loopback port, with ARGS; its output in LOG.
+# Sets RX_PID, RX_LOG and PEER (the address it bound) once it listens.
+start_receiver() {
+	RX_LOG=$1
+	shift
+	rm -f "$WORK/ready"
+	"$PVREPL" receive --listen 127.0.0.1:0 --tls-dir "$WORK/tls/rx" \
+		--state-dir "$WORK/rx-state" --volume "vol=$STANDBY" --allow vol=source \
+		--ready-file "$WORK/ready" "$@" >"$RX_LOG" 2>&1 &
+	RX_PID=$!
+	for _ in $(seq 200); do
+		[ -s "$WORK/ready" ] && break
+		kill -0 "$RX_PID" 2>/dev/null || die "the receiver exited (see $RX_LOG)"
+		sleep 0.05
+	done
+	[ -s "$WORK/ready" ] || die "the receiver is not listening after 10 s (see $RX_LOG)"
+	PEER=$(cat "$WORK/ready")
+}
+
+# stop_receiver: SIGTERM, 10 s to exit, then SIGKILL; by PID.
+stop_receiver() {
+	[ -n "$RX_PID" ] || return 0
+	kill -TERM "$RX_PID" 2>/dev/null || true
+	for _ in $(seq 100); do
+		kill -0 "$RX_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$RX_PID" 2>/dev/null || true
+	wait "$RX_PID" 2>/dev/null || true
+	RX_PID=
+}
