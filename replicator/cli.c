@@ -23,7 +23,8 @@ static int cmd_help(int argc, char **argv);
 static const struct cli_cmd commands[] = {
 	{ "demo", cmd_demo, "run the built-in demo on two temporary image files" },
 	{ "send", cmd_send, "replicate one epoch of a volume to a receiver" },
-	{ "replicate", cmd_replicate, "replicate a volume continuously, one epoch per interval" },
+	{ "replicate", cmd_replicate,
+	  "replicate volumes continuously, one epoch per interval (--config: several)" },
 	{ "receive", cmd_receive, "serve standby volumes for senders (the receiver daemon)" },
 	{ "status", cmd_status, "show the replication state of the volumes (either side)" },
 	{ "scan", cmd_scan, "find the blocks of a device that changed since the recorded map" },
@@ -194,7 +195,7 @@ static void usage(FILE *f)
 	fprintf(f, "\n`pvrepl <command> --help` shows a command's options.\n\n"
 		   "Exit codes: 0 ok, 1 failed, 2 usage, 65 corrupt data, 66 no such device,\n"
 		   "69 peer unavailable, 74 I/O error, 77 permission denied, 78 configuration\n"
-		   "does not fit the volume.\n");
+		   "error (a config file or PVREPL_* variable, or a volume that does not fit).\n");
 }
 
 static int cmd_version(int argc, char **argv)

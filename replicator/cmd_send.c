@@ -67,9 +67,14 @@ static void send_usage(FILE *f, bool replicate)
 		"  -o, --output FMT         text (default) or json%s\n"
 		"  -h, --help               this help\n",
 		replicate ? "replicate" : "send", replicate ? 9 : 4, "",
-		replicate ? " --interval DURATION" : "",
+		replicate ? " --interval DURATION\n"
+			    "       pvrepl replicate --config FILE [--volume NAME] [options]"
+			  : "",
 		replicate
-			? "Replicates the volume continuously: one epoch every --interval."
+			? "Replicates the volume continuously: one epoch every --interval. With\n"
+			  "--config, every [volume] of the file (or the one --volume names), each in\n"
+			  "its own thread, with the [sender] settings; flags win over PVREPL_*\n"
+			  "variables, which win over the file."
 			: "Replicates one epoch: scans the device, streams the changed blocks, and\n"
 			  "records the epoch once the receiver acknowledged it as durable.",
 		SCAN_BLOCK_BYTES_DEFAULT / 1024, SENDER_TIMEOUT_MS_DEFAULT / 1000,
