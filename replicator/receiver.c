@@ -297,6 +297,20 @@ static int64_t consistent_point_of(const struct proto_epoch_begin *eb)
 	return eb->capture_unix_ms ? (int64_t)eb->capture_unix_ms : clock_unix_ms();
 }
 
+/* The receiver's own certificate's expiry, on each volume's series (0 with
+ * --insecure-plaintext or an unreadable certificate: the TLS setup says why). */
+static void vol_tls_expiry(struct rvol *v)
+{
+	char path[KFIO_PATH_MAX + 16], err[256];
+	int64_t not_after;
+
+	if (!v->mv || !v->rcfg->tls_dir)
+		return;
+	snprintf(path, sizeof(path), "%s/%s", v->rcfg->tls_dir, TLS_CERT_FILE);
+	if (!tls_cert_expiry(path, &not_after, err, sizeof(err)))
+		metrics_set(&v->mv->tls_certificate_expiry_timestamp_seconds, (double)not_after);
+}
+
 /* The same per-epoch outcome as vol_status() records, into the registry. */
 static void vol_metrics(struct rvol *v, const struct status_record *s, int ok, double seconds,
 			uint64_t wire_bytes)
@@ -305,6 +319,7 @@ static void vol_metrics(struct rvol *v, const struct status_record *s, int ok, d
 
 	if (!mv)
 		return;
+	vol_tls_expiry(v); /* certificates rotate: read it again at each event */
 	metrics_set(&mv->volume_size_bytes, (double)v->dev.size_bytes);
 	metrics_set_state(mv, s->state == STATUS_ERROR		? METRICS_STATE_ERROR
 			      : s->state == STATUS_INITIAL_SYNC ? METRICS_STATE_INITIAL_SYNC
@@ -417,6 +432,7 @@ static int vol_open(struct rvol *v, const struct receiver_config *rcfg,
 				 vc->name);
 			return -EINVAL;
 		}
+		vol_tls_expiry(v);
 	}
 	log_msg(LOG_INFO, vc->name, NULL, v->vs.epoch, "device=%s state=%s size=%" PRIu64,
 		vc->device, vstate_kind_name(v->vs.kind), v->dev.size_bytes);

@@ -113,6 +113,11 @@ prom_wait "$RURL/metrics" pvrepl_consistent_point_timestamp_seconds 1 role=secon
 cp=$(prom "$RURL/metrics" pvrepl_consistent_point_timestamp_seconds role=secondary)
 python3 -c "import sys,time; t0,cp=float(sys.argv[1]),float(sys.argv[2]); sys.exit(not t0-0.002 <= cp <= time.time())" \
 	"$T0" "$cp" || fail "consistent point $cp not between the start of replicate ($T0) and now"
+for url in "$SURL" "$RURL"; do
+	exp=$(prom "$url/metrics" pvrepl_tls_certificate_expiry_timestamp_seconds)
+	python3 -c "import sys,time; sys.exit(not float(sys.argv[1] or 0) > time.time())" "$exp" ||
+		fail "$url: tls_certificate_expiry_timestamp_seconds '$exp' is not a future time"
+done
 [ "$(prom "$SURL/metrics" pvrepl_volume_size_bytes role=primary)" = 8388608.0 ] ||
 	fail "sender volume_size_bytes not 8M"
 for url in "$SURL" "$RURL"; do
