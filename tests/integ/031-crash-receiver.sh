@@ -109,11 +109,14 @@ echo "an incremental epoch of $(field blocks_changed) blocks: sender ${send_s}s,
 old=0 new_acked=0 new_unacked=0 resync=0 cur=$(dev_sha "$src")
 rec_kills=(0 0.005 0.02 0.05 0.1)
 crash_point() {
-	local i=$1 from=$2 delay=$3 before=$cur after got state result rk kind src_rc
+	local i=$1 from=$2 delay=$3 before=$cur after got state result rk kind src_rc w
 	mutate $((100 + i))
 	after=$(dev_sha "$src")
 	send_bg
 	if [ "$from" = ack ]; then
+		# Poll every 5 ms, not wait_pid's 100: the apply after the ack takes
+		# about a tenth of a second, and the kill must land inside it.
+		for ((w = 0; w < 12000; w++)); do pid_alive "$spid" || break; sleep 0.005; done
 		wait_pid "$spid" 60 src_rc
 		sleep "$delay"
 		kill9 "$rx"
