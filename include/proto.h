@@ -94,11 +94,14 @@ enum proto_type {
 #define PROTO_WELCOME_BYTES	  72u
 #define PROTO_REFUSE_FIXED_BYTES  8u
 #define PROTO_EPOCH_BEGIN_BYTES	  56u
-#define PROTO_DATA_FIXED_BYTES	  24u
-#define PROTO_ZERO_BYTES	  16u
-#define PROTO_EPOCH_END_BYTES	  24u
-#define PROTO_EPOCH_ACK_BYTES	  24u
-#define PROTO_ERROR_FIXED_BYTES	  8u
+/* EPOCH_BEGIN without capture_unix_ms: to and from a peer that did not grant
+ * PROTO_CAP_CAPTURE_TIME. */
+#define PROTO_EPOCH_BEGIN_V1_BYTES 48u
+#define PROTO_DATA_FIXED_BYTES	   24u
+#define PROTO_ZERO_BYTES	   16u
+#define PROTO_EPOCH_END_BYTES	   24u
+#define PROTO_EPOCH_ACK_BYTES	   24u
+#define PROTO_ERROR_FIXED_BYTES	   8u
 
 #define PROTO_HELLO_PAYLOAD_MAX \
 	(PROTO_HELLO_FIXED_BYTES + PROTO_HISTORY_MAX * PROTO_HISTORY_ENTRY_BYTES)
@@ -112,6 +115,8 @@ _Static_assert(PROTO_BLOCK_BYTES_MAX <= PROTO_DATA_PLAINTEXT_MAX, "a block fits 
 /* Capability bits (HELLO: offered; WELCOME: granted). Unknown bits are ignored. */
 #define PROTO_CAP_LZ4	 (1ull << 0)
 #define PROTO_CAP_RESUME (1ull << 1)
+/* EPOCH_BEGIN may carry capture_unix_ms (56 bytes instead of 48). */
+#define PROTO_CAP_CAPTURE_TIME (1ull << 2)
 
 /* On the wire: the values of codec.h's enum codec_kind (checked in proto.c). */
 enum proto_codec {
@@ -203,7 +208,9 @@ struct proto_epoch_begin {
 	uint64_t block_count;
 	uint64_t resume_block;
 	/* Source wall-clock time (Unix ms) when the epoch's reads began: the point
-	 * in time the standby holds once the epoch commits (0: unknown). */
+	 * in time the standby holds once the epoch commits. 0: unknown, and the
+	 * frame is encoded without it (48 bytes), as a peer without
+	 * PROTO_CAP_CAPTURE_TIME expects. */
 	uint64_t capture_unix_ms;
 };
 

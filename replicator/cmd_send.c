@@ -635,8 +635,9 @@ struct job {
 	struct send_opts next; /* a reload's settings, taken before the next epoch */
 	struct job_strings next_s;
 	bool have_next;
-	int stop; /* atomic: removed by a reload */
-	int done; /* atomic: the thread returned */
+	int stop;   /* atomic: removed by a reload */
+	int done;   /* atomic, set under lock: the loop ended for good */
+	bool fatal; /* ended by a refusal: rc says why */
 	bool started;
 	struct metrics *m; /* NULL without --metrics-addr */
 	struct metrics_volume *mv;
@@ -671,6 +672,27 @@ static void opts_own(struct send_opts *o, struct job_strings *s)
 #undef OWN
 }
 
+/* Points o's strings (those it has) at s's, which already hold them. */
+static void opts_point(struct send_opts *o, struct job_strings *s)
+{
+	o->cfg.volume = o->cfg.volume ? s->volume : NULL;
+	o->cfg.device = o->cfg.device ? s->device : NULL;
+	o->cfg.state_dir = o->cfg.state_dir ? s->state_dir : NULL;
+	o->cfg.peer = o->cfg.peer ? s->peer : NULL;
+	o->cfg.tls_dir = o->cfg.tls_dir ? s->tls_dir : NULL;
+	o->cfg.server_name = o->cfg.server_name ? s->server_name : NULL;
+}
+
+static bool job_has_reload(struct job *j)
+{
+	bool r;
+
+	pthread_mutex_lock(&j->lock);
+	r = j->have_next;
+	pthread_mutex_unlock(&j->lock);
+	return r;
+}
+
 /* Sleeps ms in steps until stopped, or until the watcher says the route is back. */
 static void job_sleep(struct job *j, uint64_t ms, bool wake_on_route)
 {
@@ -685,23 +707,25 @@ static void job_sleep(struct job *j, uint64_t ms, bool wake_on_route)
 	}
 }
 
-/* A reload's settings, at an epoch boundary (the thread is the only reader). */
+/*
+ * A reload's settings, at an epoch boundary. The job's thread is the only writer
+ * of j->o and j->s (under the lock, which the reload takes to read them). The
+ * watcher reads the peer and volume strings, so it is stopped first and started
+ * afresh after (a new watcher pauses again at once if the peer is unreachable).
+ */
 static void job_take_reload(struct job *j)
 {
-	bool peer_changed;
-
-	pthread_mutex_lock(&j->lock);
-	if (!j->have_next) {
-		pthread_mutex_unlock(&j->lock);
+	if (!job_has_reload(j))
 		return;
-	}
-	peer_changed = strcmp(j->s.peer, j->next_s.peer) != 0;
+	watch_stop(&j->watch);
+	sender_abort_resume(&j->abort);
+	pthread_mutex_lock(&j->lock);
 	/* Not reloadable: the server runs, and the block size is the map's. */
 	j->next.metrics_addr = j->o.metrics_addr;
 	j->next.cfg.block_bytes = j->o.cfg.block_bytes;
 	j->s = j->next_s;
 	j->o = j->next;
-	opts_own(&j->o, &j->s);
+	opts_point(&j->o, &j->s);
 	j->have_next = false;
 	pthread_mutex_unlock(&j->lock);
 	j->o.cfg.abort = &j->abort;
@@ -712,10 +736,8 @@ static void job_take_reload(struct job *j)
 	}
 	if (j->o.cfg.progress == PROGRESS_AUTO)
 		j->o.cfg.progress = PROGRESS_LOG;
-	if (peer_changed && !j->o.no_netwatch) {
-		watch_stop(&j->watch);
+	if (!j->o.no_netwatch)
 		watch_start(&j->watch, j->o.cfg.peer, j->o.cfg.volume, &j->abort);
-	}
 	log_msg(LOG_INFO, j->o.cfg.volume, j->o.cfg.peer, 0,
 		"reloaded: interval %.1f s, rpo %.1f s, max-rate %" PRIu64
 		" B/s, max-read-rate %" PRIu64 " B/s",
@@ -733,13 +755,16 @@ static void *job_main(void *arg)
 	bool retry = false;
 
 	j->rc = CLI_EXIT_OK;
+again:
 	while (!job_stopping(j)) {
 		job_take_reload(j);
-		/* Paused by the watcher: no epoch until the route is back, then at once. */
+		/* Paused by the watcher: no epoch until the route is back, then at once;
+		 * a reload (a new peer, say) is taken at once too. */
 		if (sender_abort_paused(&j->abort)) {
 			if (mv)
 				metrics_set_state(mv, METRICS_STATE_PAUSED);
-			while (sender_abort_paused(&j->abort) && !job_stopping(j))
+			while (sender_abort_paused(&j->abort) && !job_stopping(j) &&
+			       !job_has_reload(j))
 				job_sleep(j, 50, false);
 			woken(&j->watch);
 			backoff_ms = REPLICATE_BACKOFF_MS_MIN;
@@ -773,7 +798,7 @@ static void *job_main(void *arg)
 					"lag %.1f s exceeds the RPO target of %.1f s", lag,
 					(double)j->o.rpo_ms / 1e3);
 			if (j->o.max_epochs && done >= j->o.max_epochs)
-				break;
+				goto finished;
 			double took_ms = (cli_now_s() - start) * 1e3;
 
 			/* An epoch longer than the interval is followed at once by the next,
@@ -796,13 +821,27 @@ static void *job_main(void *arg)
 			log_fatal(j->o.cfg.volume,
 				  "%s; refused by the receiver: fix the cause and restart",
 				  r.message);
-			break;
+			j->fatal = true;
+			goto finished;
 		}
 		job_sleep(j, backoff_ms, true);
 		backoff_ms = backoff_ms * 2 > REPLICATE_BACKOFF_MS_MAX ? REPLICATE_BACKOFF_MS_MAX
 								       : backoff_ms * 2;
 	}
+	/* Removed by a reload, and maybe added back since: decided under the lock
+	 * the reload takes to clear stop, so a volume added back is never lost. */
+	pthread_mutex_lock(&j->lock);
+	if (!stopping() && !__atomic_load_n(&j->stop, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&j->lock);
+		goto again;
+	}
 	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+finished:
+	pthread_mutex_lock(&j->lock);
+	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&j->lock);
 	return NULL;
 }
 
@@ -810,6 +849,9 @@ static void *job_main(void *arg)
 static int job_start(struct job *j, struct metrics *m)
 {
 	snprintf(j->name, sizeof(j->name), "%s", j->o.cfg.volume);
+	j->stop = j->done = 0;
+	j->fatal = false;
+	j->have_next = false;
 	pthread_mutex_init(&j->lock, NULL);
 	sender_abort_init(&j->abort);
 	j->o.cfg.abort = &j->abort;
@@ -909,16 +951,17 @@ static int replicate_build(const struct replicate_args *a, struct config *conf,
 			snprintf(err, err_len, "Run 'pvrepl replicate --help' for the options.");
 			return CLI_EXIT_USAGE;
 		}
-		if (cv && conf->volume_count > 1) {
-			/* --volume NAME picks one volume of the file; --device and
+		if (cv && a->config_path) {
+			/* --volume NAME picks a volume of the file (never renames one, which
+			 * would replicate its device as another volume); --device and
 			 * --state-dir are about one volume only. */
 			if (o->cfg.volume != cv->name) {
 				picked = o->cfg.volume;
 				if (strcmp(picked, cv->name))
 					continue;
 				o->cfg.volume = cv->name;
-			} else if (o->cfg.device != cv->device ||
-				   o->cfg.state_dir != cv->state_dir) {
+			} else if (conf->volume_count > 1 && (o->cfg.device != cv->device ||
+							      o->cfg.state_dir != cv->state_dir)) {
 				snprintf(
 					err, err_len,
 					"--device and --state-dir are about one volume, but %s has %u: add --volume NAME to pick one",
@@ -969,13 +1012,19 @@ static void replicate_reload(const struct replicate_args *a, struct job *jobs, u
 	for (unsigned i = 0; i < n; i++) {
 		struct job *j = job_named(jobs, *count, strs[i].volume);
 
-		if (j && __atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
-			job_join(j); /* removed earlier and finished: start it afresh */
-			j = NULL;
+		if (j) {
+			/* j->o and j->s change under the lock (job_take_reload), and the
+			 * job decides under it whether it ends. */
+			pthread_mutex_lock(&j->lock);
+			if (__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
+				pthread_mutex_unlock(&j->lock);
+				if (j->fatal)
+					continue; /* refused: its cause needs a fix and a restart */
+				job_join(j);	  /* removed earlier and ended: start it afresh */
+				j = NULL;
+			}
 		}
 		if (j) {
-			/* j->o and j->s change under the lock (job_take_reload). */
-			pthread_mutex_lock(&j->lock);
 			if (strcmp(j->o.metrics_addr ? j->o.metrics_addr : "",
 				   specs[i].metrics_addr ? specs[i].metrics_addr : "") ||
 			    j->o.cfg.block_bytes != specs[i].cfg.block_bytes)
@@ -991,9 +1040,11 @@ static void replicate_reload(const struct replicate_args *a, struct job *jobs, u
 			snprintf(j->next_s.device, sizeof(j->next_s.device), "%s", j->s.device);
 			snprintf(j->next_s.state_dir, sizeof(j->next_s.state_dir), "%s",
 				 j->s.state_dir);
+			/* Nothing of this reload's static storage stays referenced. */
+			opts_point(&j->next, &j->next_s);
 			j->have_next = true;
-			pthread_mutex_unlock(&j->lock);
 			__atomic_store_n(&j->stop, 0, __ATOMIC_RELEASE);
+			pthread_mutex_unlock(&j->lock);
 			continue;
 		}
 		unsigned slot = *count;
@@ -1052,6 +1103,13 @@ int cmd_replicate(int argc, char **argv)
 	sigset_t sigs;
 	int rc, last_rc = CLI_EXIT_OK;
 
+	/* Signals go to the loop below alone (sigtimedwait), never to another
+	 * thread: blocked before any starts (the metrics server's included). */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	rc = replicate_build(&args, &conf, specs, strs, &n, err, sizeof(err));
 	if (rc) {
 		cli_err("%s", err);
@@ -1073,12 +1131,6 @@ int cmd_replicate(int argc, char **argv)
 		}
 		m = &metrics;
 	}
-	/* Signals go to this thread alone (sigtimedwait below), never to a job. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	for (unsigned i = 0; i < n; i++) {
 		jobs[i].o = specs[i];
 		jobs[i].s = strs[i];
@@ -1099,9 +1151,20 @@ int cmd_replicate(int argc, char **argv)
 		unsigned live = 0;
 		int sig = sigtimedwait(&sigs, NULL, &tick);
 
-		for (unsigned i = 0; i < count; i++)
-			live += jobs[i].started &&
-				!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE);
+		/* Jobs that ended (max epochs, refused, removed) are joined now: their
+		 * watchers stop and their slots are free for volumes added later. The
+		 * exit code is a refusal's, if a job ended on one. */
+		for (unsigned i = 0; i < count; i++) {
+			if (!jobs[i].started)
+				continue;
+			if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE)) {
+				live++;
+				continue;
+			}
+			if (jobs[i].fatal)
+				last_rc = jobs[i].rc;
+			job_join(&jobs[i]);
+		}
 		if (!live)
 			break;
 		if (sig == SIGHUP && !stopping()) {
@@ -1133,7 +1196,7 @@ int cmd_replicate(int argc, char **argv)
 		if (!jobs[i].started)
 			continue;
 		job_join(&jobs[i]);
-		if (jobs[i].rc != CLI_EXIT_OK)
+		if (jobs[i].fatal)
 			last_rc = jobs[i].rc;
 	}
 	if (m)

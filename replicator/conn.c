@@ -173,7 +173,8 @@ int conn_tcp_tune(int fd, unsigned timeout_ms)
 	return 0;
 }
 
-int conn_tcp_connect(const char *hostport, unsigned timeout_ms, char *err, size_t err_len)
+int conn_tcp_connect(const char *hostport, unsigned timeout_ms,
+		     const struct conn_connect_hook *hook, char *err, size_t err_len)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
 	char host[256], port[32];
@@ -197,9 +198,20 @@ int conn_tcp_connect(const char *hostport, unsigned timeout_ms, char *err, size_
 		}
 		/* The send timeout also bounds connect(2). */
 		conn_tcp_tune(fd, timeout_ms);
+		if (hook) {
+			rc = hook->publish(hook->ctx, fd);
+			if (rc) {
+				close(fd);
+				freeaddrinfo(res);
+				snprintf(err, err_len, "connecting to %s was cancelled", hostport);
+				return rc;
+			}
+		}
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
 			break;
 		rc = errno == EINPROGRESS ? -ETIMEDOUT : -errno;
+		if (hook)
+			hook->withdraw(hook->ctx);
 		close(fd);
 		fd = -1;
 	}

@@ -42,7 +42,21 @@ uint64_t conn_wire_bytes_sent(const struct conn *c);
 uint64_t conn_wire_bytes_received(const struct conn *c);
 
 /* "host:port", "[v6]:port" -> a connected TCP socket with timeouts set. */
-int conn_tcp_connect(const char *hostport, unsigned timeout_ms, char *err, size_t err_len);
+/*
+ * Lets another thread cut a connect(2) in progress (shutdown(2) on the socket):
+ * publish is called with each socket before its connect (0 to go on, -errno to
+ * give up: conn_tcp_connect returns that), withdraw when that socket is closed
+ * again after a failed connect. A connected socket stays published.
+ */
+struct conn_connect_hook {
+	int (*publish)(void *ctx, int fd);
+	void (*withdraw)(void *ctx);
+	void *ctx;
+};
+
+/* hook may be NULL. */
+int conn_tcp_connect(const char *hostport, unsigned timeout_ms,
+		     const struct conn_connect_hook *hook, char *err, size_t err_len);
 /* Listening TCP socket on "host:port" (SO_REUSEADDR). */
 int conn_tcp_listen(const char *hostport, char *err, size_t err_len);
 /* Caps what the socket sends (bytes/s, TLS included) with the kernel's TCP

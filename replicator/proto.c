@@ -86,7 +86,7 @@ static const struct proto_type_info proto_types[PROTO_TYPE_MAX + 1] = {
 	[PROTO_WELCOME] = { "WELCOME", PROTO_WELCOME_BYTES, PROTO_WELCOME_BYTES, true },
 	[PROTO_REFUSE] = { "REFUSE", PROTO_REFUSE_FIXED_BYTES,
 			   PROTO_REFUSE_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX, true },
-	[PROTO_EPOCH_BEGIN] = { "EPOCH_BEGIN", PROTO_EPOCH_BEGIN_BYTES, PROTO_EPOCH_BEGIN_BYTES,
+	[PROTO_EPOCH_BEGIN] = { "EPOCH_BEGIN", PROTO_EPOCH_BEGIN_V1_BYTES, PROTO_EPOCH_BEGIN_BYTES,
 				false },
 	/* one block, its hash and at least one byte of data */
 	[PROTO_DATA] = { "DATA", PROTO_DATA_FIXED_BYTES + 8u + 1u, PROTO_DATA_PAYLOAD_MAX, false },
@@ -728,7 +728,9 @@ int proto_encode_epoch_begin(const struct proto_epoch_begin *m, uint8_t *buf, si
 	ASSERT(m != NULL);
 	if (!proto_epoch_begin_valid(m))
 		return -EINVAL;
-	err = proto_frame_open(&w, buf, cap, PROTO_EPOCH_BEGIN_BYTES);
+	err = proto_frame_open(&w, buf, cap,
+			       m->capture_unix_ms ? PROTO_EPOCH_BEGIN_BYTES
+						  : PROTO_EPOCH_BEGIN_V1_BYTES);
 	if (err < 0)
 		return err;
 	proto_put_u64(&w, m->epoch);
@@ -738,7 +740,8 @@ int proto_encode_epoch_begin(const struct proto_epoch_begin *m, uint8_t *buf, si
 	proto_put_zero(&w, 4);
 	proto_put_u64(&w, m->block_count);
 	proto_put_u64(&w, m->resume_block);
-	proto_put_u64(&w, m->capture_unix_ms);
+	if (m->capture_unix_ms)
+		proto_put_u64(&w, m->capture_unix_ms);
 	return proto_frame_close(&w, PROTO_EPOCH_BEGIN);
 }
 
@@ -752,7 +755,8 @@ int proto_decode_epoch_begin(const uint8_t *payload, size_t len, struct proto_ep
 	if (proto_get_u64(&r, &m->epoch) < 0 || proto_get_u64(&r, &m->base_epoch) < 0 ||
 	    proto_get_u64(&r, &m->generation) < 0 || proto_get_u32(&r, &m->flags) < 0 ||
 	    proto_get_zero(&r, 4) < 0 || proto_get_u64(&r, &m->block_count) < 0 ||
-	    proto_get_u64(&r, &m->resume_block) < 0 || proto_get_u64(&r, &m->capture_unix_ms) < 0 ||
+	    proto_get_u64(&r, &m->resume_block) < 0 ||
+	    (len == PROTO_EPOCH_BEGIN_BYTES && proto_get_u64(&r, &m->capture_unix_ms) < 0) ||
 	    proto_reader_end(&r) < 0)
 		return -EBADMSG;
 	return proto_epoch_begin_valid(m) ? 0 : -EBADMSG;

@@ -290,11 +290,14 @@ static int vol_recover(struct rvol *v, char *err, size_t err_len)
 	return 0;
 }
 
-/* The source time a committed epoch stands for: the sender's capture time, or
- * (from a sender that did not say) now, the latest time it can be from. */
-static int64_t consistent_point_of(const struct proto_epoch_begin *eb)
+/* The source time a committed epoch stands for: the sender's capture time. A
+ * sender that did not say (an older one): the previous point when there is one
+ * (older: the lag is never understated), else the commit time. */
+static int64_t consistent_point_of(const struct rvol *v, const struct proto_epoch_begin *eb)
 {
-	return eb->capture_unix_ms ? (int64_t)eb->capture_unix_ms : clock_unix_ms();
+	if (eb->capture_unix_ms)
+		return (int64_t)eb->capture_unix_ms;
+	return v->vs.consistent_point_ms ? v->vs.consistent_point_ms : clock_unix_ms();
 }
 
 /* The receiver's own certificate's expiry, on each volume's series (0 with
@@ -559,7 +562,8 @@ static int send_welcome(struct rconn *rc, struct rvol *v, const struct proto_hel
 		.version = PROTO_VERSION_MAX,
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
-		.capabilities = h->capabilities & (PROTO_CAP_LZ4 | PROTO_CAP_RESUME),
+		.capabilities = h->capabilities &
+				(PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME),
 	};
 	int n;
 
@@ -833,6 +837,7 @@ static int sync_start(struct rconn *rc, struct rvol *v, const struct proto_hello
 	v->vs.kind = VSTATE_SYNCING;
 	v->vs.sync_epoch = eb->epoch;
 	v->vs.sync_cursor = 0;
+	v->vs.sync_capture_ms = (int64_t)eb->capture_unix_ms;
 	v->vs.generation = h->generation;
 	memcpy(v->vs.volume_id, h->volume_id, 16);
 	r = vstate_store(&v->vs, v->dir, err, sizeof(err));
@@ -962,7 +967,12 @@ static int sync_epoch(struct rconn *rc, struct rvol *v, const struct proto_hello
 			v->vs.sync_cursor = 0;
 			v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
 			v->vs.committed_unix = time(NULL);
-			v->vs.consistent_point_ms = consistent_point_of(eb);
+			/* A resumed sync holds blocks read in its first run: it stands
+			 * for that run's time. */
+			v->vs.consistent_point_ms = v->vs.sync_capture_ms
+							    ? v->vs.sync_capture_ms
+							    : consistent_point_of(v, eb);
+			v->vs.sync_capture_ms = 0;
 			r = vstate_store(&v->vs, v->dir, err, sizeof(err));
 			if (r) {
 				vol_fail(v, "%s", err);
@@ -1082,7 +1092,7 @@ static int delta_epoch(struct rconn *rc, struct rvol *v, const struct proto_epoc
 			v->vs.epoch = eb->epoch;
 			v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
 			v->vs.committed_unix = time(NULL);
-			v->vs.consistent_point_ms = consistent_point_of(eb);
+			v->vs.consistent_point_ms = consistent_point_of(v, eb);
 			if (vstate_store(&v->vs, v->dir, err, sizeof(err))) {
 				vol_fail(v, "%s", err);
 				return -EIO;
@@ -1437,6 +1447,9 @@ static void receiver_apply(struct receiver *r, const struct receiver_config *nex
 				memcpy(v->own.allow, nv->allow, sizeof(v->own.allow));
 				v->own.allow_count = nv->allow_count;
 				changed++;
+				if (!nv->allow_count && !cur->insecure_plaintext)
+					log_msg(LOG_WARN, nv->name, NULL, 0,
+						"reload: no allow list: any certificate signed by the CA may replicate it");
 			}
 			if (retired) {
 				v->retired = false;
@@ -1449,6 +1462,18 @@ static void receiver_apply(struct receiver *r, const struct receiver_config *nex
 			log_msg(LOG_ERROR, nv->name, NULL, 0,
 				"reload: not added, already serving %u volumes",
 				RECEIVER_VOLUMES_MAX);
+			continue;
+		}
+		/* One device, one volume: a volume renamed in the file keeps its old
+		 * name (retired) and device until a restart. */
+		bool taken = false;
+
+		for (unsigned k = 0; k < r->vol_count && !taken; k++)
+			taken = !strcmp(r->vols[k].cfg->device, nv->device);
+		if (taken) {
+			log_msg(LOG_ERROR, nv->name, NULL, 0,
+				"reload: not added: device %s is already served by another volume of this receiver (a renamed volume needs a restart)",
+				nv->device);
 			continue;
 		}
 		/* The slot past vol_count is invisible to connections until counted. */

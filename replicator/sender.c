@@ -268,9 +268,24 @@ static void abort_withdraw(struct sender_abort *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
+static int hook_publish(void *ctx, int fd)
+{
+	return abort_publish(ctx, fd);
+}
+
+static void hook_withdraw(void *ctx)
+{
+	abort_withdraw(ctx);
+}
+
 static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, struct conn *c,
 			struct sender_result *res)
 {
+	/* Published before connect(2): a stop or a lost route cuts a connect to a
+	 * peer that drops packets, instead of waiting for --timeout. */
+	struct conn_connect_hook hook = { .publish = hook_publish,
+					  .withdraw = hook_withdraw,
+					  .ctx = cfg->abort };
 	struct tls_config tc = {
 		.dir = cfg->tls_dir,
 		.server = false,
@@ -287,7 +302,8 @@ static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, s
 			cfg->tls_dir ? cfg->tls_dir : "(none)", err);
 		return rc;
 	}
-	fd = conn_tcp_connect(cfg->peer, cfg->timeout_ms, err, sizeof(err));
+	fd = conn_tcp_connect(cfg->peer, cfg->timeout_ms, cfg->abort ? &hook : NULL, err,
+			      sizeof(err));
 	if (fd < 0) {
 		set_msg(res, "volume %s: %s", cfg->volume, err);
 		return fd;
@@ -296,12 +312,7 @@ static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, s
 		rc = -errno;
 		set_msg(res, "volume %s: cannot cap the rate with SO_MAX_PACING_RATE: %s",
 			cfg->volume, strerror(errno));
-		close(fd);
-		return rc;
-	}
-	rc = abort_publish(cfg->abort, fd);
-	if (rc) {
-		set_msg(res, "volume %s: paused: %s", cfg->volume, cfg->abort->reason);
+		abort_withdraw(cfg->abort);
 		close(fd);
 		return rc;
 	}
@@ -348,7 +359,7 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 	struct proto_hello h = {
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
-		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME,
+		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME,
 		.size_bytes = m->size_bytes,
 		.block_bytes = m->block_bytes,
 		.generation = m->generation,
@@ -600,7 +611,8 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	/* Live reads start now: the standby will hold the source as of this time
 	 * (a conservative point: blocks read later may be newer). */
 	capture_ms = clock_unix_ms();
-	eb.capture_unix_ms = (uint64_t)capture_ms;
+	if (w.capabilities & PROTO_CAP_CAPTURE_TIME) /* else the peer expects 48 bytes */
+		eb.capture_unix_ms = (uint64_t)capture_ms;
 	res->epoch = eb.epoch;
 	n = proto_encode_epoch_begin(&eb, c.tx, PROTO_FRAME_BYTES_MAX);
 	rc = n < 0 ? n : conn_send(&c, c.tx, (size_t)n);

@@ -25,7 +25,8 @@ struct vstate_disk {
 	int64_t committed_unix;
 	uint8_t volume_id[16];
 	int64_t consistent_point_ms; /* 0 in records written before it existed */
-	uint8_t reserved[48];
+	int64_t sync_capture_ms;     /* likewise */
+	uint8_t reserved[40];
 	uint64_t checksum; /* xxh3 of the bytes before it */
 };
 _Static_assert(sizeof(struct vstate_disk) == 128, "vstate record size");
@@ -78,6 +79,7 @@ int vstate_load(struct vstate *s, const char *dir, char *err, size_t err_len)
 	s->sync_cursor = le64toh(d.sync_cursor);
 	s->committed_unix = (int64_t)le64toh((uint64_t)d.committed_unix);
 	s->consistent_point_ms = (int64_t)le64toh((uint64_t)d.consistent_point_ms);
+	s->sync_capture_ms = (int64_t)le64toh((uint64_t)d.sync_capture_ms);
 	if (!s->consistent_point_ms)
 		s->consistent_point_ms = s->committed_unix * 1000;
 	memcpy(s->volume_id, d.volume_id, sizeof(s->volume_id));
@@ -101,6 +103,7 @@ int vstate_store(const struct vstate *s, const char *dir, char *err, size_t err_
 	d.sync_cursor = htole64(s->sync_cursor);
 	d.committed_unix = (int64_t)htole64((uint64_t)s->committed_unix);
 	d.consistent_point_ms = (int64_t)htole64((uint64_t)s->consistent_point_ms);
+	d.sync_capture_ms = (int64_t)htole64((uint64_t)s->sync_capture_ms);
 	memcpy(d.volume_id, s->volume_id, sizeof(d.volume_id));
 	d.checksum = htole64(delta_hash(&d, offsetof(struct vstate_disk, checksum)));
 

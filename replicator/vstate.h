@@ -38,6 +38,9 @@ struct vstate {
 	/* The source's time (Unix ms) the last committed epoch's reads began: what the
 	 * standby holds. 0 if never known (records from before this field). */
 	int64_t consistent_point_ms;
+	/* SYNCING: the capture time of the sync's first run; a resumed sync holds
+	 * blocks read then, so the sync stands for this time (0: unknown). */
+	int64_t sync_capture_ms;
 	uint8_t volume_id[16];
 };
 

@@ -143,7 +143,7 @@ device = $TMP/c.img
 state_dir = $TMP/send-c
 EOF
 "$PVREPL" replicate --config "$TMP/tx.ini" --progress none -o json --no-netwatch \
-	>"$TMP/rep.out" 2>"$TMP/rep.log" &
+	--metrics-addr 127.0.0.1:0 >"$TMP/rep.out" 2>"$TMP/rep.log" &
 spid=$!
 PIDS+=("$spid")
 wait_log "$TMP/rep.out" '"volume":"b"'
@@ -166,11 +166,30 @@ EOF
 kill -HUP "$spid"
 wait_log "$TMP/rep.log" "reloaded the configuration: 3 volume(s), 1 added, 0 removed"
 wait_log "$TMP/rep.out" '"volume":"a"'
+# A reload that changes a volume's device keeps the running one (it needs a
+# restart: the map belongs to the old device) and says so; b keeps replicating.
+sed -i "s|device = $TMP/b.img|device = $TMP/elsewhere.img|" "$TMP/tx.ini"
+kill -HUP "$spid"
+wait_log "$TMP/rep.log" "needs a restart; kept $TMP/b.img"
+sleep 2.5
+grep -q "elsewhere.img" "$TMP/rep.out" "$TMP/rep.log" &&
+	fail "a reload switched volume b to the new device: $(grep elsewhere "$TMP/rep.log" | tail -n 1)"
+sed -i "s|device = $TMP/elsewhere.img|device = $TMP/b.img|" "$TMP/tx.ini"
+# Signals never kill it, even with the metrics server's thread running: a burst
+# of SIGHUPs is a burst of reloads.
+for ((k = 0; k < 30; k++)); do kill -HUP "$spid"; done
+sleep 1
+pid_alive "$spid" || fail "replicate died under a burst of SIGHUPs"
 # Flags beat the file: --volume picks one volume of a multi-volume file.
 rc=0
 "$PVREPL" replicate --config "$TMP/tx.ini" --volume zzz --max-epochs 1 >"$TMP/pick.log" 2>&1 || rc=$?
 [ "$rc" = 78 ] || fail "--volume zzz with a file without it: exit $rc, expected 78"
 grep -q "has no \[volume zzz\] section" "$TMP/pick.log" || fail "no message naming the missing volume"
+printf '[sender]\ntls_dir = %s\npeer = %s\ninterval = 1s\n\n[volume a]\ndevice = %s\nstate_dir = %s\n' \
+	"$TMP/primary" "$RX_ADDR" "$TMP/a.img" "$TMP/send-a" >"$TMP/one.ini"
+rc=0
+"$PVREPL" replicate --config "$TMP/one.ini" --volume b --max-epochs 1 >"$TMP/pick1.log" 2>&1 || rc=$?
+[ "$rc" = 78 ] || fail "--volume b with a one-volume file of a: exit $rc, expected 78 (never a rename)"
 rc=0
 "$PVREPL" replicate --config "$TMP/tx.ini" --device /dev/null --max-epochs 1 >"$TMP/dev.log" 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "--device with a 3-volume file: exit $rc, expected 2"

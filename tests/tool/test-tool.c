@@ -484,7 +484,7 @@ static int bad_sender(int argc, char **argv)
 		fprintf(stderr, "bad-sender: %s\n", err);
 		goto out;
 	}
-	n = conn_tcp_connect(peer, 10000, err, sizeof(err));
+	n = conn_tcp_connect(peer, 10000, NULL, err, sizeof(err));
 	if (n < 0) {
 		fprintf(stderr, "bad-sender: %s\n", err);
 		goto out;

@@ -1385,7 +1385,7 @@ static void test_epoch_frames(void **state)
 		b.flags = PROTO_EPOCH_CRASH_CONSISTENT;                                    \
 		b.block_count = 100;                                                       \
 		assert_int_equal(proto_encode_epoch_begin(&b, frame, sizeof(frame)),       \
-				 PROTO_HEADER_BYTES + PROTO_EPOCH_BEGIN_BYTES);            \
+				 PROTO_HEADER_BYTES + PROTO_EPOCH_BEGIN_V1_BYTES);         \
 		__VA_ARGS__;                                                               \
 		assert_int_equal(proto_encode_epoch_begin(&b, out, sizeof(out)), -EINVAL); \
 	} while (0)
@@ -1401,19 +1401,39 @@ static void test_epoch_frames(void **state)
 	BEGIN_BAD(b.flags |= PROTO_EPOCH_RESUMED; b.resume_block = PROTO_BLOCK_COUNT_MAX + 1);
 #undef BEGIN_BAD
 	/* and the decoder, on the bytes (flags at 24, reserved at 28) */
-	assert_int_equal(proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_BYTES, &got.u.epoch_begin),
-			 0);
+	assert_int_equal(
+		proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_V1_BYTES, &got.u.epoch_begin), 0);
 	st32(p + 24, PROTO_EPOCH_CRASH_CONSISTENT | 16);
-	assert_int_equal(proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_BYTES, &got.u.epoch_begin),
-			 -EBADMSG);
+	assert_int_equal(
+		proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_V1_BYTES, &got.u.epoch_begin),
+		-EBADMSG);
 	st32(p + 24, PROTO_EPOCH_CRASH_CONSISTENT);
 	st32(p + 28, 1);
-	assert_int_equal(proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_BYTES, &got.u.epoch_begin),
-			 -EBADMSG);
+	assert_int_equal(
+		proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_V1_BYTES, &got.u.epoch_begin),
+		-EBADMSG);
 	st32(p + 28, 0);
 	st64(p + 8, 10); /* base == epoch */
+	assert_int_equal(
+		proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_V1_BYTES, &got.u.epoch_begin),
+		-EBADMSG);
+	/* With a capture time the frame is 56 bytes and carries it; a 48-byte one
+	 * (a peer without PROTO_CAP_CAPTURE_TIME) decodes with 0; other sizes fail. */
+	memset(&b, 0, sizeof(b));
+	b.epoch = 3;
+	b.base_epoch = 2;
+	b.capture_unix_ms = 1795000000123ull;
+	assert_int_equal(proto_encode_epoch_begin(&b, frame, sizeof(frame)),
+			 PROTO_HEADER_BYTES + PROTO_EPOCH_BEGIN_BYTES);
 	assert_int_equal(proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_BYTES, &got.u.epoch_begin),
-			 -EBADMSG);
+			 0);
+	assert_true(got.u.epoch_begin.capture_unix_ms == 1795000000123ull);
+	assert_int_equal(
+		proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_V1_BYTES, &got.u.epoch_begin), 0);
+	assert_true(got.u.epoch_begin.capture_unix_ms == 0);
+	assert_int_equal(
+		proto_decode_epoch_begin(p, PROTO_EPOCH_BEGIN_V1_BYTES + 4, &got.u.epoch_begin),
+		-EBADMSG);
 	/* A resumed initial sync is fine. */
 	memset(&b, 0, sizeof(b));
 	b.epoch = 1;
