@@ -759,6 +759,9 @@ int proto_decode_epoch_begin(const uint8_t *payload, size_t len, struct proto_ep
 	    (len == PROTO_EPOCH_BEGIN_BYTES && proto_get_u64(&r, &m->capture_unix_ms) < 0) ||
 	    proto_reader_end(&r) < 0)
 		return -EBADMSG;
+	/* Canonical: a capture time of 0 is sent as the 48-byte form. */
+	if (len == PROTO_EPOCH_BEGIN_BYTES && m->capture_unix_ms == 0)
+		return -EBADMSG;
 	return proto_epoch_begin_valid(m) ? 0 : -EBADMSG;
 }
 
