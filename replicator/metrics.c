@@ -126,7 +126,7 @@ static const struct metrics_field metrics_fields[] = {
 	METRICS_FIELD(reconnects_total, METRICS_FIELD_COUNTER, "Connections re-established."),
 	METRICS_FIELD(
 		throttled_seconds_total, METRICS_FIELD_COUNTER_F64,
-		"Time held back by the caps: source reads delayed by --max-read-rate, and time blocked on the socket while --max-rate paced it."),
+		"Time held back by the caps: source reads delayed by --max-read-rate, and time blocked on the socket paced by --max-rate when the stream reached the cap."),
 };
 
 /* ---------------------------------------------------------------- updates */

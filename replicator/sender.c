@@ -268,6 +268,21 @@ static void abort_withdraw(struct sender_abort *a)
 	pthread_mutex_unlock(&a->lock);
 }
 
+/*
+ * The time --max-rate held the epoch back: the time the sender sat blocked on the
+ * paced socket, counted only when the stream's average rate came near the cap
+ * (85%). Below that the link, the receiver or the scan set the pace, and the
+ * cap did not bite.
+ */
+static double paced_by_cap(const struct sender_config *cfg, const struct conn *c, double seconds)
+{
+	if (!c->paced || seconds <= 0)
+		return 0;
+	if ((double)conn_wire_bytes_sent(c) / seconds < 0.85 * (double)cfg->max_rate_bytes_per_s)
+		return 0;
+	return c->paced_s;
+}
+
 static int hook_publish(void *ctx, int fd)
 {
 	return abort_publish(ctx, fd);
@@ -649,7 +664,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	res->blocks_changed = st.blocks_changed;
 	res->blocks_zero = st.blocks_zero;
 	res->scan_seconds = st.seconds;
-	res->throttled_seconds = st.throttled_seconds + c.paced_s;
+	res->throttled_seconds = st.throttled_seconds + paced_by_cap(cfg, &c, st.seconds);
 	if (rc) {
 		if (c.err[0])
 			explain_send_failure(&c, res, cfg->volume, "streaming the epoch failed");

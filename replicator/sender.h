@@ -89,7 +89,8 @@ struct sender_result {
 	double scan_seconds;
 	double cpu_seconds;
 	/* Held back by the caps: reads by --max-read-rate, plus the time the sender
-	 * sat blocked on its socket while --max-rate paced it. */
+	 * sat blocked on its socket paced by --max-rate, when the stream's average
+	 * rate reached 85% of the cap (else the link set the pace). */
 	double throttled_seconds;
 	bool disconnected; /* failed on the network: the peer is away */
 	bool paused;	   /* stopped by sender_abort_now (the route is gone) */

@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # The bandwidth caps over a real rate-limited link: a tbf qdisc holds the
 # sender's egress to 40 Mbit/s, then
-#   1. a full sync of 24 MiB of random data (lz4 cannot shrink it) with no pvrepl
-#      cap takes at least what the link implies, and the standby equals the source;
+#   1. a full sync of 24 MiB of random data (lz4 cannot shrink it) with a cap
+#      above the link (--max-rate 100M) takes at least what the link implies, the
+#      cap is not counted as throttling (the link set the pace), and the standby
+#      equals the source;
 #   2. an incremental epoch of 8 MiB with --max-rate 2M (below the link) takes at
 #      least what the cap implies, well above what the link alone would allow;
 #   3. `replicate --max-read-rate 4M --metrics-addr` reports
@@ -66,7 +68,7 @@ converged() { # the last epoch is applied and the standby equals the source
 }
 
 # 1. The link alone: 24 MiB at 5 MB/s is at least 5.0 s (TLS and framing only add).
-send
+send --max-rate 100M
 python3 - "$out" "$SIZE" "$LINK_BITS" <<'PY' || fail "full sync over the tbf link: see above"
 import json, sys
 j, size, bits = json.load(open(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
@@ -77,6 +79,9 @@ floor = 0.85 * size * 8 / bits
 print(f"1. full sync {size} B over 40 Mbit/s: {j['seconds']:.2f} s (link floor {floor:.2f} s), "
       f"wire {j['wire_bytes']} B, throttled {j['throttled_seconds']}")
 assert j["seconds"] >= floor, f"faster than the link allows: {j['seconds']} s < {floor:.2f} s (tbf not in the path?)"
+# The sender blocked on its socket for most of it, but the link, not the cap, set
+# the pace: not throttling.
+assert j["throttled_seconds"] < 0.5, f"a cap above the link counted as throttling: {j['throttled_seconds']} s"
 PY
 converged 1
 
