@@ -113,6 +113,26 @@ pid_alive "$rpid" || fail "the receiver died on a bad reload"
 [ "$(send_one c)" = 0 ] || fail "volume c stopped being served after a refused reload"
 cp "$TMP/rx.good" "$TMP/rx.ini"
 
+# A valid file naming a device that does not exist: that volume is not added
+# (logged with its name and device), the others keep being served; a second
+# volume on a device already served is refused rather than opened twice.
+cat >>"$TMP/rx.ini" <<EOF
+
+[volume e]
+device = $TMP/missing.img
+
+[volume c2]
+device = $TMP/c-dst.img
+EOF
+kill -HUP "$rpid"
+wait_log "$TMP/recv.log" "volume=e .*reload: not added: .*missing.img"
+wait_log "$TMP/recv.log" "volume=c2 .*reload: not added: device $TMP/c-dst.img is already served"
+pid_alive "$rpid" || fail "the receiver died on a reload with a missing device"
+[ "$(send_one c)" = 0 ] || fail "volume c stopped being served after a partly failed reload"
+cp "$TMP/rx.good" "$TMP/rx.ini"
+kill -HUP "$rpid"
+wait_log "$TMP/recv.log" "reloaded the configuration: 0 volume(s) added, 0 removed, 0 allow"
+
 # A bad environment variable is a configuration error naming it (exit 78).
 rc=0
 PVREPL_TIMEOUT=soon "$PVREPL" receive --config "$TMP/rx.ini" >"$TMP/env.log" 2>&1 || rc=$?
