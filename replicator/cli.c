@@ -171,6 +171,51 @@ int cli_opt_progress(const char *arg, enum progress_mode *mode)
 	return 0;
 }
 
+int cli_opt_timeout(const char *arg, unsigned *ms)
+{
+	uint64_t v;
+
+	if (cli_parse_duration(arg, &v) || v < 100 || v > 3600000) {
+		cli_err("--timeout %s: expected a duration from 100ms to 1h", arg);
+		return -EINVAL;
+	}
+	*ms = (unsigned)v;
+	return 0;
+}
+
+int cli_opt_rate(const char *opt, const char *arg, uint64_t *bytes_per_s)
+{
+	uint64_t v;
+
+	if (cli_parse_size(arg, &v) || v < 4096) {
+		cli_err("--%s %s: expected bytes per second, at least 4k (e.g. 50M)", opt, arg);
+		return -EINVAL;
+	}
+	*bytes_per_s = v;
+	return 0;
+}
+
+int cli_opt_verbosity(const char *arg, int *level)
+{
+	uint64_t v;
+
+	if (cli_parse_size(arg, &v) || v > LOG_DEBUG) {
+		cli_err("-v %s: expected 0 (errors) to 3 (debug)", arg);
+		return -EINVAL;
+	}
+	*level = (int)v;
+	return 0;
+}
+
+int cli_opt_log_format(const char *arg, enum log_format *format)
+{
+	if (log_parse_format(arg, format)) {
+		cli_err("--log-format %s: use text or json", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int cli_opt_block_size(const char *arg, uint32_t *bytes)
 {
 	uint64_t v;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "log.h"
 #include "out.h"
 #include "progress.h"
 
@@ -49,6 +50,11 @@ double cli_now_s(void);
 int cli_opt_output(const char *arg, enum out_format *format);
 int cli_opt_progress(const char *arg, enum progress_mode *mode);
 int cli_opt_block_size(const char *arg, uint32_t *bytes); /* power of two, 4k..1M */
+int cli_opt_timeout(const char *arg, unsigned *ms);	  /* --timeout: 100ms..1h */
+/* A cap in bytes per second, at least 4k; opt names it ("max-rate"). */
+int cli_opt_rate(const char *opt, const char *arg, uint64_t *bytes_per_s);
+int cli_opt_verbosity(const char *arg, int *level);		  /* -v 0..3 */
+int cli_opt_log_format(const char *arg, enum log_format *format); /* text or json */
 /* The FILE of --config FILE, --config=FILE or -c FILE in argv, before getopt runs (the
  * file is the bottom layer: flags parsed later override it); NULL if absent. */
 const char *cli_config_path(int argc, char **argv);

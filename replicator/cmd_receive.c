@@ -149,9 +149,9 @@ static int receive_build(const struct receive_args *a, struct config *conf,
 		char cert[256];
 	} allows[RECEIVER_VOLUMES_MAX * RECEIVER_ALLOW_MAX];
 	unsigned nallow = 0;
-	uint64_t v;
 	int c, rc;
 
+	err[0] = '\0';
 	memset(cfg, 0, sizeof(*cfg));
 	memset(x, 0, sizeof(*x));
 	x->verbosity = LOG_INFO;
@@ -195,18 +195,12 @@ static int receive_build(const struct receive_args *a, struct config *conf,
 			cfg->state_dir = optarg;
 			break;
 		case 'v':
-			if (cli_parse_size(optarg, &v) || v > LOG_DEBUG) {
-				snprintf(err, err_len, "-v %s: expected 0 (errors) to 3 (debug)",
-					 optarg);
-				return CLI_EXIT_USAGE;
-			}
-			x->verbosity = (int)v;
+			if (cli_opt_verbosity(optarg, &x->verbosity))
+				return CLI_EXIT_USAGE; /* said; err stays empty */
 			break;
 		case OPT_LOG_FORMAT:
-			if (log_parse_format(optarg, &x->log_format)) {
-				snprintf(err, err_len, "--log-format %s: use text or json", optarg);
+			if (cli_opt_log_format(optarg, &x->log_format))
 				return CLI_EXIT_USAGE;
-			}
 			break;
 		case OPT_TERMINATION_LOG:
 			x->termination_log = optarg;
@@ -256,13 +250,8 @@ static int receive_build(const struct receive_args *a, struct config *conf,
 			}
 			break;
 		case OPT_TIMEOUT:
-			if (cli_parse_duration(optarg, &v) || v < 100 || v > 3600000) {
-				snprintf(err, err_len,
-					 "--timeout %s: expected a duration from 100ms to 1h",
-					 optarg);
+			if (cli_opt_timeout(optarg, &cfg->timeout_ms))
 				return CLI_EXIT_USAGE;
-			}
-			cfg->timeout_ms = (unsigned)v;
 			break;
 		case OPT_PLAINTEXT:
 			cfg->insecure_plaintext = true;
@@ -351,9 +340,11 @@ int cmd_receive(int argc, char **argv)
 	args = (struct receive_args){ .argc = argc,
 				      .argv = argv,
 				      .config_path = cli_config_path(argc, argv) };
+	err[0] = '\0';
 	rc = receive_build(&args, &conf, &cfg, &x, err, sizeof(err));
 	if (rc) {
-		cli_err("%s", err);
+		if (err[0]) /* else the option's own message was printed */
+			cli_err("%s", err);
 		return rc;
 	}
 	cfg.reload_requested = &reload_requested;

@@ -128,12 +128,8 @@ static int parse_opts(int argc, char **argv, struct scan_opts *o)
 			o->cfg.compress = false;
 			break;
 		case OPT_MAX_READ_RATE:
-			if (cli_parse_size(optarg, &o->cfg.max_read_bytes_per_s) ||
-			    o->cfg.max_read_bytes_per_s < 4096) {
-				cli_err("--max-read-rate %s: expected bytes per second, at least 4k (e.g. 200M)",
-					optarg);
+			if (cli_opt_rate("max-read-rate", optarg, &o->cfg.max_read_bytes_per_s))
 				return -EINVAL;
-			}
 			break;
 		case OPT_PROGRESS:
 			if (cli_opt_progress(optarg, &o->progress))

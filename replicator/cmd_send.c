@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -215,12 +216,8 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 				return -EINVAL;
 			break;
 		case OPT_TIMEOUT:
-			if (cli_parse_duration(optarg, &v) || v < 100 || v > 3600000) {
-				cli_err("--timeout %s: expected a duration from 100ms to 1h",
-					optarg);
+			if (cli_opt_timeout(optarg, &o->cfg.timeout_ms))
 				return -EINVAL;
-			}
-			o->cfg.timeout_ms = (unsigned)v;
 			break;
 		case OPT_PROGRESS:
 			if (cli_opt_progress(optarg, &o->cfg.progress))
@@ -253,16 +250,13 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 			}
 			break;
 		case OPT_MAX_RATE:
-		case OPT_MAX_READ_RATE:
-			if (cli_parse_size(optarg, &v) || v < 4096) {
-				cli_err("--%s %s: expected bytes per second, at least 4k (e.g. 50M)",
-					c == OPT_MAX_RATE ? "max-rate" : "max-read-rate", optarg);
+			if (cli_opt_rate("max-rate", optarg, &o->cfg.max_rate_bytes_per_s))
 				return -EINVAL;
-			}
-			if (c == OPT_MAX_RATE)
-				o->cfg.max_rate_bytes_per_s = v;
-			else
-				o->cfg.scan.max_read_bytes_per_s = v;
+			break;
+		case OPT_MAX_READ_RATE:
+			if (cli_opt_rate("max-read-rate", optarg,
+					 &o->cfg.scan.max_read_bytes_per_s))
+				return -EINVAL;
 			break;
 		case OPT_METRICS_ADDR:
 			if (!replicate) {
@@ -278,16 +272,10 @@ static int parse_send_opts(int argc, char **argv, struct send_opts *o, bool repl
 				cli_err("--log-format, -v and --termination-log are options of 'pvrepl replicate'");
 				return -EINVAL;
 			}
-			if (c == OPT_LOG_FORMAT && log_parse_format(optarg, &o->log_format)) {
-				cli_err("--log-format %s: use text or json", optarg);
+			if (c == OPT_LOG_FORMAT && cli_opt_log_format(optarg, &o->log_format))
 				return -EINVAL;
-			}
-			if (c == 'v' && (cli_parse_size(optarg, &v) || v > LOG_DEBUG)) {
-				cli_err("-v %s: expected 0 (errors) to 3 (debug)", optarg);
+			if (c == 'v' && cli_opt_verbosity(optarg, &o->verbosity))
 				return -EINVAL;
-			}
-			if (c == 'v')
-				o->verbosity = (int)v;
 			if (c == OPT_TERMINATION_LOG)
 				o->termination_log = optarg;
 			break;
@@ -432,25 +420,17 @@ struct watch {
 	int wake; /* atomic: the route came back */
 };
 
-static int64_t realtime_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void watch_apply(struct watch *w)
 {
 	if (!netwatch_reachable(w->nw)) {
 		sender_abort_now(w->abort, netwatch_reason(w->nw));
 		log_msg(LOG_WARN, w->volume, w->peer, 0, "paused at %" PRId64 " ms (unix): %s",
-			realtime_ms(), netwatch_reason(w->nw));
+			clock_unix_ms(), netwatch_reason(w->nw));
 	} else {
 		sender_abort_resume(w->abort);
 		__atomic_store_n(&w->wake, 1, __ATOMIC_RELEASE);
 		log_msg(LOG_INFO, w->volume, w->peer, 0, "resumed at %" PRId64 " ms (unix): %s",
-			realtime_ms(), netwatch_reason(w->nw));
+			clock_unix_ms(), netwatch_reason(w->nw));
 	}
 }
 
@@ -565,13 +545,9 @@ static enum metrics_state epoch_state(const struct sender_result *r)
 
 static void tls_expiry_update(struct metrics_volume *mv, const char *tls_dir)
 {
-	char path[4096], err[256];
 	int64_t not_after;
 
-	if (!tls_dir)
-		return;
-	snprintf(path, sizeof(path), "%s/tls.crt", tls_dir);
-	if (!tls_cert_expiry(path, &not_after, err, sizeof(err)))
+	if (!tls_dir_cert_expiry(tls_dir, &not_after))
 		metrics_set(&mv->tls_certificate_expiry_timestamp_seconds, (double)not_after);
 }
 
@@ -654,24 +630,6 @@ static bool job_stopping(struct job *j)
 	return stopping() || __atomic_load_n(&j->stop, __ATOMIC_ACQUIRE);
 }
 
-/* Copies o's strings into s and points o at them. */
-static void opts_own(struct send_opts *o, struct job_strings *s)
-{
-#define OWN(field)                                                                \
-	do {                                                                      \
-		if (o->cfg.field && o->cfg.field != s->field)                     \
-			snprintf(s->field, sizeof(s->field), "%s", o->cfg.field); \
-		o->cfg.field = o->cfg.field ? s->field : NULL;                    \
-	} while (0)
-	OWN(volume);
-	OWN(device);
-	OWN(state_dir);
-	OWN(peer);
-	OWN(tls_dir);
-	OWN(server_name);
-#undef OWN
-}
-
 /* Points o's strings (those it has) at s's, which already hold them. */
 static void opts_point(struct send_opts *o, struct job_strings *s)
 {
@@ -681,6 +639,24 @@ static void opts_point(struct send_opts *o, struct job_strings *s)
 	o->cfg.peer = o->cfg.peer ? s->peer : NULL;
 	o->cfg.tls_dir = o->cfg.tls_dir ? s->tls_dir : NULL;
 	o->cfg.server_name = o->cfg.server_name ? s->server_name : NULL;
+}
+
+/* Copies o's strings into s and points o at them. */
+static void opts_own(struct send_opts *o, struct job_strings *s)
+{
+#define COPY(field)                                                               \
+	do {                                                                      \
+		if (o->cfg.field && o->cfg.field != s->field)                     \
+			snprintf(s->field, sizeof(s->field), "%s", o->cfg.field); \
+	} while (0)
+	COPY(volume);
+	COPY(device);
+	COPY(state_dir);
+	COPY(peer);
+	COPY(tls_dir);
+	COPY(server_name);
+#undef COPY
+	opts_point(o, s);
 }
 
 static bool job_has_reload(struct job *j)

@@ -1216,6 +1216,22 @@ int journal_begin(struct journal *j, uint64_t epoch, uint64_t generation, uint64
 	return 0;
 }
 
+/* Pads and emits a record put with jrn_put (rc: how that went), then counts it;
+ * any failure drops the epoch. */
+static int jrn_record_end(struct journal *j, int rc, uint64_t rec_bytes, uint64_t checksum)
+{
+	if (rc == 0)
+		rc = jrn_put_pad(j);
+	if (rc == 0)
+		rc = jrn_put_emit(j);
+	if (rc != 0) {
+		jrn_epoch_drop(j);
+		return rc;
+	}
+	jrn_record_done(j, rec_bytes, checksum);
+	return 0;
+}
+
 int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_count,
 		     const void *plaintext, uint32_t plaintext_bytes, const uint64_t *hashes)
 {
@@ -1288,16 +1304,7 @@ int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_cou
 		if (rc == 0 && len < j->block_bytes)
 			rc = jrn_put(j, NULL, j->block_bytes - len);
 	}
-	if (rc == 0)
-		rc = jrn_put_pad(j);
-	if (rc == 0)
-		rc = jrn_put_emit(j);
-	if (rc != 0) {
-		jrn_epoch_drop(j);
-		return rc;
-	}
-	jrn_record_done(j, rec_bytes, checksum);
-	return 0;
+	return jrn_record_end(j, rc, rec_bytes, checksum);
 }
 
 int journal_add_zero(struct journal *j, uint64_t first_block, uint32_t block_count)
@@ -1321,16 +1328,7 @@ int journal_add_zero(struct journal *j, uint64_t first_block, uint32_t block_cou
 	checksum = jrn_record_checksum(&h, NULL, 0, false);
 	h.checksum = htole64(checksum);
 	rc = jrn_put(j, &h, sizeof(h));
-	if (rc == 0)
-		rc = jrn_put_pad(j);
-	if (rc == 0)
-		rc = jrn_put_emit(j);
-	if (rc != 0) {
-		jrn_epoch_drop(j);
-		return rc;
-	}
-	jrn_record_done(j, rec_bytes, checksum);
-	return 0;
+	return jrn_record_end(j, rc, rec_bytes, checksum);
 }
 
 int journal_commit(struct journal *j)

@@ -304,13 +304,9 @@ static int64_t consistent_point_of(const struct rvol *v, const struct proto_epoc
  * --insecure-plaintext or an unreadable certificate: the TLS setup says why). */
 static void vol_tls_expiry(struct rvol *v)
 {
-	char path[KFIO_PATH_MAX + 16], err[256];
 	int64_t not_after;
 
-	if (!v->mv || !v->rcfg->tls_dir)
-		return;
-	snprintf(path, sizeof(path), "%s/%s", v->rcfg->tls_dir, TLS_CERT_FILE);
-	if (!tls_cert_expiry(path, &not_after, err, sizeof(err)))
+	if (v->mv && !tls_dir_cert_expiry(v->rcfg->tls_dir, &not_after))
 		metrics_set(&v->mv->tls_certificate_expiry_timestamp_seconds, (double)not_after);
 }
 

@@ -1823,3 +1823,13 @@ void tls_thread_stop(void)
 {
 	OPENSSL_thread_stop();
 }
+
+int tls_dir_cert_expiry(const char *tls_dir, int64_t *not_after_unix)
+{
+	char path[4096], err[256];
+
+	if (!tls_dir)
+		return -ENOENT;
+	snprintf(path, sizeof(path), "%s/%s", tls_dir, TLS_CERT_FILE);
+	return tls_cert_expiry(path, not_after_unix, err, sizeof(err));
+}

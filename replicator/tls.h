@@ -140,6 +140,8 @@ void tls_conn_close(struct tls_conn *conn);
 
 /* notAfter of the first certificate in cert_path, as Unix seconds. */
 int tls_cert_expiry(const char *cert_path, int64_t *not_after_unix, char *err, size_t err_len);
+/* The same for TLS_CERT_FILE in a --tls-dir; -ENOENT when tls_dir is NULL. */
+int tls_dir_cert_expiry(const char *tls_dir, int64_t *not_after_unix);
 
 /*
  * Makes a CA in out_dir (created 0700 if missing): ca.crt and ca.key (0600),

@@ -86,10 +86,6 @@ CPU_RUN=$WORK/bin/cpu-run
 
 bench_certs
 
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
-rx_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$RX_PID/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 
 
 # pvrepl_epoch TAG DEVICE: one timed `pvrepl send` to the running receiver, cache
@@ -110,18 +106,10 @@ pvrepl_epoch() {
 	# the receiver applies it to the standby right after.
 	epoch=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["epoch"])' \
 		"$RAW/$tag.json")
-	for _ in $(seq 6000); do
-		grep -Eq "epoch=$epoch (committed and applied|full sync complete)" "$RX_LOG" && break
-		sleep 0.02
-	done
-	grep -Eq "epoch=$epoch (committed and applied|full sync complete)" "$RX_LOG" ||
-		die "the receiver did not log epoch $epoch applied within 120 s (see $RX_LOG)"
+	wait_rx_applied "$epoch"
 	t2=$(now)
 	c1=$(rx_cpu_ticks)
-	printf '{"wall_seconds": %s, "applied_seconds": %s, "receiver_cpu_seconds": %s}\n' \
-		"$(elapsed "$t0" "$t1")" "$(elapsed "$t0" "$t2")" \
-		"$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { print (b - a) / t }')" \
-		>"$RAW/$tag-outer.json"
+	outer_json "$RAW/$tag-outer.json" "$t0" "$t1" "$t2" "$c0" "$c1"
 }
 
 # copy_state SRC DST: a state dir copy whose journal is preallocated like the

@@ -151,8 +151,6 @@ EOF
 chmod +x "$WORK/bin/wan-tool"
 WAN_TOOL=$WORK/bin/wan-tool
 
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
 
 # run_bounded SECONDS OUT CMD...: CMD in the background (so a signal reaches our
 # traps at once), stdout to OUT, stderr to OUT.err; returns its exit code.

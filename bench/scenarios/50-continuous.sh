@@ -248,7 +248,6 @@ t1=$EPOCHREALTIME
 printf '{"wall_seconds": %s}\n' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
 	>"$RAW/initial-sync-outer.json"
 
-CLK_TCK=$(getconf CLK_TCK)
 FIO_VERSION=$(fio --version)
 
 # one_run CONFIG ROUND: one replicate process through one loaded window, then the

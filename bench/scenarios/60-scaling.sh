@@ -80,10 +80,6 @@ STANDBY=$WORK/standby.img
 trap 'stop_receiver; cleanup' EXIT
 trap 'exit 130' INT TERM
 
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
-rx_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$RX_PID/stat"; }
-CLK_TCK=$(getconf CLK_TCK)
 
 bench_certs
 
@@ -99,7 +95,7 @@ T_MEASURE=$EPOCHREALTIME # the images' first write is not in the budget
 # receiver's log) and the receiver's CPU in TAG-outer.json. Leaves the sender's
 # map in $WORK/tx-state; deletes the standby and the receiver's state.
 full_sync() {
-	local tag=$1 img=$2 size c0 c1 t0 t1 t2 log=$RAW/$1-receiver.log i
+	local tag=$1 img=$2 size c0 c1 t0 t1 t2 log=$RAW/$1-receiver.log
 	shift 2
 	size=$(stat -c %s "$img")
 	rm -rf "$WORK/rx-state" "$WORK/tx-state" "$STANDBY"
@@ -113,18 +109,10 @@ full_sync() {
 		--server-name standby -o json --progress none "$@" >"$RAW/$tag.json" ||
 		die "pvrepl send failed in $tag (receiver log: $log)"
 	t1=$(now)
-	for ((i = 0; i < 6000; i++)); do
-		grep -Eq "epoch=1 (committed and applied|full sync complete)" "$log" && break
-		sleep 0.02
-	done
-	grep -Eq "epoch=1 (committed and applied|full sync complete)" "$log" ||
-		die "the receiver did not log epoch 1 applied within 120 s (see $log)"
+	wait_rx_applied 1
 	t2=$(now)
 	c1=$(rx_cpu_ticks)
-	printf '{"wall_seconds": %s, "applied_seconds": %s, "receiver_cpu_seconds": %s}\n' \
-		"$(elapsed "$t0" "$t1")" "$(elapsed "$t0" "$t2")" \
-		"$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN { print (b - a) / t }')" \
-		>"$RAW/$tag-outer.json"
+	outer_json "$RAW/$tag-outer.json" "$t0" "$t1" "$t2" "$c0" "$c1"
 	stop_receiver
 	rm -rf "$WORK/rx-state" "$STANDBY"
 }

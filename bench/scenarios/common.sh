@@ -152,3 +152,29 @@ stop_receiver() {
 	wait "$RX_PID" 2>/dev/null || true
 	RX_PID=
 }
+
+# --- timing around one epoch ---------------------------------------------------
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+rx_cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$RX_PID/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# wait_rx_applied EPOCH: until the receiver's log ($RX_LOG) says EPOCH is applied
+# (an incremental one) or complete (a full sync); 120 s at most.
+wait_rx_applied() {
+	local pattern="epoch=$1 (committed and applied|full sync complete)"
+	for _ in $(seq 6000); do
+		grep -Eq "$pattern" "$RX_LOG" && return 0
+		sleep 0.02
+	done
+	die "the receiver did not log epoch $1 applied within 120 s (see $RX_LOG)"
+}
+
+# outer_json OUT T0 T1 T2 C0 C1: an epoch seen from outside, into OUT: wall
+# seconds to the ack (T0..T1) and to applied (T0..T2), the receiver's CPU (ticks
+# C0..C1).
+outer_json() {
+	printf '{"wall_seconds": %s, "applied_seconds": %s, "receiver_cpu_seconds": %s}\n' \
+		"$(elapsed "$2" "$3")" "$(elapsed "$2" "$4")" \
+		"$(awk -v a="$5" -v b="$6" -v t="$CLK_TCK" 'BEGIN { print (b - a) / t }')" >"$1"
+}
