@@ -36,6 +36,7 @@
 #include "delta.h"
 #include "map.h"
 #include "merkle.h"
+#include "replace.h"
 
 int (*map_crash_hook)(const char *step);
 
@@ -650,22 +651,50 @@ static int map_commit_fail(struct map_commit_io *io, const char *file, const cha
 	return rc;
 }
 
+/* A replace of the map's files goes through map_crash_hook, with the step names
+ * ("base.fsync", "log.rename", ...) the crash tests enumerate. */
+static int map_replace_hook(const char *step)
+{
+	return map_step(step);
+}
+
+/* After a failed replace: the replace's sentence, and what it means for the map. */
+static int map_replace_fail(struct map_commit_io *io, const char *why, int rc)
+{
+	if (why[0])
+		map_err(io->err, io->err_len, "%s; the epoch is not committed, reload the map",
+			why);
+	return rc;
+}
+
 /*
  * Writes the whole map as `map.tmp`, fsyncs it and renames it over `map`, then
- * fsyncs the directory. On return 0 the new base is the durable map.
+ * fsyncs the directory (replace.c, which comments each ordering). The rename must
+ * be durable before the log is replaced: an empty log with the old base (rename
+ * lost) would forget the epochs the old log held. Until that directory fsync a
+ * crash gives old base + old log, the old epoch, whole. On return 0 the new base
+ * is the durable map.
  */
 static int map_write_base(struct map *m, struct map_commit_io *io, uint64_t epoch)
 {
+	struct replace_spec spec = {
+		.dir = io->dir,
+		.dirfd = io->dirfd,
+		.name = MAP_FILE,
+		.tmp_name = MAP_TMP_FILE,
+		.mode = 0644,
+		.step = "base",
+		.hook = map_replace_hook,
+	};
 	uint64_t le[MAP_IO_CHUNK_HASHES];
 	struct map_disk_header h;
+	struct replace r;
+	char why[512] = "";
 	int rc;
 
-	rc = map_step("base.create");
+	rc = replace_begin(&r, &spec, why, sizeof(why));
 	if (rc != 0)
-		return rc;
-	io->fd = openat(io->dirfd, MAP_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (io->fd < 0)
-		return map_commit_fail(io, MAP_TMP_FILE, "create", -errno);
+		return map_replace_fail(io, why, rc);
 
 	memset(&h, 0, sizeof(h));
 	h.magic = htole64(MAP_DISK_BASE_MAGIC);
@@ -680,61 +709,46 @@ static int map_write_base(struct map *m, struct map_commit_io *io, uint64_t epoc
 	h.body_checksum = htole64(map_body_checksum(m->hashes, m->block_count));
 	h.header_checksum = htole64(map_header_checksum(&h));
 
-	rc = map_step("base.write");
-	if (rc != 0)
-		return rc;
-	rc = map_pwrite_all(io->fd, &h, sizeof(h), 0);
-	if (rc < 0)
-		return map_commit_fail(io, MAP_TMP_FILE, "write", rc);
-	for (uint64_t i = 0; i < m->block_count; i += MAP_IO_CHUNK_HASHES) {
+	rc = replace_write(&r, &h, sizeof(h), 0);
+	for (uint64_t i = 0; rc == 0 && i < m->block_count; i += MAP_IO_CHUNK_HASHES) {
 		uint64_t n = m->block_count - i;
 
 		if (n > MAP_IO_CHUNK_HASHES)
 			n = MAP_IO_CHUNK_HASHES;
 		for (uint64_t j = 0; j < n; j++)
 			le[j] = htole64(m->hashes[i + j]);
-		rc = map_pwrite_all(io->fd, le, n * sizeof(le[0]), sizeof(h) + i * sizeof(le[0]));
-		if (rc < 0)
-			return map_commit_fail(io, MAP_TMP_FILE, "write", rc);
+		rc = replace_write(&r, le, n * sizeof(le[0]), sizeof(h) + i * sizeof(le[0]));
+	}
+	if (rc != 0) {
+		replace_abort(&r);
+		return map_replace_fail(io, why, rc);
 	}
 	io->bytes_written += map_base_bytes(m->block_count);
-
-	/* The content must be durable before the rename can make it the map: else a
-	 * power cut after the rename could leave `map` naming unwritten blocks. */
-	rc = map_step("base.fsync");
-	if (rc != 0)
-		return rc;
-	if (fsync(io->fd) < 0)
-		return map_commit_fail(io, MAP_TMP_FILE, "fsync", -errno);
-	map_close(&io->fd);
-
-	/* Atomic: a reader sees the whole old base or the whole new one. */
-	rc = map_step("base.rename");
-	if (rc != 0)
-		return rc;
-	if (renameat(io->dirfd, MAP_TMP_FILE, io->dirfd, MAP_FILE) < 0)
-		return map_commit_fail(io, MAP_FILE, "rename", -errno);
-
-	/* The rename is durable only once the directory is. It must be before the log
-	 * is replaced: an empty log with the old base (rename lost) would forget the
-	 * epochs the old log held. Until this fsync a crash gives old base + old log,
-	 * the old epoch, whole. */
-	rc = map_step("base.dirsync");
-	if (rc != 0)
-		return rc;
-	if (fsync(io->dirfd) < 0)
-		return map_commit_fail(io, ".", "fsync of the state directory", -errno);
-	return 0;
+	rc = replace_commit(&r);
+	return rc ? map_replace_fail(io, why, rc) : 0;
 }
 
 /*
  * Replaces `map.log` with one holding only its header. Runs after the new base is
  * durable, so a crash here leaves the old log, whose records all have epochs <= the
- * new base's and are skipped at load.
+ * new base's and are skipped at load. The next commit appends to this file and
+ * fdatasyncs only it: if the rename were still volatile, a crash could bring back
+ * the old log and lose that appended epoch, so the replace ends with the
+ * directory's fsync.
  */
 static int map_write_empty_log(struct map *m, struct map_commit_io *io)
 {
+	struct replace_spec spec = {
+		.dir = io->dir,
+		.dirfd = io->dirfd,
+		.name = MAP_LOG_FILE,
+		.tmp_name = MAP_LOG_TMP_FILE,
+		.mode = 0644,
+		.step = "log",
+		.hook = map_replace_hook,
+	};
 	struct map_disk_log_header h;
+	char why[512] = "";
 	int rc;
 
 	memset(&h, 0, sizeof(h));
@@ -743,43 +757,10 @@ static int map_write_empty_log(struct map *m, struct map_commit_io *io)
 	memcpy(h.volume_id, m->volume_id, sizeof(h.volume_id));
 	h.checksum = htole64(map_log_header_checksum(&h));
 
-	rc = map_step("log.create");
+	rc = replace_file(&spec, &h, sizeof(h), why, sizeof(why));
 	if (rc != 0)
-		return rc;
-	io->fd =
-		openat(io->dirfd, MAP_LOG_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (io->fd < 0)
-		return map_commit_fail(io, MAP_LOG_TMP_FILE, "create", -errno);
-	rc = map_step("log.write");
-	if (rc != 0)
-		return rc;
-	rc = map_pwrite_all(io->fd, &h, sizeof(h), 0);
-	if (rc < 0)
-		return map_commit_fail(io, MAP_LOG_TMP_FILE, "write", rc);
+		return map_replace_fail(io, why, rc);
 	io->bytes_written += sizeof(h);
-
-	/* Durable before the rename, so `map.log` is never a name for a short file. */
-	rc = map_step("log.fsync");
-	if (rc != 0)
-		return rc;
-	if (fsync(io->fd) < 0)
-		return map_commit_fail(io, MAP_LOG_TMP_FILE, "fsync", -errno);
-	map_close(&io->fd);
-
-	rc = map_step("log.rename");
-	if (rc != 0)
-		return rc;
-	if (renameat(io->dirfd, MAP_LOG_TMP_FILE, io->dirfd, MAP_LOG_FILE) < 0)
-		return map_commit_fail(io, MAP_LOG_FILE, "rename", -errno);
-
-	/* The next commit appends to this file and fdatasyncs only it: if this rename
-	 * were still volatile, a crash could bring back the old log and lose that
-	 * appended epoch. So the directory must be durable first. */
-	rc = map_step("log.dirsync");
-	if (rc != 0)
-		return rc;
-	if (fsync(io->dirfd) < 0)
-		return map_commit_fail(io, ".", "fsync of the state directory", -errno);
 	return 0;
 }
 

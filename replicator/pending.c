@@ -4,8 +4,8 @@
  *
  * File: a 96-byte header, then either every block's hash (dense, for a full
  * sync) or (block index, hash) pairs for the changed blocks, all little-endian.
- * Written to a temporary file, fsync'ed, renamed, directory fsync'ed: a crash
- * leaves the previous file or the new one. Read back in two passes, the first
+ * Replaced durably (replace.c: tmp file, fsync, rename, directory fsync): a
+ * crash leaves the previous file or the new one. Read back in two passes, the first
  * verifying the checksum, so a damaged file never half-applies.
  */
 #include <endian.h>
@@ -21,6 +21,7 @@
 #include "delta.h"
 #include "pending.h"
 #include "pvrepl_assert.h"
+#include "replace.h"
 
 #define PENDING_MAGIC	   0x0a444e4550525650ull /* "PVRPEND\n" */
 #define PENDING_VERSION	   1u
@@ -44,7 +45,7 @@ struct pending_disk {
 _Static_assert(sizeof(struct pending_disk) == 96, "pending header size");
 
 struct pending_writer {
-	int fd;
+	struct replace r;
 	uint64_t *buf;
 	uint32_t used;
 	uint64_t off;
@@ -54,22 +55,13 @@ struct pending_writer {
 static int pw_flush(struct pending_writer *w)
 {
 	size_t len = (size_t)w->used * 8;
-	const char *p = (const char *)w->buf;
+	int rc;
 
 	delta_stream_update(&w->sum, w->buf, len);
-	while (len) {
-		ssize_t n = pwrite(w->fd, p, len, (off_t)w->off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		w->off += (uint64_t)n;
-	}
+	rc = replace_write(&w->r, w->buf, len, w->off);
+	w->off += len;
 	w->used = 0;
-	return 0;
+	return rc;
 }
 
 static int pw_put(struct pending_writer *w, uint64_t v)
@@ -86,23 +78,32 @@ static void path_of(char *dst, size_t len, const char *dir, const char *file)
 int pending_save(const struct map *m, const char *state_dir, uint64_t epoch, char *err,
 		 size_t err_len)
 {
-	struct pending_writer w = { .fd = -1, .off = sizeof(struct pending_disk) };
+	/* Durable before it is renamed into place, and the rename before we ask
+	 * for the ack: the ack may be lost, this record must not be. */
+	struct replace_spec spec = {
+		.dir = state_dir,
+		.dirfd = -1,
+		.name = PENDING_FILE,
+		.tmp_name = PENDING_TMP_FILE,
+		.mode = 0600,
+		.step = "pending",
+	};
+	struct pending_writer w = { .off = sizeof(struct pending_disk) };
 	struct pending_disk h = { 0 };
-	char tmp[4200], path[4200];
-	bool dense = m->empty;
+	char why[512] = "";
+	bool dense;
 	uint64_t entries = 0;
-	int rc = 0, dfd;
+	int rc = 0;
 
-	path_of(tmp, sizeof(tmp), state_dir, PENDING_TMP_FILE);
-	path_of(path, sizeof(path), state_dir, PENDING_FILE);
+	ASSERT(m != NULL);
+	ASSERT(state_dir != NULL);
+	dense = m->empty;
 	w.buf = malloc(PENDING_IO_WORDS * 8);
 	if (!w.buf)
 		return -ENOMEM;
-	w.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (w.fd < 0) {
-		rc = -errno;
+	rc = replace_begin(&w.r, &spec, why, sizeof(why));
+	if (rc)
 		goto out;
-	}
 	delta_stream_init(&w.sum, PENDING_SEED);
 	for (uint64_t i = 0; i < m->block_count && !rc; i++) {
 		if (dense) {
@@ -116,8 +117,10 @@ int pending_save(const struct map *m, const char *state_dir, uint64_t epoch, cha
 	}
 	if (!rc)
 		rc = pw_flush(&w);
-	if (rc)
+	if (rc) {
+		replace_abort(&w.r);
 		goto out;
+	}
 	h.magic = htole64(PENDING_MAGIC);
 	h.version = htole32(PENDING_VERSION);
 	h.flags = htole32(dense ? PENDING_FLAG_DENSE : 0);
@@ -128,31 +131,16 @@ int pending_save(const struct map *m, const char *state_dir, uint64_t epoch, cha
 	memcpy(h.volume_id, m->volume_id, sizeof(h.volume_id));
 	h.body_checksum = htole64(delta_stream_digest(&w.sum));
 	h.header_checksum = htole64(delta_hash(&h, offsetof(struct pending_disk, header_checksum)));
-	if (pwrite(w.fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
-		rc = errno ? -errno : -EIO;
+	rc = replace_write(&w.r, &h, sizeof(h), 0);
+	if (rc) {
+		replace_abort(&w.r);
 		goto out;
 	}
-	/* Durable before it is renamed into place, and the rename before we ask
-	 * for the ack: the ack may be lost, this record must not be. */
-	if (fsync(w.fd) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	if (rename(tmp, path) < 0) {
-		rc = -errno;
-		goto out;
-	}
-	dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0)
-		rc = -errno;
-	if (dfd >= 0)
-		close(dfd);
+	rc = replace_commit(&w.r);
 out:
 	if (rc)
-		snprintf(err, err_len, "%s: recording the pending epoch %" PRIu64 " failed: %s",
-			 tmp, epoch, strerror(-rc));
-	if (w.fd >= 0)
-		close(w.fd);
+		snprintf(err, err_len, "recording the pending epoch %" PRIu64 " in %s failed: %s",
+			 epoch, state_dir, why[0] ? why : strerror(-rc));
 	free(w.buf);
 	return rc;
 }

@@ -51,6 +51,7 @@
 #include "proto.h"
 #include "pvrepl_assert.h"
 #include "receiver.h"
+#include "replace.h"
 #include "scan.h"
 #include "status.h"
 #include "tls.h"
@@ -378,7 +379,7 @@ static void vol_status(struct rvol *v, const char *peer, int ok, double seconds,
 	}
 	if (!have_prev || prev.state != s.state)
 		s.state_since_unix = now;
-	status_store(&s, v->dir);
+	status_store_nosync(&s, v->dir);
 	vol_metrics(v, &s, ok, seconds, wire_bytes);
 }
 
@@ -1364,14 +1365,18 @@ static void accept_one(struct receiver *r, int lfd)
 	pthread_detach(t);
 }
 
-static int write_ready_file(const char *path, int lfd)
+/* The bound address, for tests and orchestration that listen on port 0: a
+ * signal, not state, so rename-atomic and deliberately not fsynced. */
+static int write_ready_file(const char *path, int lfd, char *err, size_t err_len)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "";
-	char tmp[KFIO_PATH_MAX + 8];
+	char host[INET6_ADDRSTRLEN] = "", line[INET6_ADDRSTRLEN + 16];
+	char dir[KFIO_PATH_MAX], name[KFIO_PATH_MAX];
+	struct replace_spec spec = { .dirfd = -1, .mode = 0644, .flags = REPLACE_NOSYNC };
+	const char *slash = strrchr(path, '/');
 	unsigned port = 0;
-	FILE *f;
+	int n;
 
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		return -errno;
@@ -1382,14 +1387,15 @@ static int write_ready_file(const char *path, int lfd)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
 		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "w");
-	if (!f)
-		return -errno;
-	fprintf(f, ss.ss_family == AF_INET6 ? "[%s]:%u\n" : "%s:%u\n", host, port);
-	if (fclose(f) || rename(tmp, path))
-		return -errno;
-	return 0;
+	n = snprintf(line, sizeof(line), ss.ss_family == AF_INET6 ? "[%s]:%u\n" : "%s:%u\n", host,
+		     port);
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	snprintf(name, sizeof(name), "%s", slash ? slash + 1 : path);
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	spec.dir = dir;
+	spec.name = name;
+	return replace_file(&spec, line, (size_t)n, err, err_len);
 }
 
 static bool same_allow(const struct receiver_volume_cfg *a, const struct receiver_volume_cfg *b)
@@ -1539,10 +1545,15 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 		rc = lfd;
 		goto close_vols;
 	}
-	if (cfg->ready_file && write_ready_file(cfg->ready_file, lfd)) {
-		rc = -EIO;
-		snprintf(err, err_len, "cannot write %s", cfg->ready_file);
-		goto close_vols;
+	if (cfg->ready_file) {
+		char why[RECV_ERR_MAX] = "";
+
+		rc = write_ready_file(cfg->ready_file, lfd, why, sizeof(why));
+		if (rc) {
+			snprintf(err, err_len, "cannot write %s: %s", cfg->ready_file,
+				 why[0] ? why : strerror(-rc));
+			goto close_vols;
+		}
 	}
 	/* Volumes recovered and listening: ready, whether or not a sender comes. */
 	if (cfg->metrics)

@@ -548,7 +548,7 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 	}
 	if (!have_prev || prev.state != s.state)
 		s.state_since_unix = now;
-	status_store(&s, cfg->state_dir);
+	status_store_nosync(&s, cfg->state_dir);
 }
 
 int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "delta.h"
+#include "pvrepl_assert.h"
+#include "replace.h"
 #include "status.h"
 
 #define STATUS_MAGIC   0x5453525650ull /* "PVRST" */
@@ -54,11 +56,21 @@ const char *status_role_name(enum status_role r)
 	return r == STATUS_ROLE_PRIMARY ? "primary" : "secondary";
 }
 
-int status_store(const struct status_record *s, const char *dir)
+int status_store_nosync(const struct status_record *s, const char *dir)
 {
+	struct replace_spec spec = {
+		.dir = dir,
+		.dirfd = -1,
+		.name = STATUS_FILE,
+		.tmp_name = STATUS_TMP_FILE,
+		.mode = 0644,
+		.flags = REPLACE_NOSYNC,
+		.step = "status",
+	};
 	struct status_disk d;
-	char tmp[4200], path[4200];
-	int fd, rc = 0;
+
+	ASSERT(s != NULL);
+	ASSERT(dir != NULL);
 
 	memset(&d, 0, sizeof(d));
 	d.magic = htole64(STATUS_MAGIC);
@@ -82,17 +94,8 @@ int status_store(const struct status_record *s, const char *dir)
 	snprintf(d.last_error, sizeof(d.last_error), "%s", s->last_error);
 	d.checksum = htole64(delta_hash(&d, offsetof(struct status_disk, checksum)));
 
-	snprintf(tmp, sizeof(tmp), "%s/%s", dir, STATUS_TMP_FILE);
-	snprintf(path, sizeof(path), "%s/%s", dir, STATUS_FILE);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (pwrite(fd, &d, sizeof(d), 0) != (ssize_t)sizeof(d))
-		rc = errno ? -errno : -EIO;
-	close(fd);
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
-	return rc;
+	/* Reporting only: rename-atomic for readers, deliberately not fsynced. */
+	return replace_file(&spec, &d, sizeof(d), NULL, 0);
 }
 
 int status_load(struct status_record *s, const char *dir)

@@ -53,8 +53,9 @@ struct status_record {
 	char last_error[256];
 };
 
-/* Writes DIR/status (rename-atomic). Returns 0 or -errno. */
-int status_store(const struct status_record *s, const char *dir);
+/* Writes DIR/status: rename-atomic for readers, deliberately not fsynced (it
+ * decides nothing after a crash). Returns 0 or -errno. */
+int status_store_nosync(const struct status_record *s, const char *dir);
 /* Reads DIR/status: 0, -ENOENT, or -EBADMSG for a damaged record. */
 int status_load(struct status_record *s, const char *dir);
 const char *status_state_name(enum status_state st);

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "delta.h"
+#include "pvrepl_assert.h"
+#include "replace.h"
 #include "vstate.h"
 
 struct vstate_disk {
@@ -88,10 +90,19 @@ int vstate_load(struct vstate *s, const char *dir, char *err, size_t err_len)
 
 int vstate_store(const struct vstate *s, const char *dir, char *err, size_t err_len)
 {
+	struct replace_spec spec = {
+		.dir = dir,
+		.dirfd = -1,
+		.name = VSTATE_FILE,
+		.tmp_name = VSTATE_TMP_FILE,
+		.mode = 0600,
+		.step = "state",
+	};
 	struct vstate_disk d;
-	char tmp[4200], path[4200];
-	int fd, dfd, rc = 0;
 
+	ASSERT(s != NULL);
+	ASSERT(dir != NULL);
+	ASSERT(s->kind <= VSTATE_CONSISTENT);
 	memset(&d, 0, sizeof(d));
 	d.magic = htole32(VSTATE_MAGIC);
 	d.version = htole16(VSTATE_VERSION);
@@ -107,35 +118,7 @@ int vstate_store(const struct vstate *s, const char *dir, char *err, size_t err_
 	memcpy(d.volume_id, s->volume_id, sizeof(d.volume_id));
 	d.checksum = htole64(delta_hash(&d, offsetof(struct vstate_disk, checksum)));
 
-	snprintf(tmp, sizeof(tmp), "%s/%s", dir, VSTATE_TMP_FILE);
-	snprintf(path, sizeof(path), "%s/%s", dir, VSTATE_FILE);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, err_len, "%s: cannot create: %s", tmp, strerror(-rc));
-		return rc;
-	}
 	/* The record is durable in the tmp file before the rename makes it current:
 	 * a crash leaves either the old state or the complete new one. */
-	if (pwrite(fd, &d, sizeof(d), 0) != (ssize_t)sizeof(d) || fsync(fd) < 0) {
-		rc = errno ? -errno : -EIO;
-		snprintf(err, err_len, "%s: write failed: %s", tmp, strerror(-rc));
-		close(fd);
-		return rc;
-	}
-	close(fd);
-	if (rename(tmp, path) < 0) {
-		rc = -errno;
-		snprintf(err, err_len, "rename %s -> %s failed: %s", tmp, path, strerror(-rc));
-		return rc;
-	}
-	/* The rename itself is durable only once the directory is. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		rc = -errno;
-		snprintf(err, err_len, "%s: directory fsync failed: %s", dir, strerror(-rc));
-	}
-	if (dfd >= 0)
-		close(dfd);
-	return rc;
+	return replace_file(&spec, &d, sizeof(d), err, err_len);
 }
