@@ -1,0 +1,606 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * recv_epoch — one epoch on the standby side (see recv_epoch.h for the frame
+ * loop and its two sinks, and receiver.c for the invariants they keep).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "journal.h"
+#include "log.h"
+#include "metrics.h"
+#include "pvrepl_assert.h"
+#include "recv_epoch.h"
+
+/* ------------------------------------------------------------ replies */
+
+int recv_epoch_reply(struct recv_peer *p, const struct recv_verdict *vd)
+{
+	int n;
+
+	ASSERT(p != NULL);
+	ASSERT(vd != NULL);
+	if (vd->kind == RECV_VERDICT_ERROR) {
+		struct proto_error e = { .code = vd->code };
+
+		proto_message_format(e.message, "%s", vd->message);
+		log_msg(LOG_WARN, NULL, p->addr, 0, "%s: %s", proto_error_name(vd->code),
+			vd->message);
+		n = proto_encode_error(&e, p->c.tx, PROTO_FRAME_BYTES_MAX);
+		if (n > 0)
+			conn_send(&p->c, p->c.tx, (size_t)n);
+		return -EPROTO;
+	}
+	if (vd->kind == RECV_VERDICT_REFUSE) {
+		struct proto_refuse f = {
+			.reason = vd->code,
+			.version_min = PROTO_VERSION_MIN,
+			.version_max = PROTO_VERSION_MAX,
+		};
+
+		proto_message_format(f.message, "%s", vd->message);
+		log_msg(LOG_WARN, NULL, p->addr, 0, "cert=%s refused (%s): %s", p->name,
+			proto_refuse_name(vd->code), vd->message);
+		n = proto_encode_refuse(&f, p->c.tx, PROTO_FRAME_BYTES_MAX);
+		if (n > 0)
+			conn_send(&p->c, p->c.tx, (size_t)n);
+		return -EACCES;
+	}
+	return 0;
+}
+
+int recv_epoch_welcome(struct recv_peer *p, const struct standby *v, const struct proto_hello *h)
+{
+	struct proto_welcome w = {
+		.version = PROTO_VERSION_MAX,
+		.version_min = PROTO_VERSION_MIN,
+		.version_max = PROTO_VERSION_MAX,
+		.capabilities = h->capabilities &
+				(PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME),
+	};
+	int n;
+
+	ASSERT(p != NULL);
+	ASSERT(v != NULL);
+	if (v->vs.kind == VSTATE_CONSISTENT && v->have_map) {
+		w.state = PROTO_STATE_CONSISTENT;
+		w.generation = v->map.generation;
+		w.epoch = v->map.epoch;
+		w.merkle_root = map_merkle_root(&v->map);
+		memcpy(w.volume_id, v->map.volume_id, 16);
+	} else if (v->vs.kind == VSTATE_SYNCING) {
+		w.state = PROTO_STATE_SYNCING;
+		w.generation = v->vs.generation;
+		w.epoch = v->have_map ? v->map.epoch : 0;
+		if (!memcmp(v->vs.volume_id, h->volume_id, 16) && v->vs.sync_cursor &&
+		    v->vs.sync_epoch > w.epoch) {
+			w.resume_epoch = v->vs.sync_epoch;
+			w.resume_block = v->vs.sync_cursor;
+		}
+		memcpy(w.volume_id, v->vs.volume_id, 16);
+	} else {
+		w.state = PROTO_STATE_EMPTY;
+		memcpy(w.volume_id, h->volume_id, 16);
+	}
+	n = proto_encode_welcome(&w, p->c.tx, PROTO_FRAME_BYTES_MAX);
+	if (n < 0)
+		return n;
+	return conn_send(&p->c, p->c.tx, (size_t)n);
+}
+
+/* root: the map's root, already computed and checked against the sender's in
+ * recv_check_end (the tree covers the whole volume: build it once). */
+static int send_ack(struct recv_peer *p, const struct standby *v, uint64_t epoch, uint64_t root)
+{
+	struct proto_epoch_ack a = {
+		.epoch = epoch,
+		.generation = v->map.generation,
+		.merkle_root = root,
+	};
+	int n = proto_encode_epoch_ack(&a, p->c.tx, PROTO_FRAME_BYTES_MAX);
+
+	return n < 0 ? n : conn_send(&p->c, p->c.tx, (size_t)n);
+}
+
+/* ------------------------------------------------------------ the epoch */
+
+/* One epoch in flight. */
+struct rx {
+	struct recv_peer *p;
+	struct standby *v;
+	const struct proto_hello *h;
+	const struct proto_epoch_begin *eb;
+	struct recv_runs runs;
+	struct recv_verdict vd; /* what to tell the sender when the epoch fails */
+	/* The sync sink's writes: up to STANDBY_WRITE_BUFS in flight. */
+	uint32_t next_buf;
+	uint32_t inflight;
+	uint64_t bytes_since_cursor;
+};
+
+/*
+ * Where an epoch's blocks go. Each operation returns 0 or -errno, and on a
+ * failure the sender should hear about it fills x->vd.
+ */
+struct rx_sink {
+	/* sync: the map and state make the epoch durable, so they come before the
+	 * ack; journal: the journal commit does, and they follow the apply. */
+	bool commit_before_ack;
+	/* The log line of a committed epoch: "<done>: N blocks<done_note>". */
+	const char *done;
+	const char *done_note;
+	int (*begin)(struct rx *x); /* cleans up after itself on failure */
+	/* The buffer a DATA frame is decoded into (buf: its registered index). */
+	int (*data_dst)(struct rx *x, uint32_t *buf, void **dst);
+	int (*data)(struct rx *x, const struct proto_data *d, uint32_t buf, const void *dst);
+	int (*zero)(struct rx *x, uint64_t first, uint32_t count);
+	int (*frame_done)(struct rx *x); /* may be NULL */
+	int (*durable)(struct rx *x);
+	int (*apply)(struct rx *x); /* after the ack; NULL when nothing is left */
+	void (*lost)(struct rx *x); /* the connection went: says so in the log */
+	void (*abort)(struct rx *x);
+};
+
+/* The sticky failure, told to the sender. */
+static int rx_io_verdict(struct rx *x)
+{
+	return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_IO, "volume %s: %s",
+				x->v->cfg->name, x->v->fail_msg);
+}
+
+/* ------------------------------------------------------- the sync sink */
+
+static int sync_reap(struct rx *x, unsigned min_wait)
+{
+	struct kfio_cqe cqes[STANDBY_WRITE_BUFS];
+	struct standby *v = x->v;
+	int n;
+
+	while (min_wait > 0 || x->inflight) {
+		n = kfio_queue_reap(v->q, cqes, STANDBY_WRITE_BUFS, min_wait ? 1 : 0);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			break;
+		for (int i = 0; i < n; i++) {
+			if (cqes[i].res < 0 || (uint32_t)cqes[i].res != cqes[i].len) {
+				standby_fail(v,
+					     "%s: standby write at offset %" PRIu64 " failed: %s",
+					     v->cfg->device, cqes[i].offset,
+					     cqes[i].res < 0 ? strerror(-cqes[i].res)
+							     : "short write");
+				return -EIO;
+			}
+		}
+		x->inflight -= (uint32_t)n;
+		min_wait = min_wait > (unsigned)n ? min_wait - (unsigned)n : 0;
+		if (!min_wait)
+			break;
+	}
+	return 0;
+}
+
+/* Waits for every write, then flushes the standby (the writes are durable). */
+static int sync_flush(struct rx *x)
+{
+	struct standby *v = x->v;
+	struct kfio_cqe cqe;
+	int rc;
+
+	rc = sync_reap(x, x->inflight);
+	if (rc)
+		return rx_io_verdict(x);
+	rc = kfio_queue_flush(v->q, 0, 0);
+	if (!rc)
+		rc = kfio_queue_submit(v->q);
+	if (rc >= 0)
+		rc = kfio_queue_reap(v->q, &cqe, 1, 1);
+	if (rc < 0 || cqe.res < 0) {
+		standby_fail(v, "%s: flush failed: %s", v->cfg->device,
+			     strerror(rc < 0 ? -rc : -cqe.res));
+		return rx_io_verdict(x);
+	}
+	return 0;
+}
+
+/* Gets a free registered buffer for the next write (reaping one if all are busy). */
+static int sync_buf(struct rx *x, uint32_t *idx)
+{
+	if (x->inflight >= STANDBY_WRITE_BUFS && sync_reap(x, 1))
+		return rx_io_verdict(x);
+	/* Buffers are used round-robin and writes complete in any order, so wait
+	 * until the one we are about to reuse is free: drain fully when wrapping. */
+	if (x->next_buf == STANDBY_WRITE_BUFS) {
+		if (sync_reap(x, x->inflight))
+			return rx_io_verdict(x);
+		x->next_buf = 0;
+	}
+	*idx = x->next_buf++;
+	return 0;
+}
+
+static int sync_write(struct rx *x, uint32_t buf, uint64_t first, uint32_t bytes)
+{
+	struct standby *v = x->v;
+	uint32_t a = v->dev.dio_offset_align > 1 ? v->dev.dio_offset_align : 1;
+	uint32_t len = (bytes + a - 1) / a * a; /* the volume's tail is aligned on devices */
+	int rc;
+
+	if ((uint64_t)first * v->map.block_bytes + len > v->dev.size_bytes)
+		len = bytes;
+	rc = kfio_queue_write(v->q, 0, buf, first * v->map.block_bytes, len, first);
+	if (!rc)
+		rc = kfio_queue_submit(v->q);
+	if (rc < 0) {
+		standby_fail(v, "%s", kfio_queue_err(v->q));
+		return rx_io_verdict(x);
+	}
+	x->inflight++;
+	x->bytes_since_cursor += bytes;
+	return 0;
+}
+
+static int sync_begin(struct rx *x)
+{
+	const struct proto_epoch_begin *eb = x->eb;
+	struct standby *v = x->v;
+	char err[STANDBY_ERR_MAX];
+	int r;
+
+	x->runs.next_block = eb->resume_block;
+	if (eb->flags & PROTO_EPOCH_RESUMED) {
+		r = recv_check_resume(v, eb, &x->vd);
+		if (r)
+			return r;
+		r = standby_rehash(v, err, sizeof(err));
+		if (r)
+			return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_IO,
+						"volume %s: rehashing the standby failed: %s",
+						v->cfg->name, err);
+		log_msg(LOG_INFO, v->cfg->name, x->p->addr, eb->epoch,
+			"resuming the sync at block %" PRIu64, eb->resume_block);
+		return 0;
+	}
+	r = standby_sync_begin(v, x->h, eb, err, sizeof(err));
+	if (r)
+		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR,
+					v->failed ? PROTO_ERR_IO : PROTO_ERR_INTERNAL,
+					"volume %s: %s", v->cfg->name, err);
+	log_msg(LOG_INFO, v->cfg->name, x->p->addr, eb->epoch, "full sync started");
+	return 0;
+}
+
+static int sync_data_dst(struct rx *x, uint32_t *buf, void **dst)
+{
+	int r = sync_buf(x, buf);
+
+	if (!r)
+		*dst = kfio_queue_buf(x->v->q, *buf);
+	return r;
+}
+
+static int sync_data(struct rx *x, const struct proto_data *d, uint32_t buf, const void *dst)
+{
+	(void)dst; /* already in the registered buffer buf */
+	return sync_write(x, buf, d->first_block, d->plaintext_bytes);
+}
+
+/* A zero run is written as zeros, a registered buffer at a time. */
+static int sync_zero(struct rx *x, uint64_t first, uint32_t count)
+{
+	struct standby *v = x->v;
+	uint64_t end = first + count;
+
+	for (uint64_t b = first; b < end;) {
+		uint32_t n = PROTO_DATA_PLAINTEXT_MAX / v->map.block_bytes, buf = 0, bytes = 0;
+		int r;
+
+		if (n > end - b)
+			n = (uint32_t)(end - b);
+		r = sync_buf(x, &buf);
+		if (r)
+			return r;
+		for (uint32_t i = 0; i < n; i++)
+			bytes += standby_block_len(v, b + i);
+		memset(kfio_queue_buf(v->q, buf), 0, bytes);
+		r = sync_write(x, buf, b, bytes);
+		if (r)
+			return r;
+		b += n;
+	}
+	return 0;
+}
+
+/* The cursor: everything below it is durable and need not be resent. */
+static int sync_frame_done(struct rx *x)
+{
+	int r;
+
+	if (x->bytes_since_cursor < PROTO_CURSOR_SYNC_BYTES)
+		return 0;
+	r = sync_flush(x);
+	if (r)
+		return r;
+	if (standby_sync_cursor(x->v, x->runs.next_block))
+		return rx_io_verdict(x);
+	x->bytes_since_cursor = 0;
+	return 0;
+}
+
+static void sync_lost(struct rx *x)
+{
+	log_msg(LOG_WARN, x->v->cfg->name, x->p->addr, x->eb->epoch,
+		"sync interrupted: %s (cursor %" PRIu64 ")", x->p->c.err, x->v->vs.sync_cursor);
+}
+
+/* Keep what is durable (the cursor); the in-memory map is rebuilt on resume. */
+static void sync_abort(struct rx *x)
+{
+	sync_reap(x, x->inflight);
+}
+
+static const struct rx_sink sync_sink = {
+	.commit_before_ack = true,
+	.done = "full sync complete",
+	.done_note = ", standby consistent",
+	.begin = sync_begin,
+	.data_dst = sync_data_dst,
+	.data = sync_data,
+	.zero = sync_zero,
+	.frame_done = sync_frame_done,
+	.durable = sync_flush,
+	.apply = NULL,
+	.lost = sync_lost,
+	.abort = sync_abort,
+};
+
+/* ---------------------------------------------------- the journal sink */
+
+/* A journal failure: a full journal and a damaged record are the epoch's
+ * fault; anything else is an I/O error, sticky. */
+static int journal_verdict(struct rx *x, int r)
+{
+	struct standby *v = x->v;
+
+	if (r == -ENOSPC)
+		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_IO,
+					"volume %s: epoch %" PRIu64 " does not fit the %" PRIu64
+					"-byte journal; raise --journal-size",
+					v->cfg->name, x->eb->epoch, v->rcfg->journal_bytes);
+	if (r == -EBADMSG)
+		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_VERIFY,
+					"volume %s: %s", v->cfg->name, journal_err(v->j));
+	standby_fail(v, "journal: %s", journal_err(v->j));
+	return rx_io_verdict(x);
+}
+
+static void journal_sink_abort(struct rx *x)
+{
+	struct standby *v = x->v;
+
+	if (v->j && !v->failed)
+		journal_abort(v->j);
+	standby_reload_map(v);
+}
+
+static int journal_sink_begin(struct rx *x)
+{
+	struct standby *v = x->v;
+	char err[STANDBY_ERR_MAX];
+	int r;
+
+	r = recv_check_delta(v, x->eb, &x->vd);
+	if (r)
+		return r;
+	r = standby_open_journal(v, err, sizeof(err));
+	if (r) {
+		standby_fail(v, "%s", err);
+		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_IO, "volume %s: %s",
+					v->cfg->name, err);
+	}
+	r = journal_begin(v->j, x->eb->epoch, x->eb->generation, x->eb->base_epoch);
+	if (r) {
+		r = journal_verdict(x, r);
+		journal_sink_abort(x);
+	}
+	return r;
+}
+
+static int journal_sink_data_dst(struct rx *x, uint32_t *buf, void **dst)
+{
+	*buf = 0;
+	*dst = x->p->plain;
+	return 0;
+}
+
+static int journal_sink_data(struct rx *x, const struct proto_data *d, uint32_t buf,
+			     const void *dst)
+{
+	int r;
+
+	(void)buf;
+	r = journal_add_data(x->v->j, d->first_block, d->block_count, dst, d->plaintext_bytes,
+			     x->p->hashes);
+	return r ? journal_verdict(x, r) : 0;
+}
+
+static int journal_sink_zero(struct rx *x, uint64_t first, uint32_t count)
+{
+	int r = journal_add_zero(x->v->j, first, count);
+
+	return r ? journal_verdict(x, r) : 0;
+}
+
+/* Durable once journal_commit returns: only then the ack. */
+static int journal_sink_durable(struct rx *x)
+{
+	int r = journal_commit(x->v->j);
+
+	return r ? journal_verdict(x, r) : 0;
+}
+
+static int journal_sink_apply(struct rx *x)
+{
+	struct standby *v = x->v;
+
+	if (journal_apply(v->j, NULL, NULL)) {
+		standby_fail(v, "applying epoch %" PRIu64 ": %s", x->eb->epoch, journal_err(v->j));
+		return -EIO;
+	}
+	return 0;
+}
+
+static void journal_sink_lost(struct rx *x)
+{
+	log_msg(LOG_WARN, x->v->cfg->name, x->p->addr, x->eb->epoch, "interrupted: %s; discarded",
+		x->p->c.err);
+}
+
+static const struct rx_sink journal_sink = {
+	.commit_before_ack = false,
+	.done = "committed and applied",
+	.done_note = "",
+	.begin = journal_sink_begin,
+	.data_dst = journal_sink_data_dst,
+	.data = journal_sink_data,
+	.zero = journal_sink_zero,
+	.frame_done = NULL,
+	.durable = journal_sink_durable,
+	.apply = journal_sink_apply,
+	.lost = journal_sink_lost,
+	.abort = journal_sink_abort,
+};
+
+/* ------------------------------------------------------- the frame loop */
+
+static int rx_data(struct rx *x, const struct rx_sink *k, const struct proto_data *d)
+{
+	uint32_t buf = 0;
+	void *dst = NULL;
+	int r;
+
+	r = recv_check_run(x->v, &x->runs, d->first_block, d->block_count, &x->vd);
+	if (!r)
+		r = k->data_dst(x, &buf, &dst);
+	if (!r)
+		r = recv_check_data(x->v, d, dst, x->p->hashes, &x->vd);
+	if (r < 0)
+		return r;
+	r = k->data(x, d, buf, dst);
+	if (r)
+		return r;
+	for (uint32_t i = 0; i < d->block_count; i++)
+		map_set(&x->v->map, d->first_block + i, x->p->hashes[i]);
+	return 0;
+}
+
+static int rx_zero(struct rx *x, const struct rx_sink *k, const struct proto_zero *z)
+{
+	int r;
+
+	r = recv_check_run(x->v, &x->runs, z->first_block, z->block_count, &x->vd);
+	if (!r)
+		r = k->zero(x, z->first_block, z->block_count);
+	if (r)
+		return r;
+	for (uint64_t b = z->first_block; b < z->first_block + z->block_count; b++)
+		map_set(&x->v->map, b, standby_zero_hash(x->v, b));
+	return 0;
+}
+
+/* The commit tail, the same for every epoch: map and state, then the report. */
+static int rx_commit_tail(struct rx *x, const struct rx_sink *k)
+{
+	struct standby *v = x->v;
+
+	if (standby_commit(v, x->eb))
+		return -EIO;
+	log_msg(LOG_INFO, v->cfg->name, x->p->addr, x->eb->epoch, "%s: %" PRIu64 " blocks%s",
+		k->done, x->runs.blocks, k->done_note);
+	if (v->mv)
+		metrics_add(&v->mv->applied_bytes_total, x->runs.blocks * v->map.block_bytes);
+	return 0;
+}
+
+/* EPOCH_END checked and the sink's data durable: commit, ack, in the sink's order. */
+static int rx_commit(struct rx *x, const struct rx_sink *k, uint64_t root)
+{
+	int acked, r;
+
+	if (k->commit_before_ack) {
+		r = rx_commit_tail(x, k);
+		if (r) {
+			rx_io_verdict(x);
+			recv_epoch_reply(x->p, &x->vd);
+			k->abort(x);
+			return r;
+		}
+		return send_ack(x->p, x->v, x->eb->epoch, root);
+	}
+	acked = send_ack(x->p, x->v, x->eb->epoch, root);
+	/* Apply whatever happens to the connection: the epoch is committed. */
+	r = k->apply ? k->apply(x) : 0;
+	if (!r)
+		r = rx_commit_tail(x, k);
+	return r ? r : acked;
+}
+
+static int rx_loop(struct rx *x, const struct rx_sink *k)
+{
+	struct proto_msg msg;
+	uint64_t root = 0;
+	int r;
+
+	r = k->begin(x);
+	if (r) {
+		recv_epoch_reply(x->p, &x->vd);
+		return r;
+	}
+	for (;;) {
+		r = conn_recv(&x->p->c, &msg);
+		if (r) {
+			k->lost(x);
+			break;
+		}
+		switch (msg.header.type) {
+		case PROTO_DATA:
+			r = rx_data(x, k, &msg.u.data);
+			break;
+		case PROTO_ZERO:
+			r = rx_zero(x, k, &msg.u.zero);
+			break;
+		case PROTO_EPOCH_END:
+			r = recv_check_end(x->v, x->eb, &x->runs, &msg.u.epoch_end, &root, &x->vd);
+			if (!r)
+				r = k->durable(x);
+			if (!r)
+				return rx_commit(x, k, root);
+			break;
+		default:
+			r = recv_check_unexpected(x->v, x->eb, msg.header.type, &x->vd);
+			break;
+		}
+		if (!r && k->frame_done)
+			r = k->frame_done(x);
+		if (r)
+			break;
+	}
+	recv_epoch_reply(x->p, &x->vd);
+	k->abort(x);
+	return r ? r : -EPROTO;
+}
+
+int recv_epoch_run(struct recv_peer *p, struct standby *v, const struct proto_hello *h,
+		   const struct proto_epoch_begin *eb)
+{
+	struct rx x = { .p = p, .v = v, .h = h, .eb = eb };
+
+	ASSERT(p != NULL);
+	ASSERT(v != NULL);
+	ASSERT(h != NULL);
+	ASSERT(eb != NULL);
+	ASSERT(eb->generation == h->generation); /* recv_check_begin */
+	return rx_loop(&x, eb->flags & PROTO_EPOCH_INITIAL_SYNC ? &sync_sink : &journal_sink);
+}

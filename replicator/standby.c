@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * standby — one receiving volume's device, map, state, journal and reports (see
+ * standby.h). Every transition of the state record goes through here, so the
+ * ordering that invariant 1 of DESIGN.md needs is in one file: `syncing` is
+ * durable before the device is written outside the journal, and `consistent`
+ * only after the map of the epoch is.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "delta.h"
+#include "journal.h"
+#include "log.h"
+#include "metrics.h"
+#include "pvrepl_assert.h"
+#include "scan.h"
+#include "standby.h"
+#include "status.h"
+#include "tls.h"
+
+static uint64_t zero_hash_of(uint32_t len)
+{
+	static const uint8_t zeros[SCAN_BLOCK_BYTES_MAX];
+
+	return delta_hash(zeros, len);
+}
+
+/* The hash of zero block `block`: computed once per block size, not per block
+ * (zero runs of a full sync cover a quarter of a typical volume). */
+uint64_t standby_zero_hash(struct standby *v, uint64_t block)
+{
+	uint32_t len = standby_block_len(v, block);
+
+	if (len != v->map.block_bytes)
+		return zero_hash_of(len); /* the volume's short last block */
+	if (v->zero_hash_bytes != len) {
+		v->zero_hash = zero_hash_of(len);
+		v->zero_hash_bytes = len;
+	}
+	return v->zero_hash;
+}
+
+uint32_t standby_block_len(const struct standby *v, uint64_t block)
+{
+	uint64_t off = block * v->map.block_bytes;
+	uint64_t left = v->map.size_bytes - off;
+
+	return left < v->map.block_bytes ? (uint32_t)left : v->map.block_bytes;
+}
+
+static int on_block_set(uint64_t block, uint64_t hash, void *ctx)
+{
+	struct standby *v = ctx;
+
+	if (block >= v->map.block_count)
+		return -EBADMSG;
+	map_set(&v->map, block, hash);
+	return 0;
+}
+
+void standby_fail(struct standby *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(v->fail_msg, sizeof(v->fail_msg), fmt, ap);
+	va_end(ap);
+	v->failed = true;
+	log_msg(LOG_ERROR, v->cfg->name, NULL, 0, "FAILED: %s", v->fail_msg);
+}
+
+int standby_open_journal(struct standby *v, char *err, size_t err_len)
+{
+	struct journal_config jc = {
+		.backend = v->rcfg->backend,
+		.journal_max_bytes = v->rcfg->journal_bytes,
+		.block_bytes = v->map.block_bytes,
+		.queue_depth = 16,
+	};
+
+	if (v->j)
+		return 0;
+	memcpy(jc.volume_id, v->map.volume_id, sizeof(jc.volume_id));
+	return journal_open(&v->j, v->dir, &jc, &v->dev, err, err_len);
+}
+
+/* Brings a volume to a known state after a restart (crash included). */
+static int vol_recover(struct standby *v, char *err, size_t err_len)
+{
+	struct journal_recovery jr;
+	char jpath[KFIO_PATH_MAX + 16];
+	struct stat st;
+	int rc;
+
+	rc = vstate_load(&v->vs, v->dir, err, err_len);
+	if (rc == -ENOENT)
+		memset(&v->vs, 0, sizeof(v->vs));
+	else if (rc)
+		return rc;
+	rc = map_load(&v->map, v->dir, err, err_len);
+	if (rc && rc != -ENOENT)
+		return rc;
+	v->have_map = rc == 0;
+	if (v->have_map) {
+		rc = map_check_geometry(&v->map, v->dev.size_bytes, v->map.block_bytes, err,
+					err_len);
+		if (rc)
+			return rc;
+	}
+
+	snprintf(jpath, sizeof(jpath), "%s/journal", v->dir);
+	if (v->have_map && stat(jpath, &st) == 0) {
+		rc = standby_open_journal(v, err, err_len);
+		if (rc)
+			return rc;
+		memset(&jr, 0, sizeof(jr));
+		rc = journal_recover(v->j, &jr, on_block_set, v);
+		if (rc) {
+			snprintf(err, err_len, "volume %s: journal recovery failed: %s",
+				 v->cfg->name, journal_err(v->j));
+			return rc;
+		}
+		if (jr.replayed_epoch) {
+			rc = map_commit(&v->map, v->dir, jr.replayed_epoch, err, err_len);
+			if (rc)
+				return rc;
+			log_msg(LOG_INFO, v->cfg->name, NULL, jr.replayed_epoch,
+				"recovered: replayed committed epoch");
+		}
+		if (jr.discarded_epoch)
+			log_msg(LOG_INFO, v->cfg->name, NULL, jr.discarded_epoch,
+				"recovered: discarded uncommitted epoch");
+	}
+	/* The map is the authority on the committed epoch; the state follows it. */
+	if (v->have_map && v->vs.kind == VSTATE_CONSISTENT && v->vs.epoch != v->map.epoch) {
+		/* A replayed epoch's capture time is not in the journal: keep the
+		 * previous consistent point, which is older (never overstates). */
+		v->vs.epoch = v->map.epoch;
+		v->vs.committed_unix = time(NULL);
+		rc = vstate_store(&v->vs, v->dir, err, err_len);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The source time a committed epoch stands for: the sender's capture time. A
+ * sender that did not say (an older one): the previous point when there is one
+ * (older: the lag is never understated), else the commit time. */
+static int64_t consistent_point_of(const struct standby *v, const struct proto_epoch_begin *eb)
+{
+	if (eb->capture_unix_ms)
+		return (int64_t)eb->capture_unix_ms;
+	return v->vs.consistent_point_ms ? v->vs.consistent_point_ms : clock_unix_ms();
+}
+
+/* The receiver's own certificate's expiry, on each volume's series (0 with
+ * --insecure-plaintext or an unreadable certificate: the TLS setup says why). */
+static void vol_tls_expiry(struct standby *v)
+{
+	int64_t not_after;
+
+	if (v->mv && !tls_dir_cert_expiry(v->rcfg->tls_dir, &not_after))
+		metrics_set(&v->mv->tls_certificate_expiry_timestamp_seconds, (double)not_after);
+}
+
+/* The same per-epoch outcome as standby_record() records, into the registry. */
+static void vol_metrics(struct standby *v, const struct status_record *s, int ok, double seconds,
+			uint64_t wire_bytes)
+{
+	struct metrics_volume *mv = v->mv;
+
+	if (!mv)
+		return;
+	vol_tls_expiry(v); /* certificates rotate: read it again at each event */
+	metrics_set(&mv->volume_size_bytes, (double)v->dev.size_bytes);
+	metrics_set_state(mv, s->state == STATUS_ERROR		? METRICS_STATE_ERROR
+			      : s->state == STATUS_INITIAL_SYNC ? METRICS_STATE_INITIAL_SYNC
+								: METRICS_STATE_REPLICATING);
+	metrics_set(&mv->consistent_point_timestamp_seconds, (double)s->consistent_point_ms / 1e3);
+	if (s->consistent)
+		metrics_set(&mv->initial_sync_progress_ratio, 1);
+	if (ok < 0)
+		return;
+	metrics_add(&mv->received_bytes_total, wire_bytes);
+	if (ok > 0) {
+		metrics_count_sync(mv, METRICS_SYNC_SUCCESS);
+		metrics_observe(&mv->sync_duration_seconds, seconds);
+		metrics_set(&mv->last_sync_success_timestamp_seconds, (double)time(NULL));
+		return;
+	}
+	metrics_count_sync(mv, v->failed ? METRICS_SYNC_FAILURE : METRICS_SYNC_ABORTED);
+	metrics_count_error(mv, v->failed ? METRICS_ERROR_IO : METRICS_ERROR_NETWORK);
+}
+
+/*
+ * Records the volume's state for `pvrepl status` (reporting only; a failure to
+ * write it is ignored). ok < 0: no epoch ended (start-up, connection events).
+ */
+void standby_record(struct standby *v, const char *peer, int ok, double seconds,
+		       uint64_t wire_bytes, const char *error)
+{
+	struct status_record prev, s;
+	int64_t now = time(NULL);
+	bool have_prev = status_load(&prev, v->dir) == 0;
+
+	memset(&s, 0, sizeof(s));
+	if (have_prev)
+		s = prev;
+	s.role = STATUS_ROLE_SECONDARY;
+	snprintf(s.volume, sizeof(s.volume), "%s", v->cfg->name);
+	if (peer)
+		snprintf(s.peer, sizeof(s.peer), "%s", peer);
+	s.size_bytes = v->dev.size_bytes;
+	s.epoch = v->vs.kind == VSTATE_CONSISTENT ? v->vs.epoch : 0;
+	s.consistent = v->vs.kind == VSTATE_CONSISTENT;
+	s.crash_consistent = v->vs.crash_consistent;
+	s.consistent_point_ms = s.consistent ? v->vs.consistent_point_ms : 0;
+	s.state = v->failed					  ? STATUS_ERROR
+		  : !s.consistent || v->vs.kind == VSTATE_SYNCING ? STATUS_INITIAL_SYNC
+								  : STATUS_REPLICATING;
+	if (ok >= 0)
+		s.last_attempt_unix = now;
+	if (ok > 0) {
+		s.last_success_unix = now;
+		s.last_sync_duration_ms = (uint64_t)(seconds * 1e3);
+		s.last_sync_bytes = wire_bytes;
+		s.last_error[0] = '\0';
+	} else if (error) {
+		snprintf(s.last_error, sizeof(s.last_error), "%.*s", (int)sizeof(s.last_error) - 1,
+			 error);
+	}
+	if (!have_prev || prev.state != s.state)
+		s.state_since_unix = now;
+	status_store_nosync(&s, v->dir);
+	vol_metrics(v, &s, ok, seconds, wire_bytes);
+}
+
+int standby_open(struct standby *v, const struct receiver_config *rcfg,
+		    const struct receiver_volume_cfg *vc, char *err, size_t err_len)
+{
+	struct kfio_queue_config qc = {
+		.backend = rcfg->backend,
+		.depth = STANDBY_WRITE_BUFS,
+		.buf_count = STANDBY_WRITE_BUFS,
+		.buf_bytes = PROTO_DATA_PLAINTEXT_MAX,
+	};
+	struct kfio_dev *devs[1];
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	v->own = *vc;
+	v->cfg = &v->own;
+	v->rcfg = rcfg;
+	pthread_mutex_init(&v->lock, NULL);
+	pthread_cond_init(&v->idle, NULL);
+	snprintf(v->dir, sizeof(v->dir), "%s/%s", rcfg->state_dir, vc->name);
+	if (mkdir(rcfg->state_dir, 0700) && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot create state directory %s: %s", rcfg->state_dir,
+			 strerror(-rc));
+		return rc;
+	}
+	if (mkdir(v->dir, 0700) && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot create %s: %s", v->dir, strerror(-rc));
+		return rc;
+	}
+	rc = kfio_dev_open(&v->dev, vc->device, KFIO_OPEN_WRITE);
+	if (rc) {
+		snprintf(err, err_len, "volume %s: %s", vc->name, v->dev.err_msg);
+		return rc;
+	}
+	devs[0] = &v->dev;
+	rc = kfio_queue_new(&v->q, &qc, devs, 1, err, err_len);
+	if (rc)
+		return rc;
+	rc = vol_recover(v, err, err_len);
+	if (rc)
+		return rc;
+	if (rcfg->metrics) {
+		v->mv = metrics_volume(rcfg->metrics, vc->name, "secondary", "");
+		if (!v->mv) {
+			snprintf(err, err_len, "volume %s: name too long for a metrics label",
+				 vc->name);
+			return -EINVAL;
+		}
+		vol_tls_expiry(v);
+	}
+	log_msg(LOG_INFO, vc->name, NULL, v->vs.epoch, "device=%s state=%s size=%" PRIu64,
+		vc->device, vstate_kind_name(v->vs.kind), v->dev.size_bytes);
+	standby_record(v, NULL, -1, 0, 0, NULL);
+	return 0;
+}
+
+void standby_close(struct standby *v)
+{
+	if (v->j)
+		journal_close(v->j);
+	if (v->have_map)
+		map_release(&v->map);
+	kfio_queue_free(v->q);
+	kfio_dev_close(&v->dev);
+	pthread_cond_destroy(&v->idle);
+	pthread_mutex_destroy(&v->lock);
+}
+
+/* After an aborted epoch the in-memory map holds hashes that were never
+ * committed: reload the committed one from disk. */
+int standby_reload_map(struct standby *v)
+{
+	char err[STANDBY_ERR_MAX];
+	int rc;
+
+	if (v->have_map)
+		map_release(&v->map);
+	rc = map_load(&v->map, v->dir, err, sizeof(err));
+	v->have_map = rc == 0;
+	if (rc && rc != -ENOENT) {
+		standby_fail(v, "reloading the map failed: %s", err);
+		return rc;
+	}
+	return 0;
+}
+
+int standby_rehash(struct standby *v, char *err, size_t err_len)
+{
+	struct scan_config sc;
+	struct scan_stats st;
+
+	scan_config_defaults(&sc);
+	sc.compress = false;
+	sc.backend = v->rcfg->backend;
+	v->map.empty = true;
+	return scan_run(&v->dev, &v->map, &sc, NULL, &st, err, err_len);
+}
+
+
+int standby_sync_begin(struct standby *v, const struct proto_hello *h,
+		       const struct proto_epoch_begin *eb, char *err, size_t err_len)
+{
+	char jpath[KFIO_PATH_MAX + 16];
+	int r;
+
+	ASSERT(v != NULL);
+	ASSERT(h != NULL);
+	ASSERT(eb != NULL);
+	/* A fresh map for the new content, with the sender's identity. The state says
+	 * `syncing` durably before the first write to the standby (invariant 1). A
+	 * journal from before is moot: the sync rewrites every block. */
+	if (v->j) {
+		journal_close(v->j);
+		v->j = NULL;
+	}
+	snprintf(jpath, sizeof(jpath), "%s/journal", v->dir);
+	unlink(jpath);
+	if (v->have_map)
+		map_release(&v->map);
+	v->have_map = false;
+	r = map_create(&v->map, v->cfg->name, h->size_bytes, h->block_bytes);
+	if (r) {
+		snprintf(err, err_len, "cannot create a map: %s", strerror(-r));
+		return r;
+	}
+	v->have_map = true;
+	memcpy(v->map.volume_id, h->volume_id, 16);
+	v->map.generation = h->generation;
+	v->vs.kind = VSTATE_SYNCING;
+	v->vs.sync_epoch = eb->epoch;
+	v->vs.sync_cursor = 0;
+	v->vs.sync_capture_ms = (int64_t)eb->capture_unix_ms;
+	v->vs.generation = h->generation;
+	memcpy(v->vs.volume_id, h->volume_id, 16);
+	r = vstate_store(&v->vs, v->dir, err, err_len);
+	if (r)
+		standby_fail(v, "%s", err);
+	return r;
+}
+
+int standby_sync_cursor(struct standby *v, uint64_t cursor)
+{
+	char err[STANDBY_ERR_MAX];
+	int rc;
+
+	ASSERT(v != NULL);
+	ASSERT(v->vs.kind == VSTATE_SYNCING);
+	ASSERT(cursor <= v->map.block_count);
+	v->vs.sync_cursor = cursor;
+	rc = vstate_store(&v->vs, v->dir, err, sizeof(err));
+	if (rc)
+		standby_fail(v, "%s", err);
+	else if (v->mv && v->map.block_count)
+		metrics_set(&v->mv->initial_sync_progress_ratio,
+			    (double)cursor / (double)v->map.block_count);
+	return rc;
+}
+
+int standby_commit(struct standby *v, const struct proto_epoch_begin *eb)
+{
+	char err[STANDBY_ERR_MAX];
+	bool was_syncing;
+
+	ASSERT(v != NULL);
+	ASSERT(eb != NULL);
+	ASSERT(v->have_map);
+	ASSERT(v->vs.kind != VSTATE_EMPTY);
+	was_syncing = v->vs.kind == VSTATE_SYNCING;
+	/* The map first, then the state. A crash between them leaves the map ahead
+	 * of the state: recovery gives a consistent volume the map's epoch, and a
+	 * syncing one stays syncing (never offered as consistent; the sync is
+	 * redone). */
+	if (map_commit(&v->map, v->dir, eb->epoch, err, sizeof(err))) {
+		standby_fail(v, "%s", err);
+		return -EIO;
+	}
+	v->vs.kind = VSTATE_CONSISTENT;
+	v->vs.epoch = eb->epoch;
+	v->vs.sync_epoch = 0;
+	v->vs.sync_cursor = 0;
+	v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
+	v->vs.committed_unix = time(NULL);
+	/* A resumed sync holds blocks read in its first run: it stands for that
+	 * run's time. */
+	v->vs.consistent_point_ms = was_syncing && v->vs.sync_capture_ms
+					    ? v->vs.sync_capture_ms
+					    : consistent_point_of(v, eb);
+	v->vs.sync_capture_ms = 0;
+	if (vstate_store(&v->vs, v->dir, err, sizeof(err))) {
+		standby_fail(v, "%s", err);
+		return -EIO;
+	}
+	return 0;
+}
