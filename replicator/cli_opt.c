@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,17 +177,47 @@ int cli_opt_block_size(const char *arg, uint32_t *bytes)
 	return 0;
 }
 
+/*
+ * getopt_long takes any unambiguous prefix of a long option ("--conf FILE",
+ * "--co=FILE"); "config" is the only long option starting with 'c' in the commands
+ * that take it (send/replicate, receive), so every prefix of it means --config.
+ */
+static bool cli_is_config_long(const char *name, size_t len)
+{
+	return len >= 1 && len <= strlen("config") && !strncmp(name, "config", len);
+}
+
 const char *cli_config_path(int argc, char **argv)
 {
 	const char *path = NULL;
 
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
+		const char *arg = argv[i];
+		const char *name, *eq;
+		size_t len;
+
+		if (!strcmp(arg, "--"))
 			break;
-		if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
+		if (!strcmp(arg, "-c")) {
+			if (i + 1 < argc)
+				path = argv[++i];
+			continue;
+		}
+		if (!strncmp(arg, "-c", 2)) { /* -cFILE, as getopt reads it */
+			path = arg + 2;
+			continue;
+		}
+		if (strncmp(arg, "--", 2))
+			continue;
+		name = arg + 2;
+		eq = strchr(name, '=');
+		len = eq ? (size_t)(eq - name) : strlen(name);
+		if (!cli_is_config_long(name, len))
+			continue;
+		if (eq)
+			path = eq + 1;
+		else if (i + 1 < argc)
 			path = argv[++i];
-		else if (!strncmp(argv[i], "--config=", 9))
-			path = argv[i] + 9;
 	}
 	return path;
 }

@@ -33,8 +33,9 @@ int cli_opt_timeout(const char *arg, unsigned *ms);	  /* --timeout: 100ms..1h */
 int cli_opt_rate(const char *opt, const char *arg, uint64_t *bytes_per_s);
 int cli_opt_verbosity(const char *arg, int *level);		  /* -v 0..3 */
 int cli_opt_log_format(const char *arg, enum log_format *format); /* text or json */
-/* The FILE of --config FILE, --config=FILE or -c FILE in argv, before getopt runs (the
- * file is the bottom layer: flags parsed later override it); NULL if absent. */
+/* The FILE of --config FILE, --config=FILE, -c FILE or -cFILE (and of the
+ * abbreviations getopt_long accepts, --conf FILE...) in argv, before getopt runs
+ * (the file is the bottom layer: flags parsed later override it); NULL if absent. */
 const char *cli_config_path(int argc, char **argv);
 
 #endif
