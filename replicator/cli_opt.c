@@ -77,27 +77,35 @@ int cli_parse_size(const char *s, uint64_t *bytes)
 	return 0;
 }
 
+/* 2^64, the first double no uint64_t holds: converting it, anything above, inf or
+ * nan to an integer is undefined (on x86-64, nan became 2^63 ms and inf 0). */
+#define CLI_DURATION_MS_LIMIT 18446744073709551616.0
+
 int cli_parse_duration(const char *s, uint64_t *ms)
 {
 	char *end;
-	double v;
+	double v, unit_ms;
 
 	if (!s || !*s)
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || v < 0 || end == s)
+	if (errno || !(v >= 0) || end == s) /* !(v >= 0) is also true for nan */
 		return -EINVAL;
 	if (!strcmp(end, "ms"))
-		*ms = (uint64_t)v;
+		unit_ms = 1;
 	else if (!strcmp(end, "s") || !*end)
-		*ms = (uint64_t)(v * 1e3);
+		unit_ms = 1e3;
 	else if (!strcmp(end, "m"))
-		*ms = (uint64_t)(v * 60e3);
+		unit_ms = 60e3;
 	else if (!strcmp(end, "h"))
-		*ms = (uint64_t)(v * 3600e3);
+		unit_ms = 3600e3;
 	else
 		return -EINVAL;
+	v *= unit_ms;
+	if (!(v < CLI_DURATION_MS_LIMIT))
+		return -EINVAL;
+	*ms = (uint64_t)v;
 	return 0;
 }
 
