@@ -1,21 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * cli — dispatches `pvrepl <command>` through one table, prints the top-level help
- * and version, and holds the parsing helpers subcommands share. It owns no
- * replication logic; each command is in its own cmd_*.c.
+ * and version, and maps an -errno to the documented exit code. It owns no
+ * replication logic (each command is in its own cmd_*.c) and no option syntax
+ * (the parsers commands and the config file share are in cli_opt.c).
  */
-#include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "clock.h"
 #include "pvrepl_assert.h"
-#include "scan.h"
 
 static int cmd_version(int argc, char **argv);
 static int cmd_help(int argc, char **argv);
@@ -35,17 +31,6 @@ static const struct cli_cmd commands[] = {
 	{ "version", cmd_version, "print the version" },
 	{ "help", cmd_help, "show this help" },
 };
-
-void cli_err(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("pvrepl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 int cli_exit_for(int err)
 {
@@ -80,153 +65,9 @@ int cli_exit_for(int err)
 	}
 }
 
-int cli_parse_size(const char *s, uint64_t *bytes)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t mult = 1;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	switch (tolower((unsigned char)*end)) {
-	case '\0':
-		break;
-	case 'k':
-		mult = 1ull << 10;
-		end++;
-		break;
-	case 'm':
-		mult = 1ull << 20;
-		end++;
-		break;
-	case 'g':
-		mult = 1ull << 30;
-		end++;
-		break;
-	case 't':
-		mult = 1ull << 40;
-		end++;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (mult > 1 && (!strcasecmp(end, "ib") || !strcasecmp(end, "b")))
-		end += strlen(end);
-	if (*end)
-		return -EINVAL;
-	if (v > UINT64_MAX / mult)
-		return -EINVAL;
-	*bytes = v * mult;
-	return 0;
-}
-
-int cli_parse_duration(const char *s, uint64_t *ms)
-{
-	char *end;
-	double v;
-
-	if (!s || !*s)
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || v < 0 || end == s)
-		return -EINVAL;
-	if (!strcmp(end, "ms"))
-		*ms = (uint64_t)v;
-	else if (!strcmp(end, "s") || !*end)
-		*ms = (uint64_t)(v * 1e3);
-	else if (!strcmp(end, "m"))
-		*ms = (uint64_t)(v * 60e3);
-	else if (!strcmp(end, "h"))
-		*ms = (uint64_t)(v * 3600e3);
-	else
-		return -EINVAL;
-	return 0;
-}
-
 double cli_now_s(void)
 {
 	return clock_mono_s();
-}
-
-int cli_opt_output(const char *arg, enum out_format *format)
-{
-	if (out_parse_format(arg, format)) {
-		cli_err("--output %s: use text or json", arg);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-int cli_opt_progress(const char *arg, enum progress_mode *mode)
-{
-	if (progress_parse_mode(arg, mode)) {
-		cli_err("--progress %s: use auto, tty, log or none", arg);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-int cli_opt_timeout(const char *arg, unsigned *ms)
-{
-	uint64_t v;
-
-	if (cli_parse_duration(arg, &v) || v < 100 || v > 3600000) {
-		cli_err("--timeout %s: expected a duration from 100ms to 1h", arg);
-		return -EINVAL;
-	}
-	*ms = (unsigned)v;
-	return 0;
-}
-
-int cli_opt_rate(const char *opt, const char *arg, uint64_t *bytes_per_s)
-{
-	uint64_t v;
-
-	if (cli_parse_size(arg, &v) || v < 4096) {
-		cli_err("--%s %s: expected bytes per second, at least 4k (e.g. 50M)", opt, arg);
-		return -EINVAL;
-	}
-	*bytes_per_s = v;
-	return 0;
-}
-
-int cli_opt_verbosity(const char *arg, int *level)
-{
-	uint64_t v;
-
-	if (cli_parse_size(arg, &v) || v > LOG_DEBUG) {
-		cli_err("-v %s: expected 0 (errors) to 3 (debug)", arg);
-		return -EINVAL;
-	}
-	*level = (int)v;
-	return 0;
-}
-
-int cli_opt_log_format(const char *arg, enum log_format *format)
-{
-	if (log_parse_format(arg, format)) {
-		cli_err("--log-format %s: use text or json", arg);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-int cli_opt_block_size(const char *arg, uint32_t *bytes)
-{
-	uint64_t v;
-
-	if (cli_parse_size(arg, &v) || v < SCAN_BLOCK_BYTES_MIN || v > SCAN_BLOCK_BYTES_MAX ||
-	    (v & (v - 1))) {
-		cli_err("--block-size %s: expected a power of two from 4k to 1M", arg);
-		return -EINVAL;
-	}
-	*bytes = (uint32_t)v;
-	return 0;
 }
 
 static void usage(FILE *f)
@@ -274,19 +115,4 @@ int cli_main(int argc, char **argv)
 			return commands[i].fn(argc - 1, argv + 1);
 	cli_err("unknown command '%s'; run 'pvrepl --help' for the list", argv[1]);
 	return CLI_EXIT_USAGE;
-}
-
-const char *cli_config_path(int argc, char **argv)
-{
-	const char *path = NULL;
-
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			break;
-		if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc)
-			path = argv[++i];
-		else if (!strncmp(argv[i], "--config=", 9))
-			path = argv[i] + 9;
-	}
-	return path;
 }

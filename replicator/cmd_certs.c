@@ -3,8 +3,8 @@
  * `pvrepl certs ca --out DIR` and `pvrepl certs issue --ca DIR --name NAME --out DIR`:
  * a private CA and node certificates laid out as a Kubernetes TLS Secret mounts
  * them (tls.crt, tls.key, ca.crt), for tests, the demo and small setups. The
- * cryptography is in tls.c (the one OpenSSL module); this file parses options and
- * reports. Never overwrites a file without --force.
+ * cryptography is in tls_issue.c (part of the one OpenSSL module); this file
+ * parses options and reports. Never overwrites a file without --force.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "tls.h"
+#include "tls_issue.h"
 
 static void certs_usage(FILE *f)
 {

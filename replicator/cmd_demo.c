@@ -28,7 +28,7 @@
 #include "cli.h"
 #include "delta.h"
 #include "sender.h"
-#include "tls.h"
+#include "tls_issue.h"
 #include "vstate.h"
 #include "kfio.h"
 #include "map.h"

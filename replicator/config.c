@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli_opt.h"
 #include "config.h"
 #include "pvrepl_assert.h"
 #include "scan.h"

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * proto — pure encode and decode of replication frames (see include/proto.h and
- * docs/PROTOCOL.md, the contract). Bytes are read through a bounds-checked reader
- * (bgpd's ibuf: every get returns -EBADMSG on overrun) and written through a
- * writer whose room is checked once, up front, against the frame's exact size.
- * Checksums go through delta (xxh3); codec is included for its enum values only.
+ * proto — pure encode and decode of replication frames (see replicator/proto.h,
+ * include/proto_format.h and docs/PROTOCOL.md, the contract). Bytes are read
+ * through a bounds-checked reader (bgpd's ibuf: every get returns -EBADMSG on
+ * overrun) and written through a writer whose room is checked once, up front,
+ * against the frame's exact size. Checksums go through delta (xxh3); codec is
+ * included for its enum values only.
  *
  * It knows nothing of sockets, TLS, maps, journals or the state of a connection:
  * a decoder checks what a frame says about itself, the receiver checks whether it

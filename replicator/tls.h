@@ -22,8 +22,8 @@
  *
  * It knows nothing of frames, volumes or the allow list: bytes in, bytes out. It
  * never prints; errors come back as -errno plus a message naming the file or the
- * peer and the fix. `pvrepl certs` (tls_ca_create, tls_cert_issue) makes a CA and
- * node certificates for tests and the demo.
+ * peer and the fix. `pvrepl certs` makes a CA and node certificates for tests and
+ * the demo through tls_issue.h, the module's other header.
  */
 #ifndef PVREPL_TLS_H
 #define PVREPL_TLS_H
@@ -44,12 +44,6 @@
 #define TLS_FILE_BYTES_MAX (1u << 20)
 /* Longest peer name kept (DNS names are at most 253 bytes). */
 #define TLS_PEER_NAME_BYTES 256
-/* CA lifetime made by tls_ca_create, default and limit of tls_cert_issue. */
-#define TLS_CA_DAYS	      3650u
-#define TLS_CERT_DAYS_DEFAULT 365u
-#define TLS_CERT_DAYS_MAX     3650u
-/* tls_cert_issue names: 1..64 bytes (the X.509 limit of a CN). */
-#define TLS_CERT_NAME_BYTES_MAX 64u
 /* A connection rekeys its sending direction after this much data (AES-GCM limits). */
 #define TLS_KEY_UPDATE_BYTES (1ull << 36)
 
@@ -142,23 +136,6 @@ void tls_conn_close(struct tls_conn *conn);
 int tls_cert_expiry(const char *cert_path, int64_t *not_after_unix, char *err, size_t err_len);
 /* The same for TLS_CERT_FILE in a --tls-dir; -ENOENT when tls_dir is NULL. */
 int tls_dir_cert_expiry(const char *tls_dir, int64_t *not_after_unix);
-
-/*
- * Makes a CA in out_dir (created 0700 if missing): ca.crt and ca.key (0600),
- * EC P-256, TLS_CA_DAYS days, basicConstraints CA:TRUE critical, keyUsage
- * keyCertSign,cRLSign. Refuses (-EEXIST) to overwrite either file unless force;
- * nothing is written if any target exists.
- */
-int tls_ca_create(const char *out_dir, bool force, char *err, size_t err_len);
-/*
- * Issues a node certificate signed by the CA in ca_dir (ca.crt, ca.key) into
- * out_dir: tls.crt, tls.key (0600) and a copy of ca.crt. CN=name, subjectAltName
- * DNS:name (and IP:name if name is an address), extendedKeyUsage serverAuth and
- * clientAuth, a random 128-bit serial, valid for days (1..TLS_CERT_DAYS_MAX, not
- * past the CA). Same overwrite rule as tls_ca_create.
- */
-int tls_cert_issue(const char *ca_dir, const char *name, const char *out_dir, unsigned days,
-		   bool force, char *err, size_t err_len);
 
 /* Frees OpenSSL's state for the calling thread (call before a thread ends when
  * the process may exit without waiting for it). */

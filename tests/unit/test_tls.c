@@ -41,6 +41,7 @@
 #include "pvrepl_assert.h"
 #include "testutil.h"
 #include "tls.h"
+#include "tls_issue.h"
 
 #define BIG_BYTES	(20u << 20)
 #define FRAME_BYTES_MAX (8u << 20)

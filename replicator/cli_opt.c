@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * cli_opt — the option and value parsers that subcommands and the config file
+ * share: sizes, durations, the --output / --progress / --timeout / --max-rate /
+ * -v / --log-format / --block-size values, finding --config before getopt runs,
+ * and cli_err, through which every parser (and every subcommand) reports. Each
+ * parser either fills its output or prints one error naming the option and the
+ * accepted values and returns -EINVAL.
+ *
+ * It knows the value syntax and limits, not the commands: the subcommand table,
+ * the exit codes and the help are in cli.c, so config.c can parse values without
+ * seeing them.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_opt.h"
+#include "scan.h"
+
+void cli_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("pvrepl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_parse_size(const char *s, uint64_t *bytes)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (tolower((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'k':
+		mult = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+		mult = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+		mult = 1ull << 30;
+		end++;
+		break;
+	case 't':
+		mult = 1ull << 40;
+		end++;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (mult > 1 && (!strcasecmp(end, "ib") || !strcasecmp(end, "b")))
+		end += strlen(end);
+	if (*end)
+		return -EINVAL;
+	if (v > UINT64_MAX / mult)
+		return -EINVAL;
+	*bytes = v * mult;
+	return 0;
+}
+
+/* 2^64, the first double no uint64_t holds: converting it, anything above, inf or
+ * nan to an integer is undefined (on x86-64, nan became 2^63 ms and inf 0). */
+#define CLI_DURATION_MS_LIMIT 18446744073709551616.0
+
+int cli_parse_duration(const char *s, uint64_t *ms)
+{
+	char *end;
+	double v, unit_ms;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || !(v >= 0) || end == s) /* !(v >= 0) is also true for nan */
+		return -EINVAL;
+	if (!strcmp(end, "ms"))
+		unit_ms = 1;
+	else if (!strcmp(end, "s") || !*end)
+		unit_ms = 1e3;
+	else if (!strcmp(end, "m"))
+		unit_ms = 60e3;
+	else if (!strcmp(end, "h"))
+		unit_ms = 3600e3;
+	else
+		return -EINVAL;
+	v *= unit_ms;
+	if (!(v < CLI_DURATION_MS_LIMIT))
+		return -EINVAL;
+	*ms = (uint64_t)v;
+	return 0;
+}
+
+int cli_opt_output(const char *arg, enum out_format *format)
+{
+	if (out_parse_format(arg, format)) {
+		cli_err("--output %s: use text or json", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_opt_progress(const char *arg, enum progress_mode *mode)
+{
+	if (progress_parse_mode(arg, mode)) {
+		cli_err("--progress %s: use auto, tty, log or none", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_opt_timeout(const char *arg, unsigned *ms)
+{
+	uint64_t v;
+
+	if (cli_parse_duration(arg, &v) || v < 100 || v > 3600000) {
+		cli_err("--timeout %s: expected a duration from 100ms to 1h", arg);
+		return -EINVAL;
+	}
+	*ms = (unsigned)v;
+	return 0;
+}
+
+int cli_opt_rate(const char *opt, const char *arg, uint64_t *bytes_per_s)
+{
+	uint64_t v;
+
+	if (cli_parse_size(arg, &v) || v < 4096) {
+		cli_err("--%s %s: expected bytes per second, at least 4k (e.g. 50M)", opt, arg);
+		return -EINVAL;
+	}
+	*bytes_per_s = v;
+	return 0;
+}
+
+int cli_opt_verbosity(const char *arg, int *level)
+{
+	uint64_t v;
+
+	if (cli_parse_size(arg, &v) || v > LOG_DEBUG) {
+		cli_err("-v %s: expected 0 (errors) to 3 (debug)", arg);
+		return -EINVAL;
+	}
+	*level = (int)v;
+	return 0;
+}
+
+int cli_opt_log_format(const char *arg, enum log_format *format)
+{
+	if (log_parse_format(arg, format)) {
+		cli_err("--log-format %s: use text or json", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int cli_opt_block_size(const char *arg, uint32_t *bytes)
+{
+	uint64_t v;
+
+	if (cli_parse_size(arg, &v) || v < SCAN_BLOCK_BYTES_MIN || v > SCAN_BLOCK_BYTES_MAX ||
+	    (v & (v - 1))) {
+		cli_err("--block-size %s: expected a power of two from 4k to 1M", arg);
+		return -EINVAL;
+	}
+	*bytes = (uint32_t)v;
+	return 0;
+}
+
+/*
+ * getopt_long takes any unambiguous prefix of a long option ("--conf FILE",
+ * "--co=FILE"); "config" is the only long option starting with 'c' in the commands
+ * that take it (send/replicate, receive), so every prefix of it means --config.
+ */
+static bool cli_is_config_long(const char *name, size_t len)
+{
+	return len >= 1 && len <= strlen("config") && !strncmp(name, "config", len);
+}
+
+const char *cli_config_path(int argc, char **argv)
+{
+	const char *path = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *name, *eq;
+		size_t len;
+
+		if (!strcmp(arg, "--"))
+			break;
+		if (!strcmp(arg, "-c")) {
+			if (i + 1 < argc)
+				path = argv[++i];
+			continue;
+		}
+		if (!strncmp(arg, "-c", 2)) { /* -cFILE, as getopt reads it */
+			path = arg + 2;
+			continue;
+		}
+		if (strncmp(arg, "--", 2))
+			continue;
+		name = arg + 2;
+		eq = strchr(name, '=');
+		len = eq ? (size_t)(eq - name) : strlen(name);
+		if (!cli_is_config_long(name, len))
+			continue;
+		if (eq)
+			path = eq + 1;
+		else if (i + 1 < argc)
+			path = argv[++i];
+	}
+	return path;
+}
