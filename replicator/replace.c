@@ -251,7 +251,6 @@ int replace_sync_dir(const char *dir, char *err, size_t err_len)
 	if (fd >= 0)
 		close(fd);
 	if (rc && err && err_len)
-		snprintf(err, err_len, "%s: fsync of the directory failed: %s", dir,
-			 strerror(-rc));
+		snprintf(err, err_len, "%s: fsync of the directory failed: %s", dir, strerror(-rc));
 	return rc;
 }

@@ -34,6 +34,7 @@
 #include <openssl/x509v3.h>
 
 #include "pvrepl_assert.h"
+#include "replace.h"
 #include "tls_internal.h"
 #include "tls_issue.h"
 
@@ -109,91 +110,39 @@ static int tls_check_targets(const char *dir, const char *const *names, int coun
 }
 
 /*
- * Writes dir/name crash-safely: a temp file with the final mode (never readable by
- * others, even briefly), fsync, then link() (refuses an existing file atomically)
- * or, with force, rename(). The caller fsyncs dir.
+ * Writes dir/name crash-safely (replace.c): a temp file with the final mode (never
+ * readable by others, even briefly), fsync, then link() (refuses an existing file
+ * atomically) or, with force, rename(). The caller fsyncs dir once, after every
+ * file of the set (tls_fsync_dir).
  */
 static int tls_write_file(const char *dir, const char *name, const void *data, size_t len,
 			  mode_t mode, bool force, char *err, size_t err_len)
 {
-	char path[TLS_PATH_BYTES], tmp[TLS_PATH_BYTES], tmp_name[64];
-	const uint8_t *p = data;
-	size_t off = 0;
-	ssize_t n;
-	int fd, rc;
+	char tmp_name[64];
+	struct replace_spec spec = {
+		.dir = dir,
+		.dirfd = -1,
+		.name = name,
+		.tmp_name = tmp_name,
+		.mode = mode,
+		.flags = REPLACE_NO_DIRSYNC | (force ? 0 : REPLACE_EXCL),
+	};
+	char why[TLS_PATH_BYTES + 128] = "";
+	int rc;
 
 	snprintf(tmp_name, sizeof(tmp_name), ".%s.tmp.%d", name, (int)getpid());
-	rc = tls_join(path, sizeof(path), dir, name, err, err_len);
-	if (!rc)
-		rc = tls_join(tmp, sizeof(tmp), dir, tmp_name, err, err_len);
-	if (rc)
-		return rc;
-	(void)unlink(tmp); /* left by a crashed run of ours */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-	if (fd < 0) {
-		rc = -errno;
-		tls_errf(err, err_len, "cannot create %s: %s", tmp, strerror(-rc));
-		return rc;
-	}
-	if (fchmod(fd, mode)) { /* the umask cannot widen, but be exact */
-		rc = -errno;
-		goto fail;
-	}
-	while (off < len) {
-		n = write(fd, p + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = -errno;
-			goto fail;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd)) {
-		rc = -errno;
-		goto fail;
-	}
-	if (close(fd)) {
-		fd = -1;
-		rc = -errno;
-		goto fail;
-	}
-	fd = -1;
-	if (force ? rename(tmp, path) : link(tmp, path)) {
-		rc = -errno;
-		if (rc == -EEXIST) {
-			tls_errf(err, err_len,
-				 "%s already exists; refusing to overwrite it (use --force to "
-				 "replace it)",
-				 path);
-			goto unlink_tmp;
-		}
-		goto fail;
-	}
-	if (!force)
-		(void)unlink(tmp);
-	return 0;
-
-fail:
-	tls_errf(err, err_len, "cannot write %s: %s", path, strerror(-rc));
-	if (fd >= 0)
-		close(fd);
-unlink_tmp:
-	(void)unlink(tmp);
+	rc = replace_file(&spec, data, len, why, sizeof(why));
+	if (rc == -EEXIST)
+		tls_errf(err, err_len, "%s; refusing to overwrite it (use --force to replace it)",
+			 why);
+	else if (rc)
+		tls_errf(err, err_len, "cannot write %s/%s: %s", dir, name, why);
 	return rc;
 }
 
 static int tls_fsync_dir(const char *dir, char *err, size_t err_len)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
-
-	if (fd < 0 || fsync(fd))
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	if (rc)
-		tls_errf(err, err_len, "cannot sync directory %s: %s", dir, strerror(-rc));
-	return rc;
+	return replace_sync_dir(dir, err, err_len);
 }
 
 /* PEM of a certificate, or of a private key through a BIO that wipes on free. */
