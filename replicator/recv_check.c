@@ -37,8 +37,7 @@ static void hex_id(const uint8_t id[16], char out[33])
 		snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
 
-int recv_check_hello(const struct standby *v, const struct proto_hello *h,
-		     struct recv_verdict *vd)
+int recv_check_hello(const struct standby *v, const struct proto_hello *h, struct recv_verdict *vd)
 {
 	char a[33], b[33];
 
@@ -64,12 +63,11 @@ int recv_check_hello(const struct standby *v, const struct proto_hello *h,
 			v->cfg->name, b, a);
 	}
 	if (h->size_bytes != v->dev.size_bytes)
-		return recv_verdict_set(vd, RECV_VERDICT_REFUSE, PROTO_REFUSE_SIZE,
-					"volume %s: the source is %" PRIu64
-					" bytes but the standby %s is %" PRIu64
-					" bytes; resize the standby to match",
-					v->cfg->name, h->size_bytes, v->cfg->device,
-					v->dev.size_bytes);
+		return recv_verdict_set(
+			vd, RECV_VERDICT_REFUSE, PROTO_REFUSE_SIZE,
+			"volume %s: the source is %" PRIu64 " bytes but the standby %s is %" PRIu64
+			" bytes; resize the standby to match",
+			v->cfg->name, h->size_bytes, v->cfg->device, v->dev.size_bytes);
 	if (v->have_map && h->block_bytes != v->map.block_bytes)
 		return recv_verdict_set(
 			vd, RECV_VERDICT_REFUSE, PROTO_REFUSE_BLOCK_SIZE,
@@ -114,14 +112,12 @@ int recv_check_delta(const struct standby *v, const struct proto_epoch_begin *eb
 	ASSERT(eb != NULL);
 	if (v->vs.kind != VSTATE_CONSISTENT || !v->have_map || eb->base_epoch != v->map.epoch ||
 	    eb->generation != v->map.generation)
-		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_EPOCH,
-					"volume %s: epoch %" PRIu64
-					" is a delta against epoch %" PRIu64
-					" but the standby is %s at epoch %" PRIu64
-					"; the sender must resync",
-					v->cfg->name, eb->epoch, eb->base_epoch,
-					vstate_kind_name(v->vs.kind),
-					v->have_map ? v->map.epoch : 0);
+		return recv_verdict_set(
+			vd, RECV_VERDICT_ERROR, PROTO_ERR_EPOCH,
+			"volume %s: epoch %" PRIu64 " is a delta against epoch %" PRIu64
+			" but the standby is %s at epoch %" PRIu64 "; the sender must resync",
+			v->cfg->name, eb->epoch, eb->base_epoch, vstate_kind_name(v->vs.kind),
+			v->have_map ? v->map.epoch : 0);
 	return 0;
 }
 
@@ -132,26 +128,25 @@ int recv_check_resume(const struct standby *v, const struct proto_epoch_begin *e
 	ASSERT(eb != NULL);
 	if (v->vs.kind != VSTATE_SYNCING || eb->epoch != v->vs.sync_epoch ||
 	    eb->resume_block > v->vs.sync_cursor || !v->have_map)
-		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_EPOCH,
-					"volume %s: cannot resume epoch %" PRIu64
-					" at block %" PRIu64 " (this side: %s epoch %" PRIu64
-					" cursor %" PRIu64 ")",
-					v->cfg->name, eb->epoch, eb->resume_block,
-					vstate_kind_name(v->vs.kind), v->vs.sync_epoch,
-					v->vs.sync_cursor);
+		return recv_verdict_set(
+			vd, RECV_VERDICT_ERROR, PROTO_ERR_EPOCH,
+			"volume %s: cannot resume epoch %" PRIu64 " at block %" PRIu64
+			" (this side: %s epoch %" PRIu64 " cursor %" PRIu64 ")",
+			v->cfg->name, eb->epoch, eb->resume_block, vstate_kind_name(v->vs.kind),
+			v->vs.sync_epoch, v->vs.sync_cursor);
 	return 0;
 }
 
-int recv_check_run(const struct standby *v, struct recv_runs *runs, uint64_t first,
-		   uint32_t count, struct recv_verdict *vd)
+int recv_check_run(const struct standby *v, struct recv_runs *runs, uint64_t first, uint32_t count,
+		   struct recv_verdict *vd)
 {
 	ASSERT(v != NULL);
 	ASSERT(runs != NULL);
 	ASSERT(v->have_map);
 	if (count == 0 || first >= v->map.block_count || count > v->map.block_count - first)
 		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
-					"volume %s: run %" PRIu64 "+%u is outside the volume's %" PRIu64
-					" blocks",
+					"volume %s: run %" PRIu64
+					"+%u is outside the volume's %" PRIu64 " blocks",
 					v->cfg->name, first, count, v->map.block_count);
 	if (first < runs->next_block)
 		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,

@@ -47,8 +47,7 @@ struct recv_runs {
 
 /* HELLO against the volume: version, sticky failure, identity, size, block size,
  * generation, in that order. */
-int recv_check_hello(const struct standby *v, const struct proto_hello *h,
-		     struct recv_verdict *vd);
+int recv_check_hello(const struct standby *v, const struct proto_hello *h, struct recv_verdict *vd);
 /* The frame after WELCOME or an ack must be an EPOCH_BEGIN of HELLO's generation. */
 int recv_check_begin(const struct standby *v, const struct proto_hello *h,
 		     const struct proto_msg *msg, struct recv_verdict *vd);
@@ -59,8 +58,8 @@ int recv_check_delta(const struct standby *v, const struct proto_epoch_begin *eb
 int recv_check_resume(const struct standby *v, const struct proto_epoch_begin *eb,
 		      struct recv_verdict *vd);
 /* A DATA or ZERO run: inside the volume and after the previous run; advances runs. */
-int recv_check_run(const struct standby *v, struct recv_runs *runs, uint64_t first,
-		   uint32_t count, struct recv_verdict *vd);
+int recv_check_run(const struct standby *v, struct recv_runs *runs, uint64_t first, uint32_t count,
+		   struct recv_verdict *vd);
 /*
  * A DATA frame's payload: its plaintext size matches the geometry, it
  * decompresses into dst (PROTO_DATA_PLAINTEXT_MAX bytes), and every block's xxh3

@@ -166,11 +166,10 @@ static int sync_reap(struct rx *x, unsigned min_wait)
 			break;
 		for (int i = 0; i < n; i++) {
 			if (cqes[i].res < 0 || (uint32_t)cqes[i].res != cqes[i].len) {
-				standby_fail(v,
-					     "%s: standby write at offset %" PRIu64 " failed: %s",
-					     v->cfg->device, cqes[i].offset,
-					     cqes[i].res < 0 ? strerror(-cqes[i].res)
-							     : "short write");
+				standby_fail(
+					v, "%s: standby write at offset %" PRIu64 " failed: %s",
+					v->cfg->device, cqes[i].offset,
+					cqes[i].res < 0 ? strerror(-cqes[i].res) : "short write");
 				return -EIO;
 			}
 		}

@@ -36,7 +36,7 @@
 struct recv_peer {
 	struct conn c;
 	char addr[64];
-	char name[256]; /* the certificate's identity, "" without one */
+	char name[256];	  /* the certificate's identity, "" without one */
 	uint64_t *hashes; /* PROTO_DATA_BLOCKS_MAX scratch */
 	uint8_t *plain;	  /* PROTO_DATA_PLAINTEXT_MAX, aligned */
 };

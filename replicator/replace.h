@@ -53,10 +53,10 @@ struct replace_spec {
 	const char *dir; /* the directory of the file (opened here unless dirfd >= 0) */
 	int dirfd;	 /* >= 0: an open descriptor of dir, borrowed */
 	const char *name;
-	const char *tmp_name; /* NULL: "<name>.tmp" */
-	mode_t mode;	      /* of the new file (exact: the umask is overridden) */
-	unsigned flags;	      /* enum replace_flags */
-	const char *step;     /* the crash hook's prefix, e.g. "state" (NULL: name) */
+	const char *tmp_name;	       /* NULL: "<name>.tmp" */
+	mode_t mode;		       /* of the new file (exact: the umask is overridden) */
+	unsigned flags;		       /* enum replace_flags */
+	const char *step;	       /* the crash hook's prefix, e.g. "state" (NULL: name) */
 	int (*hook)(const char *step); /* NULL: replace_crash_hook */
 };
 

@@ -207,7 +207,7 @@ static void vol_metrics(struct standby *v, const struct status_record *s, int ok
  * write it is ignored). ok < 0: no epoch ended (start-up, connection events).
  */
 void standby_record(struct standby *v, const char *peer, int ok, double seconds,
-		       uint64_t wire_bytes, const char *error)
+		    uint64_t wire_bytes, const char *error)
 {
 	struct status_record prev, s;
 	int64_t now = time(NULL);
@@ -246,7 +246,7 @@ void standby_record(struct standby *v, const char *peer, int ok, double seconds,
 }
 
 int standby_open(struct standby *v, const struct receiver_config *rcfg,
-		    const struct receiver_volume_cfg *vc, char *err, size_t err_len)
+		 const struct receiver_volume_cfg *vc, char *err, size_t err_len)
 {
 	struct kfio_queue_config qc = {
 		.backend = rcfg->backend,
@@ -343,7 +343,6 @@ int standby_rehash(struct standby *v, char *err, size_t err_len)
 	v->map.empty = true;
 	return scan_run(&v->dev, &v->map, &sc, NULL, &st, err, err_len);
 }
-
 
 int standby_sync_begin(struct standby *v, const struct proto_hello *h,
 		       const struct proto_epoch_begin *eb, char *err, size_t err_len)

@@ -25,6 +25,11 @@
  *       "ACK epoch E"; exit 0 when an ERROR or REFUSE came back, 1 otherwise.
  *       --hello-block-size announces another block size in HELLO (same volume id
  *       and size), to reach the receiver's block size check.
+ *   test-tool crash-at STEP N -- receive|send ARGS...
+ *       runs `pvrepl receive|send ARGS` with a crash hook on every durable
+ *       replace (replace.c) and map commit step: the Nth time STEP (e.g.
+ *       "state.rename", "base.fsync") is about to run, the process kills itself
+ *       with SIGKILL, as kill -9 at exactly that point would.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +37,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +55,7 @@
 #include "netwatch.h"
 #include "proto.h"
 #include "pending.h"
+#include "replace.h"
 #include "scan.h"
 #include "tls.h"
 #include "vstate.h"
@@ -699,11 +706,47 @@ out:
 	return ret;
 }
 
+static const char *crash_step;
+static unsigned long crash_nth;
+static unsigned long crash_seen;
+
+static int crash_hook(const char *step)
+{
+	if (strcmp(step, crash_step))
+		return 0;
+	if (__atomic_add_fetch(&crash_seen, 1, __ATOMIC_ACQ_REL) == crash_nth) {
+		fprintf(stderr, "test-tool: crash-at: SIGKILL before %s #%lu\n", step, crash_nth);
+		raise(SIGKILL);
+	}
+	return 0;
+}
+
+static int crash_at(int argc, char **argv)
+{
+	char *end;
+
+	if (argc < 5 || strcmp(argv[3], "--")) {
+		fprintf(stderr, "usage: test-tool crash-at STEP N -- receive|send ARGS...\n");
+		return 2;
+	}
+	crash_step = argv[1];
+	crash_nth = strtoul(argv[2], &end, 10);
+	if (*end || !crash_nth) {
+		fprintf(stderr, "test-tool crash-at: N must be a positive count\n");
+		return 2;
+	}
+	replace_crash_hook = crash_hook;
+	map_crash_hook = crash_hook;
+	/* cli_main expects argv[0] to be the program, then the subcommand. */
+	argv[3] = "pvrepl";
+	return cli_main(argc - 3, argv + 3);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr,
-			"usage: test-tool changed-blocks|map-info|lz4-blocks|map-mem|wait-applied|bad-sender ...\n");
+			"usage: test-tool changed-blocks|map-info|lz4-blocks|map-mem|wait-applied|bad-sender|netwatch|crash-at ...\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "changed-blocks"))
@@ -722,6 +765,8 @@ int main(int argc, char **argv)
 		return bad_sender(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "netwatch"))
 		return netwatch_cmd(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "crash-at"))
+		return crash_at(argc - 1, argv + 1);
 	fprintf(stderr, "test-tool: unknown command %s\n", argv[1]);
 	return 2;
 }

@@ -294,8 +294,7 @@ static void test_resume(void **state)
 			map_release(&v.map);
 			v.have_map = false;
 		}
-		expect(recv_check_resume(&v, &eb, &vd), &vd, resume_rows[i].w,
-		       resume_rows[i].name);
+		expect(recv_check_resume(&v, &eb, &vd), &vd, resume_rows[i].w, resume_rows[i].name);
 		standby_fake_release(&v);
 	}
 }
@@ -388,9 +387,9 @@ static void test_data(void **state)
 			assert_true(bytes < BLOCK);
 		}
 		for (uint32_t b = 0; b < d.block_count; b++)
-			want_hashes[b] = delta_hash(plain + b * BLOCK,
-						    b + 1 < d.block_count ? BLOCK
-									  : bytes - b * BLOCK);
+			want_hashes[b] =
+				delta_hash(plain + b * BLOCK,
+					   b + 1 < d.block_count ? BLOCK : bytes - b * BLOCK);
 		d.codec = PROTO_CODEC_RAW;
 		d.data = plain;
 		d.data_bytes = bytes;

@@ -58,8 +58,8 @@ static bool same(const struct vstate *a, const struct vstate *b)
 /* The receiver's transitions, each from the state before it. */
 enum transition { T_SYNC_BEGIN, T_SYNC_CURSOR, T_SYNC_DONE, T_NEXT_EPOCH, T_COUNT };
 static const char *const transition_names[] = { "none -> syncing", "syncing cursor",
-						 "syncing -> consistent",
-						 "consistent -> next epoch" };
+						"syncing -> consistent",
+						"consistent -> next epoch" };
 
 static void states_of(enum transition t, struct vstate *before, struct vstate *after)
 {
