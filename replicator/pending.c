@@ -96,6 +96,7 @@ int pending_save(const struct map *m, const char *state_dir, uint64_t epoch, cha
 	int rc = 0;
 
 	ASSERT(m != NULL);
+	ASSERT(m->hashes != NULL);
 	ASSERT(state_dir != NULL);
 	dense = m->empty;
 	w.buf = malloc(PENDING_IO_WORDS * 8);
@@ -201,6 +202,9 @@ int pending_apply(struct map *m, const char *state_dir, uint64_t epoch, char *er
 	uint64_t words;
 	int fd, rc;
 
+	ASSERT(m != NULL);
+	ASSERT(m->hashes != NULL);
+	ASSERT(state_dir != NULL);
 	path_of(path, sizeof(path), state_dir, PENDING_FILE);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -247,6 +251,7 @@ void pending_drop(const char *state_dir)
 {
 	char path[4200];
 
+	ASSERT(state_dir != NULL);
 	path_of(path, sizeof(path), state_dir, PENDING_FILE);
 	unlink(path);
 }

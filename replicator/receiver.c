@@ -87,6 +87,9 @@ static struct standby *find_volume(struct receiver *r, const char *name, bool *r
 {
 	struct standby *v = NULL;
 
+	ASSERT(r != NULL);
+	ASSERT(name != NULL);
+	ASSERT(retired != NULL);
 	pthread_mutex_lock(&r->lock);
 	for (unsigned i = 0; i < r->vol_count; i++)
 		if (!strcmp(r->vols[i].cfg->name, name))
@@ -100,6 +103,9 @@ static bool authorised(struct receiver *r, const struct standby *v, const char *
 {
 	bool ok;
 
+	ASSERT(r != NULL);
+	ASSERT(v != NULL);
+	ASSERT(peer_name != NULL);
 	pthread_mutex_lock(&r->lock);
 	ok = v->cfg->allow_count == 0;
 	for (unsigned i = 0; i < v->cfg->allow_count && !ok; i++)
@@ -116,6 +122,10 @@ static int serve_volume(struct rconn *rc, struct standby *v, const struct proto_
 	struct proto_msg msg;
 	int r;
 
+	ASSERT(rc != NULL);
+	ASSERT(v != NULL);
+	ASSERT(h != NULL);
+	ASSERT(v->busy); /* ours alone: conn_main set it */
 	r = recv_check_hello(v, h, &vd);
 	if (r)
 		return recv_epoch_reply(&rc->p, &vd);
@@ -154,6 +164,9 @@ static int serve_volume(struct rconn *rc, struct standby *v, const struct proto_
 
 static void conn_unregister(struct receiver *r, struct rconn *rc)
 {
+	ASSERT(r != NULL);
+	ASSERT(rc != NULL);
+	ASSERT(rc->slot < (int)RECEIVER_CONNS_MAX);
 	pthread_mutex_lock(&r->lock);
 	if (rc->slot >= 0)
 		r->conn_fds[rc->slot] = -1;
@@ -349,10 +362,13 @@ static int write_ready_file(const char *path, int lfd, char *err, size_t err_len
 	char host[INET6_ADDRSTRLEN] = "", line[INET6_ADDRSTRLEN + 16];
 	char dir[KFIO_PATH_MAX], name[KFIO_PATH_MAX];
 	struct replace_spec spec = { .dirfd = -1, .mode = 0644, .flags = REPLACE_NOSYNC };
-	const char *slash = strrchr(path, '/');
+	const char *slash;
 	unsigned port = 0;
 	int n;
 
+	ASSERT(path != NULL);
+	ASSERT(lfd >= 0);
+	slash = strrchr(path, '/');
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		return -errno;
 	if (ss.ss_family == AF_INET) {
@@ -401,6 +417,9 @@ static void receiver_apply(struct receiver *r, const struct receiver_config *nex
 	const struct receiver_config *cur = r->cfg;
 	unsigned added = 0, removed = 0, changed = 0;
 	char err[RECV_ERR_MAX];
+
+	ASSERT(next != NULL);
+	ASSERT(next->vol_count <= RECEIVER_VOLUMES_MAX);
 
 	if (str_differs(cur->listen, next->listen) || str_differs(cur->tls_dir, next->tls_dir) ||
 	    str_differs(cur->state_dir, next->state_dir) ||
@@ -488,14 +507,17 @@ static void receiver_apply(struct receiver *r, const struct receiver_config *nex
 int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop, char *err,
 		 size_t err_len)
 {
-	struct tls_config tc = {
-		.dir = cfg->tls_dir,
-		.server = true,
-		.insecure_plaintext = cfg->insecure_plaintext,
-	};
+	struct tls_config tc = { .server = true };
 	struct receiver *r;
 	int lfd = -1, rc;
 
+	ASSERT(cfg != NULL);
+	ASSERT(stop != NULL);
+	ASSERT(cfg->listen != NULL);
+	ASSERT(cfg->state_dir != NULL);
+	ASSERT(cfg->vol_count <= RECEIVER_VOLUMES_MAX);
+	tc.dir = cfg->tls_dir;
+	tc.insecure_plaintext = cfg->insecure_plaintext;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
