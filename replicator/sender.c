@@ -33,7 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "clock.h"
 #include "codec.h"
 #include "conn.h"
