@@ -41,12 +41,16 @@
 #include "merkle.h"
 #include "pending.h"
 #include "proto.h"
+#include "pvrepl_assert.h"
 #include "sender.h"
 #include "status.h"
 #include "tls.h"
 
 #define SENDER_PREFIX_BYTES \
 	(PROTO_HEADER_BYTES + PROTO_DATA_FIXED_BYTES + 8u * PROTO_DATA_BLOCKS_MAX)
+
+_Static_assert(MAP_DISK_VOLUME_ID_BYTES == PROTO_VOLUME_ID_BYTES,
+	       "the map's volume id is the one on the wire");
 
 struct send_ctx {
 	struct conn *conn;
@@ -424,6 +428,62 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 	return 0;
 }
 
+static bool same_volume_id(const struct sender_epoch_facts *f)
+{
+	return !memcmp(f->welcome.volume_id, f->map_volume_id, sizeof(f->map_volume_id));
+}
+
+bool sender_lost_ack_candidate(const struct sender_epoch_facts *f)
+{
+	const struct proto_welcome *w;
+
+	ASSERT(f != NULL);
+	w = &f->welcome;
+	return w->state == PROTO_STATE_CONSISTENT && w->epoch == f->map_epoch + 1 &&
+	       w->generation == f->map_generation && same_volume_id(f);
+}
+
+void sender_choose_epoch(const struct sender_epoch_facts *f, struct sender_epoch_choice *c)
+{
+	const struct proto_welcome *w;
+	uint64_t root;
+
+	ASSERT(f != NULL);
+	ASSERT(c != NULL);
+	w = &f->welcome;
+	/* The root covers the whole volume: HELLO's, unless the map just advanced. */
+	root = f->recovered_ack ? f->recovered_root : f->hello_root;
+	memset(c, 0, sizeof(*c));
+	if (!f->map_empty && w->state == PROTO_STATE_CONSISTENT && w->epoch == f->map_epoch &&
+	    w->generation == f->map_generation && w->merkle_root == root && same_volume_id(f)) {
+		c->epoch = f->map_epoch + 1;
+		c->base_epoch = f->map_epoch;
+		return;
+	}
+	c->initial_sync = true;
+	c->flags = PROTO_EPOCH_INITIAL_SYNC;
+	c->epoch = (f->map_epoch > w->epoch ? f->map_epoch : w->epoch) + 1;
+	if (w->state == PROTO_STATE_SYNCING && w->resume_epoch && w->resume_block &&
+	    same_volume_id(f)) {
+		c->epoch = w->resume_epoch;
+		c->flags |= PROTO_EPOCH_RESUMED;
+		c->resume_block = w->resume_block;
+		c->resumed = true;
+	}
+}
+
+/* The facts of the epoch choice, as the map and WELCOME hold them now. */
+static void epoch_facts(const struct map *m, const struct proto_welcome *w,
+			struct sender_epoch_facts *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->map_empty = m->empty;
+	f->map_epoch = m->epoch;
+	f->map_generation = m->generation;
+	memcpy(f->map_volume_id, m->volume_id, sizeof(f->map_volume_id));
+	f->welcome = *w;
+}
+
 /*
  * The receiver is one epoch ahead of our confirmed map: it committed the epoch we
  * sent last, and the ack never reached us. If we recorded that epoch as pending
@@ -433,11 +493,12 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 static int settle_lost_ack(const struct sender_config *cfg, struct map *m,
 			   const struct proto_welcome *w, struct sender_result *res)
 {
+	struct sender_epoch_facts f;
 	char err[512] = "";
 	int rc;
 
-	if (w->state != PROTO_STATE_CONSISTENT || w->epoch != m->epoch + 1 ||
-	    w->generation != m->generation || memcmp(w->volume_id, m->volume_id, 16))
+	epoch_facts(m, w, &f);
+	if (!sender_lost_ack_candidate(&f))
 		return 0;
 	rc = pending_apply(m, cfg->state_dir, w->epoch, err, sizeof(err));
 	if (rc == -ENOENT)
@@ -558,6 +619,8 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	struct kfio_dev dev;
 	struct map m;
 	struct proto_welcome w;
+	struct sender_epoch_facts facts;
+	struct sender_epoch_choice choice;
 	struct proto_epoch_begin eb = { 0 };
 	struct proto_epoch_end ee;
 	struct proto_msg msg;
@@ -595,31 +658,24 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	rc = settle_lost_ack(cfg, &m, &w, res);
 	if (rc)
 		goto release;
-	/* In step only if both sides provably hold the same confirmed map. The root
-	 * covers the whole volume: reuse HELLO's unless the map just changed. */
-	if (res->recovered_ack)
-		root = map_merkle_root(&m);
-	if (!m.empty && w.state == PROTO_STATE_CONSISTENT && w.epoch == m.epoch &&
-	    w.generation == m.generation && w.merkle_root == root &&
-	    !memcmp(w.volume_id, m.volume_id, sizeof(w.volume_id))) {
-		eb.epoch = m.epoch + 1;
-		eb.base_epoch = m.epoch;
-		eb.flags = 0;
-	} else {
-		res->initial_sync = true;
-		/* Compare against nothing: every block is sent (zero runs as markers). */
-		m.empty = true;
-		eb.flags = PROTO_EPOCH_INITIAL_SYNC;
-		eb.epoch = (m.epoch > w.epoch ? m.epoch : w.epoch) + 1;
-		if (w.state == PROTO_STATE_SYNCING && w.resume_epoch && w.resume_block &&
-		    !memcmp(w.volume_id, m.volume_id, sizeof(w.volume_id))) {
-			eb.epoch = w.resume_epoch;
-			eb.flags |= PROTO_EPOCH_RESUMED;
-			eb.resume_block = w.resume_block;
-			res->resumed = true;
-			res->resume_block = w.resume_block;
-		}
+	/* In step only if both sides provably hold the same confirmed map. */
+	epoch_facts(&m, &w, &facts);
+	facts.hello_root = root;
+	if (res->recovered_ack) {
+		facts.recovered_ack = true;
+		facts.recovered_root = map_merkle_root(&m);
 	}
+	sender_choose_epoch(&facts, &choice);
+	eb.epoch = choice.epoch;
+	eb.base_epoch = choice.base_epoch;
+	eb.flags = choice.flags;
+	eb.resume_block = choice.resume_block;
+	res->initial_sync = choice.initial_sync;
+	res->resumed = choice.resumed;
+	res->resume_block = choice.resume_block;
+	/* Compare against nothing: every block is sent (zero runs as markers). */
+	if (choice.initial_sync)
+		m.empty = true;
 	eb.generation = m.generation;
 	eb.block_count = m.block_count; /* an upper bound; EPOCH_END has the count */
 	/* Live reads start now: the standby will hold the source as of this time
