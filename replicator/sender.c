@@ -220,6 +220,7 @@ static int load_map(const struct sender_config *cfg, const struct kfio_dev *dev,
 
 void sender_abort_init(struct sender_abort *a)
 {
+	ASSERT(a != NULL);
 	memset(a, 0, sizeof(*a));
 	pthread_mutex_init(&a->lock, NULL);
 	a->fd = -1;
@@ -227,6 +228,8 @@ void sender_abort_init(struct sender_abort *a)
 
 void sender_abort_now(struct sender_abort *a, const char *reason)
 {
+	ASSERT(a != NULL);
+	ASSERT(reason != NULL);
 	pthread_mutex_lock(&a->lock);
 	a->paused = true;
 	snprintf(a->reason, sizeof(a->reason), "%s", reason);
@@ -237,6 +240,7 @@ void sender_abort_now(struct sender_abort *a, const char *reason)
 
 void sender_abort_resume(struct sender_abort *a)
 {
+	ASSERT(a != NULL);
 	pthread_mutex_lock(&a->lock);
 	a->paused = false;
 	pthread_mutex_unlock(&a->lock);
@@ -246,6 +250,7 @@ bool sender_abort_paused(struct sender_abort *a)
 {
 	bool p;
 
+	ASSERT(a != NULL);
 	pthread_mutex_lock(&a->lock);
 	p = a->paused;
 	pthread_mutex_unlock(&a->lock);
@@ -818,6 +823,13 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	uint64_t hello_root;
 	int rc;
 
+	ASSERT(cfg != NULL);
+	ASSERT(res != NULL);
+	ASSERT(cfg->volume != NULL);
+	ASSERT(cfg->device != NULL);
+	ASSERT(cfg->state_dir != NULL);
+	ASSERT(cfg->peer != NULL);
+	ASSERT(cfg->timeout_ms > 0);
 	memset(res, 0, sizeof(*res));
 	res->outcome = SENDER_FAILED;
 	rc = open_source(cfg, &dev, &m, res);
