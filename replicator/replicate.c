@@ -365,102 +365,146 @@ static void job_take_reload(struct job *j)
 		j->o.cfg.max_rate_bytes_per_s, j->o.cfg.scan.max_read_bytes_per_s);
 }
 
+/* What a job's loop carries from one epoch to the next. */
+struct job_loop {
+	uint64_t done;	     /* successful epochs */
+	uint64_t backoff_ms; /* the wait after the next failure */
+	double last_ok;	     /* cli_now_s() at the start of the last good epoch; 0: none */
+	bool retry;	     /* the last epoch failed: the next one is a reconnect */
+};
+
+/* How one turn of a job's loop ended. */
+enum job_turn {
+	JOB_TURN_AGAIN,	   /* go on with the next turn (after any wait it did) */
+	JOB_TURN_STOPPED,  /* stopping: the failed epoch was the one in flight */
+	JOB_TURN_FINISHED, /* ended for good: --max-epochs reached, or refused */
+};
+
+/* Paused by the watcher: no epoch until the route is back, then at once; a
+ * reload (a new peer, say) is taken at once too. */
+static void job_wait_route(struct job *j, struct job_loop *loop)
+{
+	if (j->mv)
+		metrics_set_state(j->mv, METRICS_STATE_PAUSED);
+	while (sender_abort_paused(&j->abort) && !job_stopping(j) && !job_has_reload(j))
+		job_sleep(j, 50, false);
+	woken(&j->watch);
+	loop->backoff_ms = REPLICATE_BACKOFF_MS_MIN;
+}
+
+/* After a good epoch: the RPO check, --max-epochs, then the wait for the next. */
+static enum job_turn job_after_ok(struct job *j, struct job_loop *loop,
+				  const struct sender_result *r, double start, double lag)
+{
+	double took_ms;
+
+	loop->done++;
+	loop->backoff_ms = REPLICATE_BACKOFF_MS_MIN;
+	j->rc = CLI_EXIT_OK;
+	if (j->o.rpo_ms && lag * 1e3 > (double)j->o.rpo_ms)
+		log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r->epoch,
+			"lag %.1f s exceeds the RPO target of %.1f s", lag,
+			(double)j->o.rpo_ms / 1e3);
+	if (j->o.max_epochs && loop->done >= j->o.max_epochs)
+		return JOB_TURN_FINISHED;
+	took_ms = (cli_now_s() - start) * 1e3;
+	/* An epoch longer than the interval is followed at once by the next, which
+	 * covers everything changed since: no backlog queue. */
+	if (took_ms < (double)j->o.interval_ms)
+		job_sleep(j, j->o.interval_ms - (uint64_t)took_ms, false);
+	return JOB_TURN_AGAIN;
+}
+
+/* After a failed epoch: stop, wait for the route, end on a refusal, or back off. */
+static enum job_turn job_after_failure(struct job *j, struct job_loop *loop,
+				       const struct sender_result *r)
+{
+	if (job_stopping(j)) {
+		log_msg(LOG_INFO, j->o.cfg.volume, j->o.cfg.peer, r->epoch,
+			"stopping: the epoch in flight was aborted cleanly (the standby keeps its last committed epoch; the next start sends the changes again)");
+		return JOB_TURN_STOPPED;
+	}
+	if (r->paused)
+		return JOB_TURN_AGAIN; /* the watcher said why; wait for the route next turn */
+	log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r->epoch, "%s; retrying in %.1f s",
+		r->message, (double)loop->backoff_ms / 1e3);
+	j->rc = j->ops->exit_code(r);
+	if (r->outcome == SENDER_REFUSED && r->refuse_reason != PROTO_REFUSE_BUSY) {
+		log_fatal(j->o.cfg.volume, "%s; refused by the receiver: fix the cause and restart",
+			  r->message);
+		j->fatal = true;
+		return JOB_TURN_FINISHED;
+	}
+	job_sleep(j, loop->backoff_ms, true);
+	loop->backoff_ms = loop->backoff_ms * 2 > REPLICATE_BACKOFF_MS_MAX
+				   ? REPLICATE_BACKOFF_MS_MAX
+				   : loop->backoff_ms * 2;
+	return JOB_TURN_AGAIN;
+}
+
+/* One turn: a reload if one came, then the wait for the route or one epoch. */
+static enum job_turn job_take_turn(struct job *j, struct job_loop *loop)
+{
+	struct sender_result r;
+	double start, lag;
+
+	job_take_reload(j);
+	if (sender_abort_paused(&j->abort)) {
+		job_wait_route(j, loop);
+		return JOB_TURN_AGAIN;
+	}
+	start = cli_now_s();
+	if (j->mv && loop->retry)
+		metrics_add(&j->mv->reconnects_total, 1);
+	sender_run_epoch(&j->o.cfg, &r);
+	if (r.outcome == SENDER_OK)
+		loop->last_ok = start;
+	/* The standby holds the source as of the start of the last good epoch. */
+	lag = loop->last_ok ? cli_now_s() - loop->last_ok : cli_now_s() - start;
+	if (j->mv) {
+		epoch_metrics(j->mv, &j->o, &r, lag);
+		metrics_heartbeat(j->m);
+	}
+	loop->retry = r.outcome != SENDER_OK;
+	pthread_mutex_lock(&print_lock);
+	j->ops->print(&r, &j->o, lag);
+	pthread_mutex_unlock(&print_lock);
+	if (r.outcome == SENDER_OK)
+		return job_after_ok(j, loop, &r, start, lag);
+	return job_after_failure(j, loop, &r);
+}
+
+/*
+ * Whether a job whose turns stopped ends now, and if so marks it done. Finished
+ * (max epochs, refused) always ends. Otherwise it was stopping or removed by a
+ * reload, and maybe added back since: decided under the lock the reload takes
+ * to clear stop, so a volume added back is never lost.
+ */
+static bool job_ends(struct job *j, bool finished)
+{
+	bool ends;
+
+	pthread_mutex_lock(&j->lock);
+	ends = finished || stopping() || __atomic_load_n(&j->stop, __ATOMIC_ACQUIRE);
+	if (ends)
+		__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&j->lock);
+	return ends;
+}
+
+/* A job's thread: turns until stopped, removed or finished (job_ends decides). */
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
-	struct metrics_volume *mv = j->mv;
-	struct sender_result r;
-	uint64_t done = 0, backoff_ms = REPLICATE_BACKOFF_MS_MIN;
-	double last_ok = 0;
-	bool retry = false;
+	struct job_loop loop = { .backoff_ms = REPLICATE_BACKOFF_MS_MIN };
+	enum job_turn turn;
 
 	j->rc = CLI_EXIT_OK;
-again:
-	while (!job_stopping(j)) {
-		job_take_reload(j);
-		/* Paused by the watcher: no epoch until the route is back, then at once;
-		 * a reload (a new peer, say) is taken at once too. */
-		if (sender_abort_paused(&j->abort)) {
-			if (mv)
-				metrics_set_state(mv, METRICS_STATE_PAUSED);
-			while (sender_abort_paused(&j->abort) && !job_stopping(j) &&
-			       !job_has_reload(j))
-				job_sleep(j, 50, false);
-			woken(&j->watch);
-			backoff_ms = REPLICATE_BACKOFF_MS_MIN;
-			continue;
-		}
-		double start = cli_now_s();
-
-		if (mv && retry)
-			metrics_add(&mv->reconnects_total, 1);
-		sender_run_epoch(&j->o.cfg, &r);
-		if (r.outcome == SENDER_OK)
-			last_ok = start;
-		/* The standby holds the source as of the start of the last good epoch. */
-		double lag = last_ok ? cli_now_s() - last_ok : cli_now_s() - start;
-
-		if (mv) {
-			epoch_metrics(mv, &j->o, &r, lag);
-			metrics_heartbeat(j->m);
-		}
-		retry = r.outcome != SENDER_OK;
-		pthread_mutex_lock(&print_lock);
-		j->ops->print(&r, &j->o, lag);
-		pthread_mutex_unlock(&print_lock);
-		if (r.outcome == SENDER_OK) {
-			done++;
-			backoff_ms = REPLICATE_BACKOFF_MS_MIN;
-			j->rc = CLI_EXIT_OK;
-			if (j->o.rpo_ms && lag * 1e3 > (double)j->o.rpo_ms)
-				log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r.epoch,
-					"lag %.1f s exceeds the RPO target of %.1f s", lag,
-					(double)j->o.rpo_ms / 1e3);
-			if (j->o.max_epochs && done >= j->o.max_epochs)
-				goto finished;
-			double took_ms = (cli_now_s() - start) * 1e3;
-
-			/* An epoch longer than the interval is followed at once by the next,
-			 * which covers everything changed since: no backlog queue. */
-			if (took_ms < (double)j->o.interval_ms)
-				job_sleep(j, j->o.interval_ms - (uint64_t)took_ms, false);
-			continue;
-		}
-		if (job_stopping(j)) {
-			log_msg(LOG_INFO, j->o.cfg.volume, j->o.cfg.peer, r.epoch,
-				"stopping: the epoch in flight was aborted cleanly (the standby keeps its last committed epoch; the next start sends the changes again)");
-			break;
-		}
-		if (r.paused)
-			continue; /* the watcher said why; wait for the route at the top */
-		log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r.epoch, "%s; retrying in %.1f s",
-			r.message, (double)backoff_ms / 1e3);
-		j->rc = j->ops->exit_code(&r);
-		if (r.outcome == SENDER_REFUSED && r.refuse_reason != PROTO_REFUSE_BUSY) {
-			log_fatal(j->o.cfg.volume,
-				  "%s; refused by the receiver: fix the cause and restart",
-				  r.message);
-			j->fatal = true;
-			goto finished;
-		}
-		job_sleep(j, backoff_ms, true);
-		backoff_ms = backoff_ms * 2 > REPLICATE_BACKOFF_MS_MAX ? REPLICATE_BACKOFF_MS_MAX
-								       : backoff_ms * 2;
-	}
-	/* Removed by a reload, and maybe added back since: decided under the lock
-	 * the reload takes to clear stop, so a volume added back is never lost. */
-	pthread_mutex_lock(&j->lock);
-	if (!stopping() && !__atomic_load_n(&j->stop, __ATOMIC_ACQUIRE)) {
-		pthread_mutex_unlock(&j->lock);
-		goto again;
-	}
-	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&j->lock);
-	return NULL;
-finished:
-	pthread_mutex_lock(&j->lock);
-	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&j->lock);
+	do {
+		turn = JOB_TURN_AGAIN;
+		while (turn == JOB_TURN_AGAIN && !job_stopping(j))
+			turn = job_take_turn(j, &loop);
+	} while (!job_ends(j, turn == JOB_TURN_FINISHED));
 	return NULL;
 }
 
