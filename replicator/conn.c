@@ -15,10 +15,13 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "pvrepl_assert.h"
 #include "tls.h"
 
 int conn_init(struct conn *c, struct tls_conn *tls)
 {
+	ASSERT(c != NULL);
+	ASSERT(tls != NULL);
 	memset(c, 0, sizeof(*c));
 	c->tls = tls;
 	c->rx = malloc(PROTO_FRAME_BYTES_MAX);
@@ -34,6 +37,7 @@ int conn_init(struct conn *c, struct tls_conn *tls)
 
 void conn_release(struct conn *c)
 {
+	ASSERT(c != NULL);
 	if (c->tls)
 		tls_conn_close(c->tls);
 	free(c->rx);
@@ -54,6 +58,11 @@ int conn_send(struct conn *c, const void *buf, size_t len)
 	double t0 = 0, cpu0 = 0;
 	int rc;
 
+	ASSERT(c != NULL);
+	ASSERT(c->tls != NULL);
+	ASSERT(buf != NULL);
+	ASSERT(len > 0);
+	ASSERT(len <= PROTO_FRAME_BYTES_MAX);
 	if (c->paced) {
 		t0 = clock_mono_s();
 		cpu0 = thread_cpu_s();
@@ -73,6 +82,10 @@ int conn_send(struct conn *c, const void *buf, size_t len)
 
 int conn_recv(struct conn *c, struct proto_msg *msg)
 {
+	ASSERT(c != NULL);
+	ASSERT(c->tls != NULL);
+	ASSERT(c->rx != NULL);
+	ASSERT(msg != NULL);
 	for (;;) {
 		struct proto_header h;
 		int rc = tls_conn_read_full(c->tls, c->rx, PROTO_HEADER_BYTES);
@@ -111,11 +124,15 @@ int conn_recv(struct conn *c, struct proto_msg *msg)
 
 uint64_t conn_wire_bytes_sent(const struct conn *c)
 {
+	ASSERT(c != NULL);
+	ASSERT(c->tls != NULL);
 	return tls_conn_wire_bytes_sent(c->tls);
 }
 
 uint64_t conn_wire_bytes_received(const struct conn *c)
 {
+	ASSERT(c != NULL);
+	ASSERT(c->tls != NULL);
 	return tls_conn_wire_bytes_received(c->tls);
 }
 
@@ -143,6 +160,8 @@ static int split_hostport(const char *hostport, char *host, size_t host_len, cha
 
 int conn_tcp_pace(int fd, uint64_t bytes_per_s)
 {
+	ASSERT(fd >= 0);
+	ASSERT(bytes_per_s > 0);
 	/* The kernel takes a u64 since 4.13; TCP paces by itself without the fq qdisc. */
 	if (setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &bytes_per_s, sizeof(bytes_per_s)) < 0)
 		return -errno;
@@ -156,6 +175,7 @@ int conn_tcp_tune(int fd, unsigned timeout_ms)
 
 	unsigned user_timeout_ms = timeout_ms;
 
+	ASSERT(fd >= 0);
 	/*
 	 * SO_SNDTIMEO alone does not bound a write to a dead link: each send(2) that
 	 * moves a few bytes restarts it. TCP_USER_TIMEOUT aborts the connection once
@@ -180,6 +200,13 @@ int conn_tcp_connect(const char *hostport, unsigned timeout_ms,
 	char host[256], port[32];
 	int fd = -1, rc;
 
+	ASSERT(hostport != NULL);
+	ASSERT(err != NULL);
+	ASSERT(err_len > 0);
+	if (hook) {
+		ASSERT(hook->publish != NULL);
+		ASSERT(hook->withdraw != NULL);
+	}
 	if (split_hostport(hostport, host, sizeof(host), port, sizeof(port))) {
 		snprintf(err, err_len, "peer '%s' is not HOST:PORT", hostport);
 		return -EINVAL;
@@ -229,6 +256,9 @@ int conn_tcp_listen(const char *hostport, char *err, size_t err_len)
 	char host[256], port[32];
 	int fd, rc, one = 1;
 
+	ASSERT(hostport != NULL);
+	ASSERT(err != NULL);
+	ASSERT(err_len > 0);
 	if (split_hostport(hostport, host, sizeof(host), port, sizeof(port))) {
 		snprintf(err, err_len, "--listen '%s' is not HOST:PORT", hostport);
 		return -EINVAL;

@@ -4,12 +4,18 @@
  * sender state machine in docs/PROTOCOL.md):
  *
  *   CONNECTING ─ tls_connect, HELLO ─► WAIT_WELCOME ─ REFUSE ─► report, stop
- *                                          │ WELCOME: choose incremental, full or resumed
+ *   (open_source, connect_peer,            │ WELCOME: settle_lost_ack, then choose
+ *    handshake)                            │ incremental, full or resumed
+ *                                          │ (choose_epoch: sender_choose_epoch)
  *                                          ▼
  *                 SENDING: scan_run(ordered) → sink_batch → DATA / ZERO frames
+ *                 (send_epoch_begin, stream_epoch)
  *                                          │ EPOCH_END (count, root of the scanned map)
- *                                          ▼
+ *                                          ▼ (end_epoch: pending_save first)
  *                 WAIT_ACK ─ EPOCH_ACK (epoch, root) ─► map_commit: the map advances
+ *                                                       (commit_epoch)
+ *
+ * sender_run_epoch is that sequence; each step fills res->message on failure.
  *
  * Any failure before map_commit leaves the confirmed map on disk untouched; the
  * in-memory map is thrown away with the process or reloaded by the caller.
@@ -33,7 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "clock.h"
 #include "codec.h"
 #include "conn.h"
@@ -42,12 +47,16 @@
 #include "merkle.h"
 #include "pending.h"
 #include "proto.h"
+#include "pvrepl_assert.h"
 #include "sender.h"
 #include "status.h"
 #include "tls.h"
 
 #define SENDER_PREFIX_BYTES \
 	(PROTO_HEADER_BYTES + PROTO_DATA_FIXED_BYTES + 8u * PROTO_DATA_BLOCKS_MAX)
+
+_Static_assert(MAP_DISK_VOLUME_ID_BYTES == PROTO_VOLUME_ID_BYTES,
+	       "the map's volume id is the one on the wire");
 
 struct send_ctx {
 	struct conn *conn;
@@ -211,6 +220,7 @@ static int load_map(const struct sender_config *cfg, const struct kfio_dev *dev,
 
 void sender_abort_init(struct sender_abort *a)
 {
+	ASSERT(a != NULL);
 	memset(a, 0, sizeof(*a));
 	pthread_mutex_init(&a->lock, NULL);
 	a->fd = -1;
@@ -218,6 +228,8 @@ void sender_abort_init(struct sender_abort *a)
 
 void sender_abort_now(struct sender_abort *a, const char *reason)
 {
+	ASSERT(a != NULL);
+	ASSERT(reason != NULL);
 	pthread_mutex_lock(&a->lock);
 	a->paused = true;
 	snprintf(a->reason, sizeof(a->reason), "%s", reason);
@@ -228,6 +240,7 @@ void sender_abort_now(struct sender_abort *a, const char *reason)
 
 void sender_abort_resume(struct sender_abort *a)
 {
+	ASSERT(a != NULL);
 	pthread_mutex_lock(&a->lock);
 	a->paused = false;
 	pthread_mutex_unlock(&a->lock);
@@ -237,6 +250,7 @@ bool sender_abort_paused(struct sender_abort *a)
 {
 	bool p;
 
+	ASSERT(a != NULL);
 	pthread_mutex_lock(&a->lock);
 	p = a->paused;
 	pthread_mutex_unlock(&a->lock);
@@ -425,6 +439,62 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 	return 0;
 }
 
+static bool same_volume_id(const struct sender_epoch_facts *f)
+{
+	return !memcmp(f->welcome.volume_id, f->map_volume_id, sizeof(f->map_volume_id));
+}
+
+bool sender_lost_ack_candidate(const struct sender_epoch_facts *f)
+{
+	const struct proto_welcome *w;
+
+	ASSERT(f != NULL);
+	w = &f->welcome;
+	return w->state == PROTO_STATE_CONSISTENT && w->epoch == f->map_epoch + 1 &&
+	       w->generation == f->map_generation && same_volume_id(f);
+}
+
+void sender_choose_epoch(const struct sender_epoch_facts *f, struct sender_epoch_choice *c)
+{
+	const struct proto_welcome *w;
+	uint64_t root;
+
+	ASSERT(f != NULL);
+	ASSERT(c != NULL);
+	w = &f->welcome;
+	/* The root covers the whole volume: HELLO's, unless the map just advanced. */
+	root = f->recovered_ack ? f->recovered_root : f->hello_root;
+	memset(c, 0, sizeof(*c));
+	if (!f->map_empty && w->state == PROTO_STATE_CONSISTENT && w->epoch == f->map_epoch &&
+	    w->generation == f->map_generation && w->merkle_root == root && same_volume_id(f)) {
+		c->epoch = f->map_epoch + 1;
+		c->base_epoch = f->map_epoch;
+		return;
+	}
+	c->initial_sync = true;
+	c->flags = PROTO_EPOCH_INITIAL_SYNC;
+	c->epoch = (f->map_epoch > w->epoch ? f->map_epoch : w->epoch) + 1;
+	if (w->state == PROTO_STATE_SYNCING && w->resume_epoch && w->resume_block &&
+	    same_volume_id(f)) {
+		c->epoch = w->resume_epoch;
+		c->flags |= PROTO_EPOCH_RESUMED;
+		c->resume_block = w->resume_block;
+		c->resumed = true;
+	}
+}
+
+/* The facts of the epoch choice, as the map and WELCOME hold them now. */
+static void epoch_facts(const struct map *m, const struct proto_welcome *w,
+			struct sender_epoch_facts *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->map_empty = m->empty;
+	f->map_epoch = m->epoch;
+	f->map_generation = m->generation;
+	memcpy(f->map_volume_id, m->volume_id, sizeof(f->map_volume_id));
+	f->welcome = *w;
+}
+
 /*
  * The receiver is one epoch ahead of our confirmed map: it committed the epoch we
  * sent last, and the ack never reached us. If we recorded that epoch as pending
@@ -434,11 +504,12 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 static int settle_lost_ack(const struct sender_config *cfg, struct map *m,
 			   const struct proto_welcome *w, struct sender_result *res)
 {
+	struct sender_epoch_facts f;
 	char err[512] = "";
 	int rc;
 
-	if (w->state != PROTO_STATE_CONSISTENT || w->epoch != m->epoch + 1 ||
-	    w->generation != m->generation || memcmp(w->volume_id, m->volume_id, 16))
+	epoch_facts(m, w, &f);
+	if (!sender_lost_ack_candidate(&f))
 		return 0;
 	rc = pending_apply(m, cfg->state_dir, w->epoch, err, sizeof(err));
 	if (rc == -ENOENT)
@@ -551,97 +622,95 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 	status_store_nosync(&s, cfg->state_dir);
 }
 
-int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
+/* The source device and its confirmed map (created on the very first run). */
+static int open_source(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
+		       struct sender_result *res)
 {
-	int64_t capture_ms = clock_unix_ms();
-	struct tls_ctx *ctx = NULL;
-	struct conn c = { 0 };
-	struct kfio_dev dev;
-	struct map m;
-	struct proto_welcome w;
-	struct proto_epoch_begin eb = { 0 };
-	struct proto_epoch_end ee;
-	struct proto_msg msg;
-	struct send_ctx s = { 0 };
+	int rc = kfio_dev_open(dev, cfg->device, 0);
+
+	if (rc) {
+		set_msg(res, "volume %s: %s", cfg->volume, dev->err_msg);
+		return rc;
+	}
+	res->size_bytes = dev->size_bytes;
+	rc = load_map(cfg, dev, m, res);
+	if (rc) {
+		kfio_dev_close(dev);
+		return rc;
+	}
+	res->block_bytes = m->block_bytes;
+	return 0;
+}
+
+/*
+ * Chooses the epoch (sender_choose_epoch) from the map as settle_lost_ack left it
+ * and the WELCOME; hello_root is the root HELLO carried. A full sync compares
+ * against nothing: the map is marked empty, so every block is sent (zero runs as
+ * markers).
+ */
+static void choose_epoch(struct map *m, const struct proto_welcome *w, uint64_t hello_root,
+			 struct proto_epoch_begin *eb, struct sender_result *res)
+{
+	struct sender_epoch_facts facts;
+	struct sender_epoch_choice choice;
+
+	epoch_facts(m, w, &facts);
+	facts.hello_root = hello_root;
+	if (res->recovered_ack) {
+		facts.recovered_ack = true;
+		facts.recovered_root = map_merkle_root(m);
+	}
+	sender_choose_epoch(&facts, &choice);
+	if (choice.initial_sync)
+		m->empty = true;
+	*eb = (struct proto_epoch_begin){
+		.epoch = choice.epoch,
+		.base_epoch = choice.base_epoch,
+		.generation = m->generation,
+		.flags = choice.flags,
+		.block_count = m->block_count, /* an upper bound; EPOCH_END has the count */
+		.resume_block = choice.resume_block,
+	};
+	res->epoch = choice.epoch;
+	res->initial_sync = choice.initial_sync;
+	res->resumed = choice.resumed;
+	res->resume_block = choice.resume_block;
+}
+
+/* capture_ms: when the live reads start (sent only to a peer that expects it). */
+static int send_epoch_begin(const struct sender_config *cfg, struct conn *c,
+			    const struct proto_welcome *w, struct proto_epoch_begin *eb,
+			    int64_t capture_ms, struct sender_result *res)
+{
+	int n, rc;
+
+	if (w->capabilities & PROTO_CAP_CAPTURE_TIME) /* else the peer expects 48 bytes */
+		eb->capture_unix_ms = (uint64_t)capture_ms;
+	n = proto_encode_epoch_begin(eb, c->tx, PROTO_FRAME_BYTES_MAX);
+	rc = n < 0 ? n : conn_send(c, c->tx, (size_t)n);
+	if (rc)
+		set_msg(res, "volume %s: sending EPOCH_BEGIN failed: %s", cfg->volume, c->err);
+	return rc;
+}
+
+/* The scan, streaming DATA and ZERO frames in block order as it goes. */
+static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
+			struct conn *c, const struct proto_epoch_begin *eb,
+			struct sender_result *res)
+{
+	struct send_ctx s = { .conn = c,
+			      .res = res,
+			      .epoch = eb->epoch,
+			      .resume_block = eb->resume_block,
+			      .block_bytes = m->block_bytes,
+			      .size_bytes = m->size_bytes };
+	struct scan_sink sink = { .batch = sink_batch, .ctx = &s };
 	struct scan_config scfg = cfg->scan;
 	struct scan_stats st;
 	struct epoch_progress ep;
-	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
 	char err[512] = "";
-	uint64_t root;
-	bool map_loaded = false;
-	int rc, n;
+	int rc;
 
-	memset(res, 0, sizeof(*res));
-	res->outcome = SENDER_FAILED;
-	rc = kfio_dev_open(&dev, cfg->device, 0);
-	if (rc) {
-		set_msg(res, "volume %s: %s", cfg->volume, dev.err_msg);
-		goto out;
-	}
-	res->size_bytes = dev.size_bytes;
-	rc = load_map(cfg, &dev, &m, res);
-	if (rc)
-		goto close_dev;
-	map_loaded = true;
-	res->block_bytes = m.block_bytes;
-
-	rc = connect_peer(cfg, &ctx, &c, res);
-	if (rc)
-		goto release;
-	rc = handshake(cfg, &c, &m, &w, &root, res);
-	if (rc)
-		goto release;
-
-	rc = settle_lost_ack(cfg, &m, &w, res);
-	if (rc)
-		goto release;
-	/* In step only if both sides provably hold the same confirmed map. The root
-	 * covers the whole volume: reuse HELLO's unless the map just changed. */
-	if (res->recovered_ack)
-		root = map_merkle_root(&m);
-	if (!m.empty && w.state == PROTO_STATE_CONSISTENT && w.epoch == m.epoch &&
-	    w.generation == m.generation && w.merkle_root == root &&
-	    !memcmp(w.volume_id, m.volume_id, sizeof(w.volume_id))) {
-		eb.epoch = m.epoch + 1;
-		eb.base_epoch = m.epoch;
-		eb.flags = 0;
-	} else {
-		res->initial_sync = true;
-		/* Compare against nothing: every block is sent (zero runs as markers). */
-		m.empty = true;
-		eb.flags = PROTO_EPOCH_INITIAL_SYNC;
-		eb.epoch = (m.epoch > w.epoch ? m.epoch : w.epoch) + 1;
-		if (w.state == PROTO_STATE_SYNCING && w.resume_epoch && w.resume_block &&
-		    !memcmp(w.volume_id, m.volume_id, sizeof(w.volume_id))) {
-			eb.epoch = w.resume_epoch;
-			eb.flags |= PROTO_EPOCH_RESUMED;
-			eb.resume_block = w.resume_block;
-			res->resumed = true;
-			res->resume_block = w.resume_block;
-		}
-	}
-	eb.generation = m.generation;
-	eb.block_count = m.block_count; /* an upper bound; EPOCH_END has the count */
-	/* Live reads start now: the standby will hold the source as of this time
-	 * (a conservative point: blocks read later may be newer). */
-	capture_ms = clock_unix_ms();
-	if (w.capabilities & PROTO_CAP_CAPTURE_TIME) /* else the peer expects 48 bytes */
-		eb.capture_unix_ms = (uint64_t)capture_ms;
-	res->epoch = eb.epoch;
-	n = proto_encode_epoch_begin(&eb, c.tx, PROTO_FRAME_BYTES_MAX);
-	rc = n < 0 ? n : conn_send(&c, c.tx, (size_t)n);
-	if (rc) {
-		set_msg(res, "volume %s: sending EPOCH_BEGIN failed: %s", cfg->volume, c.err);
-		goto release;
-	}
-
-	s = (struct send_ctx){ .conn = &c,
-			       .res = res,
-			       .epoch = eb.epoch,
-			       .resume_block = eb.resume_block,
-			       .block_bytes = m.block_bytes,
-			       .size_bytes = m.size_bytes };
 	s.prefix = malloc(SENDER_PREFIX_BYTES);
 	s.scratch = malloc(SCAN_BATCH_BYTES_MAX);
 	if (!s.prefix || !s.scratch) {
@@ -652,77 +721,143 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	scfg.ordered = true;
 	ep.cfg = cfg;
 	progress_init(&ep.prog, cfg->progress, res->initial_sync ? "sync" : "epoch", cfg->volume,
-		      dev.size_bytes);
+		      dev->size_bytes);
 	scfg.progress = on_progress;
 	scfg.progress_ctx = &ep;
-	struct scan_sink sink = { .batch = sink_batch, .ctx = &s };
-
-	rc = scan_run(&dev, &m, &scfg, &sink, &st, err, sizeof(err));
+	rc = scan_run(dev, m, &scfg, &sink, &st, err, sizeof(err));
 	progress_finish(&ep.prog, st.bytes_read);
 	res->blocks_scanned = st.blocks_scanned;
 	res->read_bytes = st.bytes_read;
 	res->blocks_changed = st.blocks_changed;
 	res->blocks_zero = st.blocks_zero;
 	res->scan_seconds = st.seconds;
-	res->throttled_seconds = st.throttled_seconds + paced_by_cap(cfg, &c, st.seconds);
+	res->throttled_seconds = st.throttled_seconds + paced_by_cap(cfg, c, st.seconds);
 	if (rc) {
-		if (c.err[0])
-			explain_send_failure(&c, res, cfg->volume, "streaming the epoch failed");
+		if (c->err[0])
+			explain_send_failure(c, res, cfg->volume, "streaming the epoch failed");
 		else
 			set_msg(res, "volume %s: scan failed: %s", cfg->volume, err);
-		goto free_s;
 	}
+free_s:
+	free(s.prefix);
+	free(s.scratch);
+	return rc;
+}
 
-	/* Before asking for the ack, record what this epoch changes: if the ack is
-	 * lost after the receiver committed, the next attempt can confirm it. */
-	rc = pending_save(&m, cfg->state_dir, eb.epoch, err, sizeof(err));
+/*
+ * Records the epoch as pending, sends EPOCH_END and waits for the receiver's ack
+ * of exactly this epoch and root. Pending first: if the ack is lost after the
+ * receiver committed, the next attempt can confirm it (settle_lost_ack).
+ */
+static int end_epoch(const struct sender_config *cfg, struct conn *c, const struct map *m,
+		     uint64_t epoch, struct sender_result *res)
+{
+	struct proto_epoch_end ee;
+	struct proto_msg msg;
+	char err[512] = "";
+	int n, rc;
+
+	rc = pending_save(m, cfg->state_dir, epoch, err, sizeof(err));
 	if (rc) {
 		set_msg(res, "volume %s: %s", cfg->volume, err);
-		goto free_s;
+		return rc;
 	}
-	ee = (struct proto_epoch_end){ .epoch = eb.epoch,
+	ee = (struct proto_epoch_end){ .epoch = epoch,
 				       .block_count = res->blocks_sent,
-				       .merkle_root = map_merkle_root(&m) };
-	n = proto_encode_epoch_end(&ee, c.tx, PROTO_FRAME_BYTES_MAX);
-	rc = n < 0 ? n : conn_send(&c, c.tx, (size_t)n);
+				       .merkle_root = map_merkle_root(m) };
+	n = proto_encode_epoch_end(&ee, c->tx, PROTO_FRAME_BYTES_MAX);
+	rc = n < 0 ? n : conn_send(c, c->tx, (size_t)n);
 	if (!rc)
-		rc = conn_recv(&c, &msg);
+		rc = conn_recv(c, &msg);
 	if (rc) {
 		set_msg(res, "volume %s: waiting for the ack of epoch %" PRIu64 " failed: %s",
-			cfg->volume, eb.epoch, c.err);
-		goto free_s;
+			cfg->volume, epoch, c->err);
+		return rc;
 	}
 	if (msg.header.type == PROTO_ERROR) {
-		rc = -EPROTO;
 		set_msg(res, "volume %s: the receiver refused epoch %" PRIu64 ": %s (%s)",
-			cfg->volume, eb.epoch, msg.u.error.message,
+			cfg->volume, epoch, msg.u.error.message,
 			proto_error_name(msg.u.error.code));
-		goto free_s;
+		return -EPROTO;
 	}
-	if (msg.header.type != PROTO_EPOCH_ACK || msg.u.epoch_ack.epoch != eb.epoch ||
+	if (msg.header.type != PROTO_EPOCH_ACK || msg.u.epoch_ack.epoch != epoch ||
 	    msg.u.epoch_ack.merkle_root != ee.merkle_root) {
-		rc = -EPROTO;
 		set_msg(res, "volume %s: expected the ack of epoch %" PRIu64 ", got %s",
-			cfg->volume, eb.epoch, proto_type_name(msg.header.type));
-		goto free_s;
+			cfg->volume, epoch, proto_type_name(msg.header.type));
+		return -EPROTO;
 	}
+	return 0;
+}
 
-	/* Durable on the standby: now, and only now, the confirmed map advances. */
-	rc = map_commit(&m, cfg->state_dir, eb.epoch, err, sizeof(err));
+/* Durable on the standby: now, and only now, the confirmed map advances. */
+static int commit_epoch(const struct sender_config *cfg, struct map *m, uint64_t epoch,
+			struct sender_result *res)
+{
+	char err[512] = "";
+	int rc = map_commit(m, cfg->state_dir, epoch, err, sizeof(err));
+
 	if (rc) {
 		set_msg(res,
 			"volume %s: epoch %" PRIu64
 			" is on the standby but recording it in %s failed: %s (the next epoch resyncs)",
-			cfg->volume, eb.epoch, cfg->state_dir, err);
-		goto free_s;
+			cfg->volume, epoch, cfg->state_dir, err);
+		return rc;
 	}
 	pending_drop(cfg->state_dir);
 	res->outcome = SENDER_OK;
-	set_msg(res, "volume %s: epoch %" PRIu64 " replicated%s", cfg->volume, eb.epoch,
+	set_msg(res, "volume %s: epoch %" PRIu64 " replicated%s", cfg->volume, epoch,
 		res->recovered_ack ? " (the previous epoch's lost ack was recovered)" : "");
-free_s:
-	free(s.prefix);
-	free(s.scratch);
+	return 0;
+}
+
+int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
+{
+	int64_t capture_ms = clock_unix_ms();
+	struct tls_ctx *ctx = NULL;
+	struct conn c = { 0 };
+	struct kfio_dev dev;
+	struct map m;
+	struct proto_welcome w;
+	struct proto_epoch_begin eb;
+	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
+	uint64_t hello_root;
+	int rc;
+
+	ASSERT(cfg != NULL);
+	ASSERT(res != NULL);
+	ASSERT(cfg->volume != NULL);
+	ASSERT(cfg->device != NULL);
+	ASSERT(cfg->state_dir != NULL);
+	ASSERT(cfg->peer != NULL);
+	ASSERT(cfg->timeout_ms > 0);
+	memset(res, 0, sizeof(*res));
+	res->outcome = SENDER_FAILED;
+	rc = open_source(cfg, &dev, &m, res);
+	if (rc)
+		goto out;
+	rc = connect_peer(cfg, &ctx, &c, res);
+	if (rc)
+		goto release;
+	rc = handshake(cfg, &c, &m, &w, &hello_root, res);
+	if (rc)
+		goto release;
+	rc = settle_lost_ack(cfg, &m, &w, res);
+	if (rc)
+		goto release;
+	choose_epoch(&m, &w, hello_root, &eb, res);
+	/* Live reads start now: the standby will hold the source as of this time
+	 * (a conservative point: blocks read later may be newer). */
+	capture_ms = clock_unix_ms();
+	rc = send_epoch_begin(cfg, &c, &w, &eb, capture_ms, res);
+	if (rc)
+		goto release;
+	rc = stream_epoch(cfg, &dev, &m, &c, &eb, res);
+	if (rc)
+		goto release;
+	rc = end_epoch(cfg, &c, &m, eb.epoch, res);
+	if (rc)
+		goto release;
+	rc = commit_epoch(cfg, &m, eb.epoch, res);
 release:
 	if (c.tls)
 		res->wire_bytes = conn_wire_bytes_sent(&c);
@@ -731,9 +866,7 @@ release:
 	conn_release(&c);
 	if (ctx)
 		tls_ctx_free(ctx);
-	if (map_loaded)
-		map_release(&m);
-close_dev:
+	map_release(&m);
 	kfio_dev_close(&dev);
 out:
 	res->err = rc;

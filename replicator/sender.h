@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "progress.h"
+#include "proto.h"
 #include "scan.h"
 
 #define SENDER_TIMEOUT_MS_DEFAULT 30000u
@@ -99,5 +100,51 @@ struct sender_result {
 
 /* Runs one epoch end to end; fills res (also on failure). Returns 0 or -errno. */
 int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res);
+
+/*
+ * What the epoch choice depends on, once the handshake is done: the sender's
+ * confirmed map (after any lost ack was settled) and the receiver's WELCOME.
+ * Plain values, no I/O behind them, so the choice can be tested as a table.
+ */
+struct sender_epoch_facts {
+	bool map_empty; /* nothing confirmed yet (epoch 0): every block differs */
+	uint64_t map_epoch;
+	uint64_t map_generation;
+	uint8_t map_volume_id[PROTO_VOLUME_ID_BYTES];
+	uint64_t hello_root; /* the confirmed map's root sent in HELLO (0 when empty) */
+	/* The receiver held the epoch whose ack was lost, and the map advanced to
+	 * it: hello_root is stale, recovered_root is the map's root now. */
+	bool recovered_ack;
+	uint64_t recovered_root; /* read only when recovered_ack */
+	struct proto_welcome welcome;
+};
+
+/* The EPOCH_BEGIN the facts call for. */
+struct sender_epoch_choice {
+	uint64_t epoch;
+	uint64_t base_epoch;   /* the confirmed epoch an incremental builds on; 0 otherwise */
+	uint32_t flags;	       /* PROTO_EPOCH_INITIAL_SYNC, PROTO_EPOCH_RESUMED */
+	uint64_t resume_block; /* the receiver's cursor when resumed; 0 otherwise */
+	bool initial_sync;     /* compare against nothing: every block is sent */
+	bool resumed;	       /* an interrupted initial sync goes on from resume_block */
+};
+
+/*
+ * The full / resumed / incremental choice (pure). Incremental only when both
+ * sides provably hold the same confirmed map: map not empty, receiver CONSISTENT
+ * at the same epoch, generation, root and volume id. Anything else is a full sync
+ * of epoch max(map epoch, receiver epoch) + 1, resumed at the receiver's cursor
+ * (and with its resume_epoch) when it is SYNCING the same volume id with a
+ * non-zero resume_epoch and resume_block.
+ */
+void sender_choose_epoch(const struct sender_epoch_facts *f, struct sender_epoch_choice *c);
+
+/*
+ * True when the receiver is CONSISTENT exactly one epoch ahead of the confirmed
+ * map, on the same generation and volume id (pure; reads the map facts and the
+ * WELCOME only): it committed the epoch we sent last and its ack was lost. Only
+ * then is map.pending worth applying.
+ */
+bool sender_lost_ack_candidate(const struct sender_epoch_facts *f);
 
 #endif
