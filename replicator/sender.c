@@ -578,15 +578,12 @@ static bool network_error(int err)
 static void record_status(const struct sender_config *cfg, const struct sender_result *res,
 			  int64_t capture_ms)
 {
-	struct status_record prev, s;
-	int64_t now = time(NULL);
-	bool have_prev = status_load(&prev, cfg->state_dir) == 0;
+	struct status_update u;
+	struct status_record s;
+	int64_t now;
 
-	memset(&s, 0, sizeof(s));
-	if (have_prev)
-		s = prev;
-	s.role = STATUS_ROLE_PRIMARY;
-	snprintf(s.volume, sizeof(s.volume), "%s", cfg->volume);
+	status_update_begin(&u, &s, cfg->state_dir, STATUS_ROLE_PRIMARY, cfg->volume);
+	now = u.now_unix;
 	snprintf(s.peer, sizeof(s.peer), "%s", cfg->peer);
 	s.rpo_target_seconds = cfg->rpo_target_seconds;
 	s.last_attempt_unix = now;
@@ -617,9 +614,7 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 		snprintf(s.last_error, sizeof(s.last_error), "%.*s", (int)sizeof(s.last_error) - 1,
 			 res->message);
 	}
-	if (!have_prev || prev.state != s.state)
-		s.state_since_unix = now;
-	status_store_nosync(&s, cfg->state_dir);
+	status_update_store_nosync(&u, &s, cfg->state_dir);
 }
 
 /* The source device and its confirmed map (created on the very first run). */

@@ -209,15 +209,12 @@ static void vol_metrics(struct standby *v, const struct status_record *s, int ok
 void standby_record(struct standby *v, const char *peer, int ok, double seconds,
 		    uint64_t wire_bytes, const char *error)
 {
-	struct status_record prev, s;
-	int64_t now = time(NULL);
-	bool have_prev = status_load(&prev, v->dir) == 0;
+	struct status_update u;
+	struct status_record s;
+	int64_t now;
 
-	memset(&s, 0, sizeof(s));
-	if (have_prev)
-		s = prev;
-	s.role = STATUS_ROLE_SECONDARY;
-	snprintf(s.volume, sizeof(s.volume), "%s", v->cfg->name);
+	status_update_begin(&u, &s, v->dir, STATUS_ROLE_SECONDARY, v->cfg->name);
+	now = u.now_unix;
 	if (peer)
 		snprintf(s.peer, sizeof(s.peer), "%s", peer);
 	s.size_bytes = v->dev.size_bytes;
@@ -239,9 +236,7 @@ void standby_record(struct standby *v, const char *peer, int ok, double seconds,
 		snprintf(s.last_error, sizeof(s.last_error), "%.*s", (int)sizeof(s.last_error) - 1,
 			 error);
 	}
-	if (!have_prev || prev.state != s.state)
-		s.state_since_unix = now;
-	status_store_nosync(&s, v->dir);
+	status_update_store_nosync(&u, &s, v->dir);
 	vol_metrics(v, &s, ok, seconds, wire_bytes);
 }
 

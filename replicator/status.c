@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "delta.h"
@@ -96,6 +97,32 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 
 	/* Reporting only: rename-atomic for readers, deliberately not fsynced. */
 	return replace_file(&spec, &d, sizeof(d), NULL, 0);
+}
+
+void status_update_begin(struct status_update *u, struct status_record *s, const char *dir,
+			 enum status_role role, const char *volume)
+{
+	ASSERT(u != NULL);
+	ASSERT(s != NULL);
+	ASSERT(dir != NULL);
+	ASSERT(volume != NULL);
+	u->now_unix = time(NULL);
+	u->have_prev = status_load(&u->prev, dir) == 0;
+	memset(s, 0, sizeof(*s));
+	if (u->have_prev)
+		*s = u->prev;
+	s->role = role;
+	snprintf(s->volume, sizeof(s->volume), "%s", volume);
+}
+
+int status_update_store_nosync(const struct status_update *u, struct status_record *s,
+			       const char *dir)
+{
+	ASSERT(u != NULL);
+	ASSERT(s != NULL);
+	if (!u->have_prev || u->prev.state != s->state)
+		s->state_since_unix = u->now_unix;
+	return status_store_nosync(s, dir);
 }
 
 int status_load(struct status_record *s, const char *dir)

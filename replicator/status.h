@@ -56,6 +56,22 @@ struct status_record {
 /* Writes DIR/status: rename-atomic for readers, deliberately not fsynced (it
  * decides nothing after a crash). Returns 0 or -errno. */
 int status_store_nosync(const struct status_record *s, const char *dir);
+/*
+ * An update of DIR/status by its writer: status_update_begin starts s from the
+ * record there (or zeros) with the role and volume set; the writer sets what it
+ * knows; status_update_store_nosync stamps state_since_unix when the state
+ * changed and stores s (status_store_nosync).
+ */
+struct status_update {
+	struct status_record prev;
+	bool have_prev;
+	int64_t now_unix;
+};
+
+void status_update_begin(struct status_update *u, struct status_record *s, const char *dir,
+			 enum status_role role, const char *volume);
+int status_update_store_nosync(const struct status_update *u, struct status_record *s,
+			       const char *dir);
 /* Reads DIR/status: 0, -ENOENT, or -EBADMSG for a damaged record. */
 int status_load(struct status_record *s, const char *dir);
 const char *status_state_name(enum status_state st);
