@@ -689,7 +689,7 @@ static int map_write_base(struct map *m, struct map_commit_io *io, uint64_t epoc
 	uint64_t le[MAP_IO_CHUNK_HASHES];
 	struct map_disk_header h;
 	struct replace r;
-	char why[512] = "";
+	char why[REPLACE_ERR_MAX] = "";
 	int rc;
 
 	rc = replace_begin(&r, &spec, why, sizeof(why));
@@ -748,7 +748,7 @@ static int map_write_empty_log(struct map *m, struct map_commit_io *io)
 		.hook = map_replace_hook,
 	};
 	struct map_disk_log_header h;
-	char why[512] = "";
+	char why[REPLACE_ERR_MAX] = "";
 	int rc;
 
 	memset(&h, 0, sizeof(h));

@@ -90,7 +90,7 @@ int pending_save(const struct map *m, const char *state_dir, uint64_t epoch, cha
 	};
 	struct pending_writer w = { .off = sizeof(struct pending_disk) };
 	struct pending_disk h = { 0 };
-	char why[512] = "";
+	char why[REPLACE_ERR_MAX] = "";
 	bool dense;
 	uint64_t entries = 0;
 	int rc = 0;

@@ -543,12 +543,13 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 		goto close_vols;
 	}
 	if (cfg->ready_file) {
-		char why[RECV_ERR_MAX] = "";
+		char why[REPLACE_ERR_MAX] = "";
 
 		rc = write_ready_file(cfg->ready_file, lfd, why, sizeof(why));
 		if (rc) {
 			snprintf(err, err_len, "cannot write %s: %s", cfg->ready_file,
 				 why[0] ? why : strerror(-rc));
+			rc = -EIO; /* the exit code of an unwritable ready file */
 			goto close_vols;
 		}
 	}

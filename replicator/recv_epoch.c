@@ -114,6 +114,7 @@ struct rx {
 	const struct proto_epoch_begin *eb;
 	struct recv_runs runs;
 	struct recv_verdict vd; /* what to tell the sender when the epoch fails */
+	bool begun;		/* the sink holds something its abort must undo */
 	/* The sync sink's writes: up to STANDBY_WRITE_BUFS in flight. */
 	uint32_t next_buf;
 	uint32_t inflight;
@@ -131,12 +132,16 @@ struct rx_sink {
 	/* The log line of a committed epoch: "<done>: N blocks<done_note>". */
 	const char *done;
 	const char *done_note;
-	int (*begin)(struct rx *x); /* cleans up after itself on failure */
+	int (*begin)(struct rx *x); /* on failure, abort runs if it set x->begun */
 	/* The buffer a DATA frame is decoded into (buf: its registered index). */
 	int (*data_dst)(struct rx *x, uint32_t *buf, void **dst);
 	int (*data)(struct rx *x, const struct proto_data *d, uint32_t buf, const void *dst);
 	int (*zero)(struct rx *x, uint64_t first, uint32_t count);
 	int (*frame_done)(struct rx *x); /* may be NULL */
+	/* At EPOCH_END: seal before the checks, durable after them (each may be
+	 * NULL). sync: every write reaped and the device flushed, then the checks;
+	 * journal: the checks, then the journal commit. */
+	int (*seal)(struct rx *x);
 	int (*durable)(struct rx *x);
 	int (*apply)(struct rx *x); /* after the ack; NULL when nothing is left */
 	void (*lost)(struct rx *x); /* the connection went: says so in the log */
@@ -151,6 +156,16 @@ static int rx_io_verdict(struct rx *x)
 }
 
 /* ------------------------------------------------------- the sync sink */
+
+static int sync_reap(struct rx *x, unsigned min_wait);
+
+/* A sync's I/O failure: the writes still in flight are reaped first (a later
+ * failure among them is the one the sender hears), then the verdict. */
+static int sync_io_verdict(struct rx *x)
+{
+	sync_reap(x, x->inflight);
+	return rx_io_verdict(x);
+}
 
 static int sync_reap(struct rx *x, unsigned min_wait)
 {
@@ -190,7 +205,7 @@ static int sync_flush(struct rx *x)
 
 	rc = sync_reap(x, x->inflight);
 	if (rc)
-		return rx_io_verdict(x);
+		return sync_io_verdict(x);
 	rc = kfio_queue_flush(v->q, 0, 0);
 	if (!rc)
 		rc = kfio_queue_submit(v->q);
@@ -199,7 +214,7 @@ static int sync_flush(struct rx *x)
 	if (rc < 0 || cqe.res < 0) {
 		standby_fail(v, "%s: flush failed: %s", v->cfg->device,
 			     strerror(rc < 0 ? -rc : -cqe.res));
-		return rx_io_verdict(x);
+		return sync_io_verdict(x);
 	}
 	return 0;
 }
@@ -208,12 +223,12 @@ static int sync_flush(struct rx *x)
 static int sync_buf(struct rx *x, uint32_t *idx)
 {
 	if (x->inflight >= STANDBY_WRITE_BUFS && sync_reap(x, 1))
-		return rx_io_verdict(x);
+		return sync_io_verdict(x);
 	/* Buffers are used round-robin and writes complete in any order, so wait
 	 * until the one we are about to reuse is free: drain fully when wrapping. */
 	if (x->next_buf == STANDBY_WRITE_BUFS) {
 		if (sync_reap(x, x->inflight))
-			return rx_io_verdict(x);
+			return sync_io_verdict(x);
 		x->next_buf = 0;
 	}
 	*idx = x->next_buf++;
@@ -234,7 +249,7 @@ static int sync_write(struct rx *x, uint32_t buf, uint64_t first, uint32_t bytes
 		rc = kfio_queue_submit(v->q);
 	if (rc < 0) {
 		standby_fail(v, "%s", kfio_queue_err(v->q));
-		return rx_io_verdict(x);
+		return sync_io_verdict(x);
 	}
 	x->inflight++;
 	x->bytes_since_cursor += bytes;
@@ -323,7 +338,7 @@ static int sync_frame_done(struct rx *x)
 	if (r)
 		return r;
 	if (standby_sync_cursor(x->v, x->runs.next_block))
-		return rx_io_verdict(x);
+		return sync_io_verdict(x);
 	x->bytes_since_cursor = 0;
 	return 0;
 }
@@ -349,7 +364,8 @@ static const struct rx_sink sync_sink = {
 	.data = sync_data,
 	.zero = sync_zero,
 	.frame_done = sync_frame_done,
-	.durable = sync_flush,
+	.seal = sync_flush,
+	.durable = NULL,
 	.apply = NULL,
 	.lost = sync_lost,
 	.abort = sync_abort,
@@ -399,12 +415,9 @@ static int journal_sink_begin(struct rx *x)
 		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_IO, "volume %s: %s",
 					v->cfg->name, err);
 	}
+	x->begun = true;
 	r = journal_begin(v->j, x->eb->epoch, x->eb->generation, x->eb->base_epoch);
-	if (r) {
-		r = journal_verdict(x, r);
-		journal_sink_abort(x);
-	}
-	return r;
+	return r ? journal_verdict(x, r) : 0;
 }
 
 static int journal_sink_data_dst(struct rx *x, uint32_t *buf, void **dst)
@@ -466,6 +479,7 @@ static const struct rx_sink journal_sink = {
 	.data = journal_sink_data,
 	.zero = journal_sink_zero,
 	.frame_done = NULL,
+	.seal = NULL,
 	.durable = journal_sink_durable,
 	.apply = journal_sink_apply,
 	.lost = journal_sink_lost,
@@ -555,6 +569,8 @@ static int rx_loop(struct rx *x, const struct rx_sink *k)
 	r = k->begin(x);
 	if (r) {
 		recv_epoch_reply(x->p, &x->vd);
+		if (x->begun)
+			k->abort(x);
 		return r;
 	}
 	for (;;) {
@@ -571,8 +587,11 @@ static int rx_loop(struct rx *x, const struct rx_sink *k)
 			r = rx_zero(x, k, &msg.u.zero);
 			break;
 		case PROTO_EPOCH_END:
-			r = recv_check_end(x->v, x->eb, &x->runs, &msg.u.epoch_end, &root, &x->vd);
+			r = k->seal ? k->seal(x) : 0;
 			if (!r)
+				r = recv_check_end(x->v, x->eb, &x->runs, &msg.u.epoch_end, &root,
+						   &x->vd);
+			if (!r && k->durable)
 				r = k->durable(x);
 			if (!r)
 				return rx_commit(x, k, root);

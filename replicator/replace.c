@@ -110,8 +110,8 @@ int replace_begin(struct replace *r, const struct replace_spec *spec, char *err,
 		rc = replace_fail(r, r->tmp, "create", -errno);
 		goto fail;
 	}
-	/* The umask may only narrow the mode; be exact (key files stay 0600). */
-	if (fchmod(r->fd, spec->mode) < 0) {
+	/* The umask may only narrow the mode; key files ask for it exactly. */
+	if ((spec->flags & REPLACE_EXACT_MODE) && fchmod(r->fd, spec->mode) < 0) {
 		rc = replace_fail(r, r->tmp, "chmod", -errno);
 		goto unlink_tmp;
 	}
@@ -203,7 +203,9 @@ int replace_commit(struct replace *r)
 		if (rc)
 			goto out;
 		if (fsync(r->dirfd) < 0) {
-			rc = replace_fail(r, ".", "fsync of the directory", -errno);
+			rc = -errno;
+			replace_err(r, "%s: fsync of the directory failed: %s",
+				    r->spec.dir ? r->spec.dir : ".", strerror(-rc));
 			goto out;
 		}
 	}

@@ -34,12 +34,15 @@
 
 #define REPLACE_PATH_MAX 4200u
 #define REPLACE_NAME_MAX 256u
+/* Room for a sentence naming a file of REPLACE_PATH_MAX and what failed. */
+#define REPLACE_ERR_MAX (REPLACE_PATH_MAX + 256u)
 
 enum replace_flags {
 	REPLACE_NOSYNC = 1u << 0,     /* rename only: no fsync of the file or directory */
 	REPLACE_EXCL = 1u << 1,	      /* link(2): refuse (-EEXIST) if the name exists */
 	REPLACE_NO_DIRSYNC = 1u << 2, /* the caller fsyncs the directory once, after
 				       * several replaces (replace_sync_dir) */
+	REPLACE_EXACT_MODE = 1u << 3, /* mode exactly, whatever the umask (key files) */
 };
 
 /*

@@ -125,14 +125,14 @@ static int tls_write_file(const char *dir, const char *name, const void *data, s
 		.name = name,
 		.tmp_name = tmp_name,
 		.mode = mode,
-		.flags = REPLACE_NO_DIRSYNC | (force ? 0 : REPLACE_EXCL),
+		.flags = REPLACE_NO_DIRSYNC | REPLACE_EXACT_MODE | (force ? 0 : REPLACE_EXCL),
 	};
-	char why[TLS_PATH_BYTES + 128] = "";
+	char why[REPLACE_ERR_MAX] = "";
 	int rc;
 
 	snprintf(tmp_name, sizeof(tmp_name), ".%s.tmp.%d", name, (int)getpid());
 	rc = replace_file(&spec, data, len, why, sizeof(why));
-	if (rc == -EEXIST)
+	if (rc == -EEXIST && !force)
 		tls_errf(err, err_len, "%s; refusing to overwrite it (use --force to replace it)",
 			 why);
 	else if (rc)
