@@ -121,13 +121,20 @@ int recv_check_delta(const struct standby *v, const struct proto_epoch_begin *eb
 	return 0;
 }
 
-int recv_check_resume(const struct standby *v, const struct proto_epoch_begin *eb,
-		      struct recv_verdict *vd)
+int recv_check_resume(const struct standby *v, const struct proto_hello *h,
+		      const struct proto_epoch_begin *eb, struct recv_verdict *vd)
 {
 	ASSERT(v != NULL);
+	ASSERT(h != NULL);
 	ASSERT(eb != NULL);
+	/* After a restart the map is the last committed one, or none (a first
+	 * sync): the resumed sync rebuilds its own from the standby. It must be
+	 * this side's sync, of this volume, and come after what is committed
+	 * (epochs only move forward). */
 	if (v->vs.kind != VSTATE_SYNCING || eb->epoch != v->vs.sync_epoch ||
-	    eb->resume_block > v->vs.sync_cursor || !v->have_map)
+	    eb->resume_block > v->vs.sync_cursor ||
+	    memcmp(v->vs.volume_id, h->volume_id, sizeof(h->volume_id)) ||
+	    (v->have_map && eb->epoch <= v->map.epoch))
 		return recv_verdict_set(
 			vd, RECV_VERDICT_ERROR, PROTO_ERR_EPOCH,
 			"volume %s: cannot resume epoch %" PRIu64 " at block %" PRIu64

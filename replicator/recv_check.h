@@ -54,9 +54,10 @@ int recv_check_begin(const struct standby *v, const struct proto_hello *h,
 /* A delta must build on the standby's committed epoch and generation. */
 int recv_check_delta(const struct standby *v, const struct proto_epoch_begin *eb,
 		     struct recv_verdict *vd);
-/* A resumed sync must continue the one this side has, at or below its cursor. */
-int recv_check_resume(const struct standby *v, const struct proto_epoch_begin *eb,
-		      struct recv_verdict *vd);
+/* A resumed sync must continue the one this side has, of the same volume, at or
+ * below its cursor, at an epoch after the committed map's (if any). */
+int recv_check_resume(const struct standby *v, const struct proto_hello *h,
+		      const struct proto_epoch_begin *eb, struct recv_verdict *vd);
 /* A DATA or ZERO run: inside the volume and after the previous run; advances runs. */
 int recv_check_run(const struct standby *v, struct recv_runs *runs, uint64_t first, uint32_t count,
 		   struct recv_verdict *vd);

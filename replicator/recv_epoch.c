@@ -265,10 +265,10 @@ static int sync_begin(struct rx *x)
 
 	x->runs.next_block = eb->resume_block;
 	if (eb->flags & PROTO_EPOCH_RESUMED) {
-		r = recv_check_resume(v, eb, &x->vd);
+		r = recv_check_resume(v, x->h, eb, &x->vd);
 		if (r)
 			return r;
-		r = standby_rehash(v, err, sizeof(err));
+		r = standby_sync_resume(v, x->h, err, sizeof(err));
 		if (r)
 			return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_IO,
 						"volume %s: rehashing the standby failed: %s",

@@ -327,16 +327,26 @@ int standby_reload_map(struct standby *v)
 	return 0;
 }
 
-int standby_rehash(struct standby *v, char *err, size_t err_len)
+/* A fresh map for the sync's identity and geometry: the map in memory after a
+ * restart is the last committed one (another epoch, maybe another generation),
+ * or none at all when the first sync was interrupted. */
+static int standby_sync_map(struct standby *v, const struct proto_hello *h, char *err,
+			    size_t err_len)
 {
-	struct scan_config sc;
-	struct scan_stats st;
+	int r;
 
-	scan_config_defaults(&sc);
-	sc.compress = false;
-	sc.backend = v->rcfg->backend;
-	v->map.empty = true;
-	return scan_run(&v->dev, &v->map, &sc, NULL, &st, err, err_len);
+	if (v->have_map)
+		map_release(&v->map);
+	v->have_map = false;
+	r = map_create(&v->map, v->cfg->name, h->size_bytes, h->block_bytes);
+	if (r) {
+		snprintf(err, err_len, "cannot create a map: %s", strerror(-r));
+		return r;
+	}
+	v->have_map = true;
+	memcpy(v->map.volume_id, h->volume_id, 16);
+	v->map.generation = h->generation;
+	return 0;
 }
 
 int standby_sync_begin(struct standby *v, const struct proto_hello *h,
@@ -357,17 +367,9 @@ int standby_sync_begin(struct standby *v, const struct proto_hello *h,
 	}
 	snprintf(jpath, sizeof(jpath), "%s/journal", v->dir);
 	unlink(jpath);
-	if (v->have_map)
-		map_release(&v->map);
-	v->have_map = false;
-	r = map_create(&v->map, v->cfg->name, h->size_bytes, h->block_bytes);
-	if (r) {
-		snprintf(err, err_len, "cannot create a map: %s", strerror(-r));
+	r = standby_sync_map(v, h, err, err_len);
+	if (r)
 		return r;
-	}
-	v->have_map = true;
-	memcpy(v->map.volume_id, h->volume_id, 16);
-	v->map.generation = h->generation;
 	v->vs.kind = VSTATE_SYNCING;
 	v->vs.sync_epoch = eb->epoch;
 	v->vs.sync_cursor = 0;
@@ -378,6 +380,27 @@ int standby_sync_begin(struct standby *v, const struct proto_hello *h,
 	if (r)
 		standby_fail(v, "%s", err);
 	return r;
+}
+
+int standby_sync_resume(struct standby *v, const struct proto_hello *h, char *err, size_t err_len)
+{
+	struct scan_config sc;
+	struct scan_stats st;
+	int r;
+
+	ASSERT(v != NULL);
+	ASSERT(h != NULL);
+	ASSERT(v->vs.kind == VSTATE_SYNCING);
+	r = standby_sync_map(v, h, err, err_len);
+	if (r)
+		return r;
+	/* Every block is hashed; those at and past the cursor are rewritten by the
+	 * sync and set again. */
+	scan_config_defaults(&sc);
+	sc.compress = false;
+	sc.backend = v->rcfg->backend;
+	v->map.empty = true;
+	return scan_run(&v->dev, &v->map, &sc, NULL, &st, err, err_len);
 }
 
 int standby_sync_cursor(struct standby *v, uint64_t cursor)

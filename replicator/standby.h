@@ -84,8 +84,9 @@ int standby_sync_begin(struct standby *v, const struct proto_hello *h,
 		       const struct proto_epoch_begin *eb, char *err, size_t err_len);
 /* syncing: every block below cursor is durably written. */
 int standby_sync_cursor(struct standby *v, uint64_t cursor);
-/* Rebuilds the hashes of what an interrupted sync already wrote. */
-int standby_rehash(struct standby *v, char *err, size_t err_len);
+/* syncing, resumed: a fresh map with the sender's identity, rebuilt from what
+ * the interrupted sync already wrote (the state is unchanged). */
+int standby_sync_resume(struct standby *v, const struct proto_hello *h, char *err, size_t err_len);
 /*
  * The commit tail of every epoch: the map at eb's epoch, then the state
  * (consistent, the epoch, its consistent point). A failure is sticky (-EIO).

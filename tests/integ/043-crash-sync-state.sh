@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Invariant 1 of DESIGN.md at every crash point of a full resync: the standby is
+# A first full sync killed mid-way resumes from its cursor (invariant 8), and
+# invariant 1 of DESIGN.md holds at every crash point of a full resync: the standby is
 # written outside the journal only while its state says `syncing`, and that is
 # durable before the first write. A consistent standby (epoch 2) gets a full
 # resync (epoch 3: the sender's map is rolled back, so the two sides are not in
@@ -56,10 +57,30 @@ c = {x["type"]: x["status"] for x in v["conditions"]}
 print({"state": v["state"], "epoch": v["epoch"], "consistent": c["Consistent"]}[sys.argv[1]])' "$1"
 }
 
-# Epoch 1 (full sync), keep the sender's state; epoch 2 (a delta): the standby
-# is consistent at 2. Keep both sides' state and the standby's image.
+# Epoch 1, the first full sync, is killed before its third state record (the
+# cursor at 128 MiB), so the one at 64 MiB is durable, and no map was ever
+# committed on the standby: after the restart it resumes there, not from zero.
+rm -f "$TMP/ready"
+"$TEST_TOOL" crash-at state.create 3 -- receive "${rx_args[@]}" --ready-file "$TMP/ready" \
+	>>"$rxlog" 2>&1 &
+crx=$!
+PIDS+=("$crx")
+receiver_wait "$crx" "$TMP/ready" "$rxlog"
+send >"$TMP/e1a.json" 2>&1 && fail "the first sync succeeded: the crash point was not reached"
+wait_pid "$crx" 20 crc
+[ "$crc" = 137 ] || fail "first sync: the receiver exited $crc, not by SIGKILL"
 rx_start
-send >"$TMP/e1.json" || fail "epoch 1: $(cat "$TMP/e1.json")"
+[ "$(rx_status state)" = initial_sync ] || fail "after the crash the standby is not syncing"
+send >"$TMP/e1.json" || fail "epoch 1, resumed: $(cat "$TMP/e1.json")"
+[ "$(json_get kind <"$TMP/e1.json")" = "full sync (resumed)" ] ||
+	fail "the interrupted first sync did not resume: $(json_get kind <"$TMP/e1.json")"
+# 144 MiB in 16 KiB blocks is 9216; resumed at 4096 (64 MiB), 5120 are left.
+[ "$(json_get blocks_sent <"$TMP/e1.json")" = 5120 ] ||
+	fail "the resumed sync sent $(json_get blocks_sent <"$TMP/e1.json") blocks, not the 5120 past its cursor"
+dev_cmp "$src" "$dst" || fail "standby differs after the resumed first sync"
+
+# Keep the sender's state after epoch 1; epoch 2 (a delta): the standby is
+# consistent at 2. Keep both sides' state and the standby's image.
 cp -a "$TMP/sstate" "$TMP/sstate.e1"
 dd if=/dev/urandom of="$src" bs=1M count=4 seek=20 oflag=direct status=none
 send >"$TMP/e2.json" || fail "epoch 2: $(cat "$TMP/e2.json")"

@@ -263,14 +263,23 @@ static const struct {
 	uint64_t epoch, resume_block;
 	bool have_map;
 	struct want w;
+	bool other_id; /* the sender is another volume */
 } resume_rows[] = {
-	{ "at the cursor", VSTATE_SYNCING, 9, 40, true, OK },
-	{ "below the cursor", VSTATE_SYNCING, 9, 10, true, OK },
-	{ "past the cursor", VSTATE_SYNCING, 9, 41, true, ERROR(PROTO_ERR_EPOCH) },
-	{ "another sync's epoch", VSTATE_SYNCING, 10, 40, true, ERROR(PROTO_ERR_EPOCH) },
-	{ "nothing to resume (consistent)", VSTATE_CONSISTENT, 9, 40, true,
-	  ERROR(PROTO_ERR_EPOCH) },
-	{ "no map in memory", VSTATE_SYNCING, 9, 40, false, ERROR(PROTO_ERR_EPOCH) },
+	{ "at the cursor", VSTATE_SYNCING, 9, 40, true, OK, false },
+	{ "below the cursor", VSTATE_SYNCING, 9, 10, true, OK, false },
+	{ "past the cursor", VSTATE_SYNCING, 9, 41, true, ERROR(PROTO_ERR_EPOCH), false },
+	{ "another sync's epoch", VSTATE_SYNCING, 10, 40, true, ERROR(PROTO_ERR_EPOCH), false },
+	{ "nothing to resume (consistent)", VSTATE_CONSISTENT, 9, 40, true, ERROR(PROTO_ERR_EPOCH),
+	  false },
+	/* A first sync interrupted by a restart: no map was ever committed. */
+	{ "no committed map", VSTATE_SYNCING, 9, 40, false, OK, false },
+	/* The committed map is at epoch 7: a sync that resumes at or below it
+	 * could never commit (map_commit asserts epochs only move forward). */
+	{ "a sync at the committed epoch", VSTATE_SYNCING, 7, 40, true, ERROR(PROTO_ERR_EPOCH),
+	  false },
+	{ "a sync below the committed epoch", VSTATE_SYNCING, 3, 40, true, ERROR(PROTO_ERR_EPOCH),
+	  false },
+	{ "another volume's sync", VSTATE_SYNCING, 9, 40, false, ERROR(PROTO_ERR_EPOCH), true },
 };
 
 static void test_resume(void **state)
@@ -284,17 +293,22 @@ static void test_resume(void **state)
 			.resume_block = resume_rows[i].resume_block,
 		};
 		struct recv_verdict vd = { 0 };
+		struct proto_hello h;
 		struct standby v;
 
 		standby_fake(&v);
+		hello_ok(&h);
+		if (resume_rows[i].other_id)
+			memcpy(h.volume_id, OTHER_ID, 16);
 		v.vs.kind = resume_rows[i].kind;
-		v.vs.sync_epoch = 9;
+		v.vs.sync_epoch = resume_rows[i].epoch <= 7 ? resume_rows[i].epoch : 9;
 		v.vs.sync_cursor = 40;
 		if (!resume_rows[i].have_map) {
 			map_release(&v.map);
 			v.have_map = false;
 		}
-		expect(recv_check_resume(&v, &eb, &vd), &vd, resume_rows[i].w, resume_rows[i].name);
+		expect(recv_check_resume(&v, &h, &eb, &vd), &vd, resume_rows[i].w,
+		       resume_rows[i].name);
 		standby_fake_release(&v);
 	}
 }
