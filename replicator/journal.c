@@ -279,7 +279,8 @@ static bool journal_check_invariants(const struct journal *j)
 
 	/* The pool: every free index is a distinct pool buffer; no buffer is held
 	 * between calls (the stream, the walk's window). */
-	JRN_INVARIANT(j->pool_count >= 1 && j->pool_count <= JOURNAL_QUEUE_DEPTH_MAX);
+	JRN_INVARIANT(j->pool_count >= JOURNAL_QUEUE_DEPTH_MIN);
+	JRN_INVARIANT(j->pool_count <= JOURNAL_QUEUE_DEPTH_MAX);
 	JRN_INVARIANT(j->free_count <= j->pool_count);
 	for (uint32_t i = 0; i < j->free_count; i++) {
 		uint32_t k = j->free_bufs[i] - JOURNAL_BUF_POOL_FIRST;
@@ -952,6 +953,13 @@ static int jrn_validate_config(const struct journal_config *cfg, struct kfio_dev
 	if (cfg->queue_depth > JOURNAL_QUEUE_DEPTH_MAX) {
 		snprintf(err, err_len, "journal queue depth %u is above the limit of %u",
 			 cfg->queue_depth, JOURNAL_QUEUE_DEPTH_MAX);
+		return -EINVAL;
+	}
+	/* the depth is also the pool: one buffer would leave jrn_walk waiting for a
+	 * write that is not there (the ASSERT in jrn_buf_get) */
+	if (cfg->queue_depth != 0 && cfg->queue_depth < JOURNAL_QUEUE_DEPTH_MIN) {
+		snprintf(err, err_len, "journal queue depth %u is below the minimum of %u",
+			 cfg->queue_depth, JOURNAL_QUEUE_DEPTH_MIN);
 		return -EINVAL;
 	}
 	if (cfg->buf_bytes != 0 &&
