@@ -1,14 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * libFuzzer target for proto's decoders. Not part of `make test`; build and run
- * from the repository root with:
- *
- *   mkdir -p build/fuzz && clang -std=gnu11 -g -O1 -D_GNU_SOURCE \
- *     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
- *     -Iinclude -Ireplicator tests/fuzz/fuzz_proto.c replicator/proto.c \
- *     replicator/delta.c $(pkg-config --cflags --libs libxxhash) \
- *     -o build/fuzz/fuzz_proto
- *   mkdir -p build/fuzz/corpus && build/fuzz/fuzz_proto -max_total_time=60 build/fuzz/corpus
+ * libFuzzer target for proto's decoders: `make fuzz` builds and runs it (the
+ * input layout is in fuzz.h, the seeds come from corpus-gen.c).
  *
  * Checksums would stop almost every random input at the header, so the first
  * input byte picks a mode: the whole input as a stream of frames (proto_decode,
@@ -24,6 +17,7 @@
 #include <string.h>
 
 #include "delta.h"
+#include "fuzz.h"
 #include "proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -163,11 +157,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0)
 		return 0;
 	mode = data[0];
-	if (mode < 0x20) {
+	if (mode < FUZZ_PROTO_MODE_PAYLOAD) {
 		fuzz_stream(data + 1, size - 1);
 		return 0;
 	}
 	/* The type from the mode byte: 1..PROTO_TYPE_MAX, plus a few unknown ones. */
-	fuzz_payload((uint16_t)(mode % (PROTO_TYPE_MAX + 2)), data + 1, size - 1);
+	fuzz_payload((uint16_t)(mode % FUZZ_PROTO_TYPES), data + 1, size - 1);
 	return 0;
 }

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * corpus-gen DIR: writes the seed corpus of every fuzz target into DIR/<target>/
+ * (`make fuzz` runs it before the fuzzers). Seeds come from the real encoders
+ * (proto_encode_*), in the input layouts of fuzz.h, so they start the
+ * fuzzer deep inside each decoder and follow the formats when they change; no
+ * binary seed is committed. The same seeds are written on every run (fixed ids
+ * and contents), next to whatever the fuzzers added to the corpus.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "codec.h"
+#include "delta.h"
+#include "fuzz.h"
+#include "proto.h"
+
+#define GEN_FRAME_MAX  (64u << 10)
+#define GEN_STREAM_MAX (256u << 10)
+#define GEN_BLOCK      512u
+#define GEN_BLOCKS     4u
+
+static const char *out_dir;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "corpus-gen: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void need(int rc, const char *what)
+{
+	if (rc < 0) {
+		fprintf(stderr, "corpus-gen: %s failed (%d)\n", what, rc);
+		exit(1);
+	}
+}
+
+/* DIR/target/name := prefix (plen bytes) + body. */
+static void seed_write(const char *target, const char *name, const void *prefix, size_t plen,
+		       const void *body, size_t blen)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", out_dir, target);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		die(path);
+	snprintf(path, sizeof(path), "%s/%s/gen-%s", out_dir, target, name);
+	f = fopen(path, "wb");
+	if (f == NULL)
+		die(path);
+	if ((plen && fwrite(prefix, 1, plen, f) != plen) ||
+	    (blen && fwrite(body, 1, blen, f) != blen) || fclose(f) != 0)
+		die(path);
+}
+
+/* ------------------------------------------------------------ fuzz_proto */
+
+struct stream {
+	uint8_t b[GEN_STREAM_MAX];
+	size_t n;
+};
+
+static uint8_t frame[GEN_FRAME_MAX];
+
+/* A frame in `frame` (length n): a payload seed of its type, appended to s. */
+static void proto_frame(struct stream *s, int n, const char *name)
+{
+	struct proto_header h;
+	unsigned char mode;
+
+	need(n, name);
+	memcpy(&h, frame, sizeof(h));
+	mode = fuzz_proto_mode_of(le16toh(h.type));
+	seed_write("fuzz_proto", name, &mode, 1, frame + PROTO_HEADER_BYTES,
+		   (size_t)n - PROTO_HEADER_BYTES);
+	if (s->n + (size_t)n > sizeof(s->b)) {
+		fprintf(stderr, "corpus-gen: stream too long at %s\n", name);
+		exit(1);
+	}
+	memcpy(s->b + s->n, frame, (size_t)n);
+	s->n += (size_t)n;
+}
+
+static void stream_write(struct stream *s, const char *name)
+{
+	unsigned char mode = 0;
+
+	seed_write("fuzz_proto", name, &mode, 1, s->b, s->n);
+	s->n = 0;
+}
+
+static void gen_proto(void)
+{
+	static struct stream s;
+	static uint8_t plain[GEN_BLOCKS * GEN_BLOCK], packed[GEN_BLOCKS * GEN_BLOCK];
+	uint64_t hashes[GEN_BLOCKS];
+	struct proto_hello hello = {
+		.version_min = PROTO_VERSION_MIN,
+		.version_max = PROTO_VERSION_MAX,
+		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME,
+		.volume_id = { 0x70, 0x76, 0x72, 0x65, 0x70, 0x6c, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 },
+		.volume_name = "fuzzvol",
+		.size_bytes = GEN_BLOCKS * GEN_BLOCK * 1000ull - 100,
+		.block_bytes = GEN_BLOCK,
+		.generation = 2,
+		.epoch = 7,
+		.merkle_root = 0x1234567890abcdefull,
+		.history_count = 2,
+		.history = { { 1, 0 }, { 2, 5 } },
+	};
+	struct proto_welcome welcome = {
+		.version = PROTO_VERSION_MAX,
+		.version_min = PROTO_VERSION_MIN,
+		.version_max = PROTO_VERSION_MAX,
+		.state = PROTO_STATE_CONSISTENT,
+		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_CAPTURE_TIME,
+		.generation = 2,
+		.epoch = 7,
+		.merkle_root = 0x1234567890abcdefull,
+		.resume_epoch = 8,
+		.resume_block = 40,
+	};
+	struct proto_refuse refuse = {
+		.reason = PROTO_REFUSE_SIZE,
+		.version_min = PROTO_VERSION_MIN,
+		.version_max = PROTO_VERSION_MAX,
+		.message = "the standby is smaller than the volume",
+	};
+	struct proto_epoch_begin begin = {
+		.epoch = 8, .base_epoch = 7, .generation = 2, .block_count = 6,
+	};
+	struct proto_data data = { .first_block = 10, .block_count = GEN_BLOCKS };
+	struct proto_zero zero = { .first_block = 20, .block_count = 2 };
+	struct proto_epoch_end end = { .epoch = 8, .block_count = 6, .merkle_root = 42 };
+	struct proto_epoch_ack ack = { .epoch = 8, .generation = 2, .merkle_root = 42 };
+	struct proto_error error = { .code = PROTO_ERR_VERIFY, .message = "block 11 mismatch" };
+	enum codec_kind kind;
+	int n;
+
+	memcpy(welcome.volume_id, hello.volume_id, sizeof(welcome.volume_id));
+	/* the handshake, accepted and refused */
+	proto_frame(&s, proto_encode_hello(&hello, frame, sizeof(frame)), "hello");
+	proto_frame(&s, proto_encode_welcome(&welcome, frame, sizeof(frame)), "welcome");
+	stream_write(&s, "stream-handshake");
+	proto_frame(&s, proto_encode_hello(&hello, frame, sizeof(frame)), "hello");
+	proto_frame(&s, proto_encode_refuse(&refuse, frame, sizeof(frame)), "refuse");
+	stream_write(&s, "stream-refused");
+
+	/* an epoch: both EPOCH_BEGIN sizes, raw and lz4 data, a zero run, the end */
+	proto_frame(&s, proto_encode_epoch_begin(&begin, frame, sizeof(frame)), "epoch-begin-v1");
+	begin.capture_unix_ms = 1700000000123ull;
+	proto_frame(&s, proto_encode_epoch_begin(&begin, frame, sizeof(frame)), "epoch-begin");
+	for (size_t i = 0; i < sizeof(plain); i++)
+		plain[i] = (uint8_t)(i % 7 == 0 ? i : 'a');
+	for (uint32_t i = 0; i < GEN_BLOCKS; i++)
+		hashes[i] = delta_hash(plain + i * GEN_BLOCK, GEN_BLOCK);
+	data.hashes = hashes;
+	data.plaintext_bytes = sizeof(plain);
+	data.codec = PROTO_CODEC_RAW;
+	data.data = plain;
+	data.data_bytes = sizeof(plain);
+	proto_frame(&s, proto_encode_data(&data, frame, sizeof(frame)), "data-raw");
+	n = codec_compress(plain, sizeof(plain), packed, sizeof(packed), &kind);
+	need(n, "codec_compress");
+	if (kind != CODEC_LZ4) {
+		fprintf(stderr, "corpus-gen: the sample data did not compress\n");
+		exit(1);
+	}
+	data.codec = PROTO_CODEC_LZ4;
+	data.data = packed;
+	data.data_bytes = (uint32_t)n;
+	proto_frame(&s, proto_encode_data(&data, frame, sizeof(frame)), "data-lz4");
+	/* a short last block: the volume's tail */
+	data.codec = PROTO_CODEC_RAW;
+	data.data = plain;
+	data.plaintext_bytes = data.data_bytes = sizeof(plain) - 100;
+	proto_frame(&s, proto_encode_data(&data, frame, sizeof(frame)), "data-tail");
+	proto_frame(&s, proto_encode_zero(&zero, frame, sizeof(frame)), "zero");
+	proto_frame(&s, proto_encode_keepalive(frame, sizeof(frame)), "keepalive");
+	proto_frame(&s, proto_encode_epoch_end(&end, frame, sizeof(frame)), "epoch-end");
+	proto_frame(&s, proto_encode_epoch_ack(&ack, frame, sizeof(frame)), "epoch-ack");
+	proto_frame(&s, proto_encode_error(&error, frame, sizeof(frame)), "error");
+	stream_write(&s, "stream-epoch");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: corpus-gen DIR\n");
+		return 2;
+	}
+	out_dir = argv[1];
+	if (mkdir(out_dir, 0755) < 0 && errno != EEXIST)
+		die(out_dir);
+	gen_proto();
+	return 0;
+}
