@@ -2,26 +2,30 @@
 /*
  * corpus-gen DIR: writes the seed corpus of every fuzz target into DIR/<target>/
  * (`make fuzz` runs it before the fuzzers). Seeds come from the real encoders
- * (proto_encode_*), in the input layouts of fuzz.h, so they start the
+ * (proto_encode_*, map_commit), in the input layouts of fuzz.h, so they start the
  * fuzzer deep inside each decoder and follow the formats when they change; no
  * binary seed is committed. The same seeds are written on every run (fixed ids
  * and contents), next to whatever the fuzzers added to the corpus.
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "delta.h"
 #include "fuzz.h"
+#include "map.h"
 #include "proto.h"
 
 #define GEN_FRAME_MAX  (64u << 10)
 #define GEN_STREAM_MAX (256u << 10)
+#define GEN_FILE_MAX   (64u << 10)
 #define GEN_BLOCK      512u
 #define GEN_BLOCKS     4u
 
@@ -134,7 +138,10 @@ static void gen_proto(void)
 		.message = "the standby is smaller than the volume",
 	};
 	struct proto_epoch_begin begin = {
-		.epoch = 8, .base_epoch = 7, .generation = 2, .block_count = 6,
+		.epoch = 8,
+		.base_epoch = 7,
+		.generation = 2,
+		.block_count = 6,
 	};
 	struct proto_data data = { .first_block = 10, .block_count = GEN_BLOCKS };
 	struct proto_zero zero = { .first_block = 20, .block_count = 2 };
@@ -190,6 +197,88 @@ static void gen_proto(void)
 	stream_write(&s, "stream-epoch");
 }
 
+/* -------------------------------------------------------------- fuzz_map */
+
+static size_t read_file(const char *dir, const char *name, uint8_t *buf, size_t cap)
+{
+	char path[4096];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(path);
+	n = read(fd, buf, cap);
+	if (n < 0 || (size_t)n == cap)
+		die(path);
+	close(fd);
+	return (size_t)n;
+}
+
+static void map_seed(const char *name, unsigned flags, const uint8_t *base, size_t base_n,
+		     const uint8_t *log, size_t log_n)
+{
+	static uint8_t in[FUZZ_MAP_PREFIX_BYTES + 2 * GEN_FILE_MAX];
+
+	in[0] = (uint8_t)flags;
+	in[1] = (uint8_t)base_n;
+	in[2] = (uint8_t)(base_n >> 8);
+	memcpy(in + FUZZ_MAP_PREFIX_BYTES, base, base_n);
+	memcpy(in + FUZZ_MAP_PREFIX_BYTES + base_n, log, log_n);
+	seed_write("fuzz_map", name, NULL, 0, in, FUZZ_MAP_PREFIX_BYTES + base_n + log_n);
+}
+
+/*
+ * A map of 64 blocks (the last one short), committed three times: the base at
+ * epoch 1, then two log records (3 and 2 entries: small enough against the base
+ * that map_commit appends instead of rewriting it).
+ */
+static void gen_map(void)
+{
+	static uint8_t base[GEN_FILE_MAX], log[GEN_FILE_MAX];
+	const uint64_t changes[2][3] = { { 3, 40, 63 }, { 0, 40, 0 } };
+	char dir[] = "/tmp/pvrepl-corpus-gen-XXXXXX", path[4096], err[512] = "";
+	size_t base_n, log_n;
+	struct map m;
+
+	if (mkdtemp(dir) == NULL)
+		die("mkdtemp");
+	need(map_create(&m, "fuzzvol", 63 * 4096ull + 1000, 4096), "map_create");
+	memset(m.volume_id, 0x5a, sizeof(m.volume_id));
+	m.generation = 3;
+	for (uint64_t b = 0; b < m.block_count; b++)
+		map_set(&m, b, 0x1000 + b);
+	if (map_commit(&m, dir, 1, err, sizeof(err)) != 0) {
+		fprintf(stderr, "corpus-gen: %s\n", err);
+		exit(1);
+	}
+	for (unsigned e = 0; e < 2; e++) {
+		for (unsigned i = 0; i < 3 - e; i++)
+			map_set(&m, changes[e][i], 0xbeef00 + 16 * e + i);
+		if (map_commit(&m, dir, 2 + e, err, sizeof(err)) != 0) {
+			fprintf(stderr, "corpus-gen: %s\n", err);
+			exit(1);
+		}
+	}
+	map_release(&m);
+	base_n = read_file(dir, MAP_FILE, base, sizeof(base));
+	log_n = read_file(dir, MAP_LOG_FILE, log, sizeof(log));
+	map_seed("base-log", 0, base, base_n, log, log_n);
+	map_seed("base-log-resigned", FUZZ_MAP_FIX_ALL, base, base_n, log, log_n);
+	map_seed("base-only", FUZZ_MAP_FIX_ALL | FUZZ_MAP_NO_LOG, base, base_n, log, 0);
+	/* the append of a third commit cut by a crash: a torn tail to drop */
+	map_seed("torn-tail", FUZZ_MAP_FIX_ALL, base, base_n, log, log_n - 20);
+	/* an empty log (only its header), as the first commit leaves it */
+	map_seed("empty-log", FUZZ_MAP_FIX_ALL, base, base_n, log,
+		 sizeof(struct map_disk_log_header));
+	snprintf(path, sizeof(path), "%s/%s", dir, MAP_FILE);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%s", dir, MAP_LOG_FILE);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -200,5 +289,6 @@ int main(int argc, char **argv)
 	if (mkdir(out_dir, 0755) < 0 && errno != EEXIST)
 		die(out_dir);
 	gen_proto();
+	gen_map();
 	return 0;
 }

@@ -7,6 +7,12 @@
  * fuzz_proto: byte 0 is the mode. Below FUZZ_PROTO_MODE_PAYLOAD the rest is a
  * stream of frames; from it on, the rest is the payload of the message type
  * mode % FUZZ_PROTO_TYPES (1..PROTO_TYPE_MAX, and unknown ones).
+ *
+ * fuzz_map: byte 0 holds FUZZ_MAP_* flags, bytes 1-2 the length of the `map`
+ * file (little-endian, cut to what the input holds), then that file, then the
+ * `map.log` file (none with FUZZ_MAP_NO_LOG). The FIX flags make the target
+ * recompute a checksum after the fuzzer changed the bytes, so mutations reach
+ * the checks behind it.
  */
 #ifndef PVREPL_FUZZ_H
 #define PVREPL_FUZZ_H
@@ -25,5 +31,15 @@ static inline unsigned char fuzz_proto_mode_of(unsigned type)
 		m++;
 	return (unsigned char)m;
 }
+
+#define FUZZ_MAP_FIX_BASE_HEADER (1u << 0) /* the header checksum of `map` */
+#define FUZZ_MAP_FIX_BASE_BODY	 (1u << 1) /* the checksum of its hashes */
+#define FUZZ_MAP_FIX_LOG_HEADER	 (1u << 2) /* the log header: checksum, the base's volume id */
+#define FUZZ_MAP_FIX_RECORDS	 (1u << 3) /* every whole record's checksum */
+#define FUZZ_MAP_NO_LOG		 (1u << 4) /* no `map.log` file */
+#define FUZZ_MAP_FIX_ALL                                                               \
+	(FUZZ_MAP_FIX_BASE_HEADER | FUZZ_MAP_FIX_BASE_BODY | FUZZ_MAP_FIX_LOG_HEADER | \
+	 FUZZ_MAP_FIX_RECORDS)
+#define FUZZ_MAP_PREFIX_BYTES 3u
 
 #endif
