@@ -130,7 +130,8 @@ fuzz:
 		OPT="-O1 -g -fno-omit-frame-pointer" \
 		EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link -Wno-format-nonliteral" \
 		EXTRA_LDFLAGS="$(FUZZ_SAN)" fuzz-build
-	$(Q)BUILD=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+	$(Q)BUILD=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh \
+		$(FUZZ_SRC:tests/fuzz/%.c=%)
 
 fuzz-build: $(FUZZ_BIN) $(BUILD)/tests/fuzz/corpus-gen
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Runs every fuzz target built under $BUILD/tests/fuzz (make fuzz builds them and
-# calls this) for FUZZ_SECONDS each, one after the other (one core each), from
+# Runs the fuzz targets named as arguments (make fuzz passes those of
+# tests/fuzz/fuzz_*.c; none: every one built), built under $BUILD/tests/fuzz,
+# for FUZZ_SECONDS each, one after the other (one core each), from
 # the seeds corpus-gen writes into $BUILD/tests/fuzz/corpus/<target>/, which
 # also keeps what the fuzzer found interesting for the next run. A crash, a leak,
 # a timeout or a sanitizer report leaves the input in
@@ -15,11 +16,11 @@ dir="$BUILD/tests/fuzz"
 mkdir -p "$dir/corpus" "$dir/artifacts" "$dir/logs"
 "$dir/corpus-gen" "$dir/corpus" || exit 1
 
+[ $# -gt 0 ] || set -- $(cd "$dir" && for f in fuzz_*; do [ -x "$f" ] && [ "${f%.[od]}" = "$f" ] && echo "$f"; done)
 failed=()
-for bin in "$dir"/fuzz_*; do
-	[ -x "$bin" ] || continue
-	case $bin in *.o | *.d) continue ;; esac
-	name=$(basename "$bin")
+for name in "$@"; do
+	bin="$dir/$name"
+	[ -x "$bin" ] || { echo "fuzz: $bin is not built (make fuzz)" >&2; exit 1; }
 	log="$dir/logs/$name.log"
 	mkdir -p "$dir/corpus/$name"
 	start=$(date +%s)
