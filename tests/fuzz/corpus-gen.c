@@ -2,7 +2,7 @@
 /*
  * corpus-gen DIR: writes the seed corpus of every fuzz target into DIR/<target>/
  * (`make fuzz` runs it before the fuzzers). Seeds come from the real encoders
- * (proto_encode_*, map_commit), in the input layouts of fuzz.h, so they start the
+ * (proto_encode_*, map_commit, journal_*), in the input layouts of fuzz.h, so they start the
  * fuzzer deep inside each decoder and follow the formats when they change; no
  * binary seed is committed. The same seeds are written on every run (fixed ids
  * and contents), next to whatever the fuzzers added to the corpus.
@@ -20,6 +20,8 @@
 #include "codec.h"
 #include "delta.h"
 #include "fuzz.h"
+#include "journal.h"
+#include "kfio.h"
 #include "map.h"
 #include "proto.h"
 
@@ -279,6 +281,106 @@ static void gen_map(void)
 	rmdir(dir);
 }
 
+/* ---------------------------------------------------------- fuzz_journal */
+
+enum gen_journal_stop { GEN_EMPTY, GEN_OPEN, GEN_COMMITTED, GEN_APPLIED };
+
+static void jneed(struct journal *j, int rc, const char *what)
+{
+	if (rc != 0) {
+		fprintf(stderr, "corpus-gen: %s: %s\n", what, journal_err(j));
+		exit(1);
+	}
+}
+
+/*
+ * A journal of fuzz_journal_config's volume left at stop: epoch 5 with two data
+ * runs and a zero run (records of 8 + 4 + 8 KiB). The file is sized so that the
+ * seed, with its trailing zeros cut, gives fuzz_journal the same file back.
+ */
+static void journal_seed(const char *name, enum gen_journal_stop stop)
+{
+	static uint8_t plain[3 * FUZZ_JOURNAL_BLOCK_BYTES];
+	static uint8_t file[JOURNAL_DISK_RECORDS_OFFSET + FUZZ_JOURNAL_AREA_MAX];
+	static uint8_t in[FUZZ_JOURNAL_PREFIX_BYTES + FUZZ_JOURNAL_AREA_MAX];
+	const uint64_t area[] = { [GEN_EMPTY] = 8 << 10,
+				  [GEN_OPEN] = 12 << 10,
+				  [GEN_COMMITTED] = 20 << 10,
+				  [GEN_APPLIED] = 20 << 10 };
+	char dir[] = "/tmp/pvrepl-corpus-gen-XXXXXX", path[4096], err[JOURNAL_ERR_MAX] = "";
+	uint64_t hashes[3];
+	struct journal_config cfg;
+	struct journal_recovery rec;
+	struct kfio_dev dev;
+	struct journal *j;
+	size_t n, used;
+	int fd;
+
+	if (mkdtemp(dir) == NULL)
+		die("mkdtemp");
+	snprintf(path, sizeof(path), "%s/standby", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, FUZZ_JOURNAL_VOLUME_BYTES) < 0 || close(fd) < 0)
+		die(path);
+	need(kfio_dev_open(&dev, path, KFIO_OPEN_WRITE), "kfio_dev_open");
+	fuzz_journal_config(&cfg);
+	cfg.journal_max_bytes = JOURNAL_DISK_RECORDS_OFFSET + area[stop];
+	if (journal_open(&j, dir, &cfg, &dev, err, sizeof(err)) != 0) {
+		fprintf(stderr, "corpus-gen: journal_open: %s\n", err);
+		exit(1);
+	}
+	jneed(j, journal_recover(j, &rec, NULL, NULL), "journal_recover");
+	if (stop != GEN_EMPTY) {
+		for (size_t i = 0; i < sizeof(plain); i++)
+			plain[i] = (uint8_t)(i * 7 + 1);
+		for (unsigned i = 0; i < 3; i++)
+			hashes[i] = delta_hash(plain + i * FUZZ_JOURNAL_BLOCK_BYTES,
+					       FUZZ_JOURNAL_BLOCK_BYTES);
+		jneed(j, journal_begin(j, 5, 2, 4), "journal_begin");
+		jneed(j, journal_add_data(j, 3, 3, plain, sizeof(plain), hashes),
+		      "journal_add_data");
+		jneed(j, journal_add_zero(j, 10, 4), "journal_add_zero");
+	}
+	if (stop >= GEN_COMMITTED) {
+		jneed(j, journal_add_data(j, 100, 1, plain, FUZZ_JOURNAL_BLOCK_BYTES, hashes),
+		      "journal_add_data");
+		jneed(j, journal_commit(j), "journal_commit");
+	}
+	if (stop == GEN_APPLIED)
+		jneed(j, journal_apply(j, NULL, NULL), "journal_apply");
+	journal_close(j);
+	kfio_dev_close(&dev);
+	unlink(path);
+
+	snprintf(path, sizeof(path), "%s/%s", dir, JOURNAL_FILE);
+	n = read_file(dir, JOURNAL_FILE, file, sizeof(file));
+	unlink(path);
+	rmdir(dir);
+	if (n != JOURNAL_DISK_RECORDS_OFFSET + area[stop]) {
+		fprintf(stderr, "corpus-gen: %s: the journal is %zu bytes\n", name, n);
+		exit(1);
+	}
+	for (used = area[stop]; used > 0 && file[JOURNAL_DISK_RECORDS_OFFSET + used - 1] == 0;)
+		used--;
+	for (unsigned k = 0; k < JOURNAL_DISK_SLOTS; k++)
+		memcpy(in + 1 + k * FUZZ_JOURNAL_SUPER_BYTES, file + k * JOURNAL_DISK_SLOT_BYTES,
+		       FUZZ_JOURNAL_SUPER_BYTES);
+	memcpy(in + FUZZ_JOURNAL_PREFIX_BYTES, file + JOURNAL_DISK_RECORDS_OFFSET, used);
+	in[0] = 0;
+	seed_write("fuzz_journal", name, NULL, 0, in, FUZZ_JOURNAL_PREFIX_BYTES + used);
+	snprintf(path, sizeof(path), "%s-resigned", name);
+	in[0] = FUZZ_JOURNAL_FIX_ALL;
+	seed_write("fuzz_journal", path, NULL, 0, in, FUZZ_JOURNAL_PREFIX_BYTES + used);
+}
+
+static void gen_journal(void)
+{
+	journal_seed("empty", GEN_EMPTY);
+	journal_seed("open", GEN_OPEN);
+	journal_seed("committed", GEN_COMMITTED);
+	journal_seed("applied", GEN_APPLIED);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -290,5 +392,6 @@ int main(int argc, char **argv)
 		die(out_dir);
 	gen_proto();
 	gen_map();
+	gen_journal();
 	return 0;
 }

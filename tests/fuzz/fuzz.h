@@ -13,10 +13,20 @@
  * `map.log` file (none with FUZZ_MAP_NO_LOG). The FIX flags make the target
  * recompute a checksum after the fuzzer changed the bytes, so mutations reach
  * the checks behind it.
+ *
+ * fuzz_journal: byte 0 holds FUZZ_JOURNAL_* flags, then the two superblocks
+ * (FUZZ_JOURNAL_SUPER_BYTES each, the rest of each 4 KiB slot is zero), then the
+ * record area (zero-padded to 4 KiB units, at least two; at most
+ * FUZZ_JOURNAL_AREA_MAX). The journal is that file, over a standby and a config
+ * both sides get from fuzz_journal_config.
  */
 #ifndef PVREPL_FUZZ_H
 #define PVREPL_FUZZ_H
 
+#include <string.h>
+
+#include "journal.h"
+#include "journal_format.h"
 #include "proto.h"
 
 #define FUZZ_PROTO_MODE_PAYLOAD 0x20u
@@ -41,5 +51,27 @@ static inline unsigned char fuzz_proto_mode_of(unsigned type)
 	(FUZZ_MAP_FIX_BASE_HEADER | FUZZ_MAP_FIX_BASE_BODY | FUZZ_MAP_FIX_LOG_HEADER | \
 	 FUZZ_MAP_FIX_RECORDS)
 #define FUZZ_MAP_PREFIX_BYTES 3u
+
+#define FUZZ_JOURNAL_FIX_SUPER	  (1u << 0) /* identity, sizes, slot parity, checksum */
+#define FUZZ_JOURNAL_FIX_RECORDS  (1u << 1) /* block hashes, record checksums, commit fields */
+#define FUZZ_JOURNAL_FIX_ALL	  (FUZZ_JOURNAL_FIX_SUPER | FUZZ_JOURNAL_FIX_RECORDS)
+#define FUZZ_JOURNAL_SUPER_BYTES  sizeof(struct journal_disk_super)
+#define FUZZ_JOURNAL_PREFIX_BYTES (1u + JOURNAL_DISK_SLOTS * FUZZ_JOURNAL_SUPER_BYTES)
+#define FUZZ_JOURNAL_AREA_MAX	  (28u << 10)
+#define FUZZ_JOURNAL_BLOCK_BYTES  512u
+#define FUZZ_JOURNAL_VOLUME_BYTES (64u << 10)
+
+/* A small journal: 512-byte blocks, a 64 KiB volume, four 128 KiB buffers. */
+static inline void fuzz_journal_config(struct journal_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->backend = KFIO_BACKEND_SIM;
+	c->block_bytes = FUZZ_JOURNAL_BLOCK_BYTES;
+	c->volume_bytes = FUZZ_JOURNAL_VOLUME_BYTES;
+	for (unsigned i = 0; i < JOURNAL_DISK_VOLUME_ID_BYTES; i++)
+		c->volume_id[i] = (uint8_t)(0xf0 + i);
+	c->queue_depth = 4;
+	c->buf_bytes = JOURNAL_BUF_BYTES_MIN;
+}
 
 #endif
