@@ -377,6 +377,34 @@ static void rec_progress(uint64_t done_bytes, uint64_t total_bytes, void *ctx)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/* A scan_config: the defaults, with the geometry and threads of a case. */
+static void cfg_init(struct scan_config *cfg, uint32_t read_bytes, uint32_t batch_bytes,
+		     uint32_t workers, uint32_t queue_depth, bool ordered)
+{
+	scan_config_defaults(cfg);
+	cfg->read_bytes = read_bytes;
+	cfg->batch_bytes = batch_bytes;
+	cfg->workers = workers;
+	cfg->queue_depth = queue_depth;
+	cfg->ordered = ordered;
+}
+
+/* scan_run over f's device and map, with r as the sink. */
+static int scan_rec(struct dev_fix *f, struct rec *r, const struct scan_config *cfg,
+		    struct scan_stats *st, char *err, size_t err_len)
+{
+	struct scan_sink sink = { rec_sink, r };
+
+	err[0] = '\0';
+	return scan_run(&f->dev, &f->map, cfg, &sink, st, err, err_len);
+}
+
+static void expect_eio(int rc, const char *name, const char *err)
+{
+	if (rc != -EIO)
+		fail_msg("%s: scan_run returned %d (%s), not -EIO", name, rc, err);
+}
+
 /* Every changed block delivered exactly once (check_batch saw the rest). */
 static void expect_covered(const struct rec *r, const char *name)
 {
@@ -442,7 +470,6 @@ static void run_case(const struct order_case *c, const struct change *later, uns
 	struct scan_stats st;
 	struct dev_fix f;
 	struct expect ex;
-	struct scan_sink sink;
 	struct rec r;
 	int rc;
 
@@ -450,16 +477,10 @@ static void run_case(const struct order_case *c, const struct change *later, uns
 		  c->committed, later, n_later);
 	expect_init(&ex, &f);
 	rec_init(&r, &ex, c->ordered, c->batch_bytes);
-	sink = (struct scan_sink){ rec_sink, &r };
-	scan_config_defaults(&cfg);
-	cfg.read_bytes = c->read_bytes;
-	cfg.batch_bytes = c->batch_bytes;
-	cfg.workers = c->workers;
-	cfg.queue_depth = c->queue_depth;
-	cfg.ordered = c->ordered;
+	cfg_init(&cfg, c->read_bytes, c->batch_bytes, c->workers, c->queue_depth, c->ordered);
 	cfg.compress = c->compress;
 	cfg.backend = c->backend;
-	rc = scan_run(&f.dev, &f.map, &cfg, &sink, &st, err, sizeof(err));
+	rc = scan_rec(&f, &r, &cfg, &st, err, sizeof(err));
 	if (rc != 0)
 		fail_msg("%s: scan_run: %d (%s)", c->name, rc, err);
 	expect_covered(&r, c->name);
@@ -501,7 +522,6 @@ static void test_back_pressure(void **state)
 	struct scan_stats st;
 	struct dev_fix f;
 	struct expect ex;
-	struct scan_sink sink;
 	struct rec r;
 
 	(void)state;
@@ -514,16 +534,10 @@ static void test_back_pressure(void **state)
 		rec_init(&r, &ex, true, 16 * KIB);
 		r.sleep_us = SLEEP_US;
 		r.chunk_bytes = 64 * KIB;
-		sink = (struct scan_sink){ rec_sink, &r };
-		scan_config_defaults(&cfg);
-		cfg.read_bytes = 64 * KIB;
-		cfg.batch_bytes = 16 * KIB;
-		cfg.workers = workers[i];
-		cfg.queue_depth = 2;
-		cfg.ordered = true;
+		cfg_init(&cfg, 64 * KIB, 16 * KIB, workers[i], 2, true);
 		cfg.progress = rec_progress;
 		cfg.progress_ctx = &r;
-		if (scan_run(&f.dev, &f.map, &cfg, &sink, &st, err, sizeof(err)) != 0)
+		if (scan_rec(&f, &r, &cfg, &st, err, sizeof(err)) != 0)
 			fail_msg("scan_run: %s", err);
 		/* scan_run returned: every call had returned, none is running */
 		assert_int_equal(r.in_sink, 0);
@@ -570,7 +584,6 @@ static void run_sink_error(const struct sink_error_case *c, struct dev_fix *f,
 	char err[512] = "";
 	struct scan_config cfg;
 	struct scan_stats st;
-	struct scan_sink sink;
 	struct rec r;
 	int rc;
 
@@ -578,16 +591,9 @@ static void run_sink_error(const struct sink_error_case *c, struct dev_fix *f,
 	rec_init(&r, ex, c->ordered, 16 * KIB);
 	r.fail_at = c->fail_at;
 	r.fail_rc = -EIO;
-	sink = (struct scan_sink){ rec_sink, &r };
-	scan_config_defaults(&cfg);
-	cfg.read_bytes = 64 * KIB;
-	cfg.batch_bytes = 16 * KIB;
-	cfg.workers = c->workers;
-	cfg.queue_depth = 4;
-	cfg.ordered = c->ordered;
-	rc = scan_run(&f->dev, &f->map, &cfg, &sink, &st, err, sizeof(err));
-	if (rc != -EIO)
-		fail_msg("%s: scan_run returned %d (%s), not -EIO", c->name, rc, err);
+	cfg_init(&cfg, 64 * KIB, 16 * KIB, c->workers, 4, c->ordered);
+	rc = scan_rec(f, &r, &cfg, &st, err, sizeof(err));
+	expect_eio(rc, c->name, err);
 	if (strstr(err, strerror(EIO)) == NULL)
 		fail_msg("%s: the message \"%s\" does not give the sink's error", c->name, err);
 	if (r.violation[0] != '\0')
@@ -641,7 +647,6 @@ static void test_read_error(void **state)
 	struct scan_stats st;
 	struct dev_fix f;
 	struct expect ex;
-	struct scan_sink sink;
 	struct rec r;
 	int rc;
 
@@ -655,18 +660,10 @@ static void test_read_error(void **state)
 		assert_int_equal(truncate(f.path, (off_t)cut), 0);
 		rec_init(&r, &ex, c->ordered, 16 * KIB);
 		r.limit_block = (size - chunk) / f.block_bytes;
-		sink = (struct scan_sink){ rec_sink, &r };
-		scan_config_defaults(&cfg);
-		cfg.read_bytes = (uint32_t)chunk;
-		cfg.batch_bytes = 16 * KIB;
-		cfg.workers = c->workers;
-		cfg.queue_depth = 4;
-		cfg.ordered = c->ordered;
+		cfg_init(&cfg, (uint32_t)chunk, 16 * KIB, c->workers, 4, c->ordered);
 		cfg.backend = c->backend;
-		err[0] = '\0';
-		rc = scan_run(&f.dev, &f.map, &cfg, &sink, &st, err, sizeof(err));
-		if (rc != -EIO)
-			fail_msg("%s: scan_run returned %d (%s), not -EIO", c->name, rc, err);
+		rc = scan_rec(&f, &r, &cfg, &st, err, sizeof(err));
+		expect_eio(rc, c->name, err);
 		snprintf(want, sizeof(want), "offset %" PRIu64 " ", size - chunk);
 		if (strstr(err, want) == NULL || strstr(err, f.path) == NULL)
 			fail_msg("%s: the message \"%s\" does not name %s at %s", c->name, err,
