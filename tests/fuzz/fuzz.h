@@ -23,7 +23,14 @@
 #ifndef PVREPL_FUZZ_H
 #define PVREPL_FUZZ_H
 
+#include <endian.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "journal.h"
 #include "journal_format.h"
@@ -72,6 +79,72 @@ static inline void fuzz_journal_config(struct journal_config *c)
 		c->volume_id[i] = (uint8_t)(0xf0 + i);
 	c->queue_depth = 4;
 	c->buf_bytes = JOURNAL_BUF_BYTES_MIN;
+}
+
+/* ------------------------------------------------ helpers of the targets */
+
+/* A broken property: abort, so that libFuzzer keeps the input. */
+static inline void fuzz_check(int cond)
+{
+	if (!cond)
+		abort();
+}
+
+/* Makes the target's temp directory, on /dev/shm when there is one (fsyncs are free). */
+static inline void fuzz_tmpdir(char *dir, size_t len, const char *target)
+{
+	struct stat st;
+	const char *tmp = getenv("TMPDIR");
+
+	if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode))
+		tmp = "/dev/shm";
+	snprintf(dir, len, "%s/pvrepl-%s-XXXXXX", tmp ? tmp : "/tmp", target);
+	if (mkdtemp(dir) == NULL) {
+		perror(target);
+		exit(1);
+	}
+}
+
+/* dir/name := the n bytes at p. */
+static inline void fuzz_write_file(const char *dir, const char *name, const void *p, size_t n)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fuzz_check(fd >= 0);
+	fuzz_check(n == 0 || write(fd, p, n) == (ssize_t)n);
+	close(fd);
+}
+
+/* Little-endian fields of on-disk structs, at any alignment. */
+static inline uint64_t fuzz_get_le64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
+}
+
+static inline uint32_t fuzz_get_le32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
+}
+
+static inline void fuzz_put_le64(uint8_t *p, uint64_t v)
+{
+	v = htole64(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void fuzz_put_le32(uint8_t *p, uint32_t v)
+{
+	v = htole32(v);
+	memcpy(p, &v, sizeof(v));
 }
 
 #endif

@@ -39,20 +39,15 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define VOL_BLOCKS (FUZZ_JOURNAL_VOLUME_BYTES / FUZZ_JOURNAL_BLOCK_BYTES)
-#define FILE_MAX   (JOURNAL_DISK_RECORDS_OFFSET + FUZZ_JOURNAL_AREA_MAX)
+#define VOL_BLOCKS   (FUZZ_JOURNAL_VOLUME_BYTES / FUZZ_JOURNAL_BLOCK_BYTES)
+#define FILE_MAX     (JOURNAL_DISK_RECORDS_OFFSET + FUZZ_JOURNAL_AREA_MAX)
+#define STANDBY_FILE "standby"
 
 static char dir[256], standby_path[300], journal_path[300];
 static uint8_t img[FILE_MAX];
 static uint8_t vol[FUZZ_JOURNAL_VOLUME_BYTES];
 static uint64_t reported[VOL_BLOCKS];
 static uint8_t seen[VOL_BLOCKS];
-
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
 
 static void remove_dir(void)
 {
@@ -63,59 +58,13 @@ static void remove_dir(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct stat st;
-	const char *tmp = getenv("TMPDIR");
-
 	(void)argc;
 	(void)argv;
-	if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode))
-		tmp = "/dev/shm";
-	snprintf(dir, sizeof(dir), "%s/pvrepl-fuzz-journal-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("fuzz_journal: mkdtemp");
-		exit(1);
-	}
-	snprintf(standby_path, sizeof(standby_path), "%s/standby", dir);
+	fuzz_tmpdir(dir, sizeof(dir), "fuzz_journal");
+	snprintf(standby_path, sizeof(standby_path), "%s/%s", dir, STANDBY_FILE);
 	snprintf(journal_path, sizeof(journal_path), "%s/%s", dir, JOURNAL_FILE);
 	atexit(remove_dir);
 	return 0;
-}
-
-static void write_file(const char *path, const uint8_t *p, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	check(fd >= 0);
-	check(write(fd, p, n) == (ssize_t)n);
-	close(fd);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le32toh(v);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
 }
 
 static uint64_t round4k(uint64_t v)
@@ -141,11 +90,12 @@ static void fix_records(uint8_t *area, uint64_t area_n)
 	delta_stream_init(&chain, JOURNAL_DISK_SEED_CHAIN);
 	while (area_n - off >= JOURNAL_DISK_ALIGN_BYTES) {
 		uint8_t *r = area + off;
-		uint32_t type = get32(r + REC(type)), n = get32(r + REC(block_count));
-		uint64_t first = get64(r + REC(first_block)), hsec, dsec, sum;
+		uint32_t type = fuzz_get_le32(r + REC(type)),
+			 n = fuzz_get_le32(r + REC(block_count));
+		uint64_t first = fuzz_get_le64(r + REC(first_block)), hsec, dsec, sum;
 		struct delta_stream s;
 
-		if (get64(r + REC(magic)) != JOURNAL_DISK_RECORD_MAGIC || n == 0 ||
+		if (fuzz_get_le64(r + REC(magic)) != JOURNAL_DISK_RECORD_MAGIC || n == 0 ||
 		    first >= VOL_BLOCKS || n > VOL_BLOCKS - first ||
 		    (type != JOURNAL_DISK_RECORD_DATA && type != JOURNAL_DISK_RECORD_ZERO))
 			break;
@@ -155,15 +105,15 @@ static void fix_records(uint8_t *area, uint64_t area_n)
 		if (hsec + dsec > area_n - off)
 			break;
 		for (uint32_t i = 0; type == JOURNAL_DISK_RECORD_DATA && i < n; i++)
-			put64(r + sizeof(struct journal_disk_record) + 8ull * i,
-			      delta_hash(r + hsec + (uint64_t)i * bb, bb));
-		put64(r + REC(checksum), 0);
+			fuzz_put_le64(r + sizeof(struct journal_disk_record) + 8ull * i,
+				      delta_hash(r + hsec + (uint64_t)i * bb, bb));
+		fuzz_put_le64(r + REC(checksum), 0);
 		delta_stream_init(&s, JOURNAL_DISK_SEED_RECORD);
 		delta_stream_update(&s, r, sizeof(struct journal_disk_record));
 		if (type == JOURNAL_DISK_RECORD_DATA)
 			delta_stream_update(&s, r + sizeof(struct journal_disk_record), 8ull * n);
 		sum = delta_stream_digest(&s);
-		put64(r + REC(checksum), sum);
+		fuzz_put_le64(r + REC(checksum), sum);
 		sum = htole64(sum);
 		delta_stream_update(&chain, &sum, sizeof(sum));
 		off += hsec + dsec;
@@ -172,9 +122,9 @@ static void fix_records(uint8_t *area, uint64_t area_n)
 	for (unsigned k = 0; k < JOURNAL_DISK_SLOTS; k++) {
 		uint8_t *sb = img + k * JOURNAL_DISK_SLOT_BYTES;
 
-		put64(sb + SUPER(record_count), count);
-		put64(sb + SUPER(records_bytes), off);
-		put64(sb + SUPER(records_checksum), delta_stream_digest(&chain));
+		fuzz_put_le64(sb + SUPER(record_count), count);
+		fuzz_put_le64(sb + SUPER(records_bytes), off);
+		fuzz_put_le64(sb + SUPER(records_checksum), delta_stream_digest(&chain));
 	}
 }
 
@@ -183,27 +133,27 @@ static void fix_supers(const struct journal_config *c, uint64_t file_bytes)
 {
 	for (unsigned k = 0; k < JOURNAL_DISK_SLOTS; k++) {
 		uint8_t *sb = img + k * JOURNAL_DISK_SLOT_BYTES;
-		uint64_t seq = get64(sb + SUPER(sequence));
+		uint64_t seq = fuzz_get_le64(sb + SUPER(sequence));
 
 		if (delta_is_zero(sb, FUZZ_JOURNAL_SUPER_BYTES))
 			continue; /* a blank slot stays blank */
-		put64(sb + SUPER(magic), JOURNAL_DISK_SUPER_MAGIC);
-		put32(sb + SUPER(format_version), JOURNAL_DISK_VERSION);
-		put32(sb + SUPER(block_bytes), c->block_bytes);
+		fuzz_put_le64(sb + SUPER(magic), JOURNAL_DISK_SUPER_MAGIC);
+		fuzz_put_le32(sb + SUPER(format_version), JOURNAL_DISK_VERSION);
+		fuzz_put_le32(sb + SUPER(block_bytes), c->block_bytes);
 		memcpy(sb + SUPER(volume_id), c->volume_id, JOURNAL_DISK_VOLUME_ID_BYTES);
-		put64(sb + SUPER(volume_bytes), c->volume_bytes);
-		put64(sb + SUPER(journal_bytes), file_bytes);
+		fuzz_put_le64(sb + SUPER(volume_bytes), c->volume_bytes);
+		fuzz_put_le64(sb + SUPER(journal_bytes), file_bytes);
 		if (seq % JOURNAL_DISK_SLOTS != k)
-			put64(sb + SUPER(sequence), seq ^ 1);
-		put64(sb + SUPER(checksum),
-		      delta_hash_seeded(sb, SUPER(checksum), JOURNAL_DISK_SEED_SUPER));
+			fuzz_put_le64(sb + SUPER(sequence), seq ^ 1);
+		fuzz_put_le64(sb + SUPER(checksum),
+			      delta_hash_seeded(sb, SUPER(checksum), JOURNAL_DISK_SEED_SUPER));
 	}
 }
 
 static int on_block(uint64_t block, uint64_t hash, void *ctx)
 {
 	(void)ctx;
-	check(block < VOL_BLOCKS);
+	fuzz_check(block < VOL_BLOCKS);
 	reported[block] = hash;
 	seen[block] = 1;
 	return 0;
@@ -214,16 +164,16 @@ static void check_standby(bool replayed)
 {
 	int fd = open(standby_path, O_RDONLY | O_CLOEXEC);
 
-	check(fd >= 0);
-	check(pread(fd, vol, sizeof(vol), 0) == (ssize_t)sizeof(vol));
+	fuzz_check(fd >= 0);
+	fuzz_check(pread(fd, vol, sizeof(vol), 0) == (ssize_t)sizeof(vol));
 	close(fd);
 	for (uint64_t b = 0; b < VOL_BLOCKS; b++) {
 		const uint8_t *p = vol + b * FUZZ_JOURNAL_BLOCK_BYTES;
 
 		if (replayed && seen[b])
-			check(delta_hash(p, FUZZ_JOURNAL_BLOCK_BYTES) == reported[b]);
+			fuzz_check(delta_hash(p, FUZZ_JOURNAL_BLOCK_BYTES) == reported[b]);
 		else
-			check(delta_is_zero(p, FUZZ_JOURNAL_BLOCK_BYTES));
+			fuzz_check(delta_is_zero(p, FUZZ_JOURNAL_BLOCK_BYTES));
 	}
 }
 
@@ -265,34 +215,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fix_records(img + JOURNAL_DISK_RECORDS_OFFSET, area_n);
 	if (flags & FUZZ_JOURNAL_FIX_SUPER)
 		fix_supers(&cfg, file_bytes);
-	write_file(journal_path, img, file_bytes);
+	fuzz_write_file(dir, JOURNAL_FILE, img, file_bytes);
 	memset(vol, 0, sizeof(vol));
-	write_file(standby_path, vol, sizeof(vol));
+	fuzz_write_file(dir, STANDBY_FILE, vol, sizeof(vol));
 	memset(seen, 0, sizeof(seen));
 
-	check(kfio_dev_open(&dev, standby_path, KFIO_OPEN_WRITE) == 0);
+	fuzz_check(kfio_dev_open(&dev, standby_path, KFIO_OPEN_WRITE) == 0);
 	rc = journal_open(&j, dir, &cfg, &dev, err, sizeof(err));
-	check(rc == 0 || rc == -EBADMSG || rc == -EINVAL);
+	fuzz_check(rc == 0 || rc == -EBADMSG || rc == -EINVAL);
 	if (rc != 0) {
-		check(j == NULL && err[0] != '\0');
+		fuzz_check(j == NULL && err[0] != '\0');
 		goto close_dev;
 	}
 	rc = journal_recover(j, &rec, on_block, NULL);
-	check(rc == 0 || rc == -EBADMSG);
+	fuzz_check(rc == 0 || rc == -EBADMSG);
 	journal_status(j, &st);
-	check(!st.failed);
+	fuzz_check(!st.failed);
 	if (rc != 0) {
-		check(st.need_recover && journal_err(j)[0] != '\0');
+		fuzz_check(st.need_recover && journal_err(j)[0] != '\0');
 		check_standby(false);
 		goto close_j;
 	}
 	check_standby(rec.found == JOURNAL_COMMITTED);
-	check(!st.need_recover);
-	check(st.state == JOURNAL_EMPTY || st.state == JOURNAL_APPLIED);
+	fuzz_check(!st.need_recover);
+	fuzz_check(st.state == JOURNAL_EMPTY || st.state == JOURNAL_APPLIED);
 	/* a recovered journal takes a new epoch (then drops it) */
-	check(journal_begin(j, 1, 1, 0) == 0);
-	check(journal_add_zero(j, 0, 1) == 0);
-	check(journal_abort(j) == 0);
+	fuzz_check(journal_begin(j, 1, 1, 0) == 0);
+	fuzz_check(journal_add_zero(j, 0, 1) == 0);
+	fuzz_check(journal_abort(j) == 0);
 close_j:
 	journal_close(j);
 close_dev:

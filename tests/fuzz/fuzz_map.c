@@ -15,7 +15,6 @@
  * geometry its header claims; and loading again gives the same map, so cutting a
  * torn tail left a log that says the same thing. Anything else aborts on purpose.
  */
-#include <dirent.h>
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,12 +39,6 @@ static char dir[256];
 static uint8_t base_buf[FUZZ_MAP_FILE_MAX];
 static uint8_t log_buf[FUZZ_MAP_FILE_MAX];
 
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
-
 static void remove_dir(void)
 {
 	char path[512];
@@ -59,32 +52,11 @@ static void remove_dir(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct stat st;
-	const char *tmp = getenv("TMPDIR");
-
 	(void)argc;
 	(void)argv;
-	if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode))
-		tmp = "/dev/shm";
-	snprintf(dir, sizeof(dir), "%s/pvrepl-fuzz-map-XXXXXX", tmp ? tmp : "/tmp");
-	if (mkdtemp(dir) == NULL) {
-		perror("fuzz_map: mkdtemp");
-		exit(1);
-	}
+	fuzz_tmpdir(dir, sizeof(dir), "fuzz_map");
 	atexit(remove_dir);
 	return 0;
-}
-
-static void write_file(const char *name, const uint8_t *p, size_t n)
-{
-	char path[512];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	check(fd >= 0);
-	check(n == 0 || write(fd, p, n) == (ssize_t)n);
-	close(fd);
 }
 
 static void remove_file(const char *name)
@@ -92,21 +64,7 @@ static void remove_file(const char *name)
 	char path[512];
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	check(unlink(path) == 0 || errno == ENOENT);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
+	fuzz_check(unlink(path) == 0 || errno == ENOENT);
 }
 
 /* Re-signs the base as map_write_base would have: header, then the hashes. */
@@ -117,12 +75,14 @@ static void fix_base(uint8_t *b, size_t n, unsigned flags)
 	if (n < hdr)
 		return;
 	if (flags & FUZZ_MAP_FIX_BASE_BODY)
-		put_le64(b + offsetof(struct map_disk_header, body_checksum),
-			 delta_hash_seeded(b + hdr, (n - hdr) / 8 * 8, MAP_DISK_SEED_BASE_BODY));
+		fuzz_put_le64(
+			b + offsetof(struct map_disk_header, body_checksum),
+			delta_hash_seeded(b + hdr, (n - hdr) / 8 * 8, MAP_DISK_SEED_BASE_BODY));
 	if (flags & FUZZ_MAP_FIX_BASE_HEADER)
-		put_le64(b + offsetof(struct map_disk_header, header_checksum),
-			 delta_hash_seeded(b, offsetof(struct map_disk_header, header_checksum),
-					   MAP_DISK_SEED_BASE_HEADER));
+		fuzz_put_le64(b + offsetof(struct map_disk_header, header_checksum),
+			      delta_hash_seeded(b,
+						offsetof(struct map_disk_header, header_checksum),
+						MAP_DISK_SEED_BASE_HEADER));
 }
 
 /* Re-signs the log: its header (owned by the base's volume), then each whole record. */
@@ -139,12 +99,13 @@ static void fix_log(uint8_t *l, size_t n, const uint8_t *base, size_t base_n, un
 			memcpy(l + offsetof(struct map_disk_log_header, volume_id),
 			       base + offsetof(struct map_disk_header, volume_id),
 			       MAP_DISK_VOLUME_ID_BYTES);
-		put_le64(l + offsetof(struct map_disk_log_header, checksum),
-			 delta_hash_seeded(l, offsetof(struct map_disk_log_header, checksum),
-					   MAP_DISK_SEED_LOG_HEADER));
+		fuzz_put_le64(l + offsetof(struct map_disk_log_header, checksum),
+			      delta_hash_seeded(l, offsetof(struct map_disk_log_header, checksum),
+						MAP_DISK_SEED_LOG_HEADER));
 	}
 	while ((flags & FUZZ_MAP_FIX_RECORDS) && n - off >= rec) {
-		uint64_t count = get_le64(l + off + offsetof(struct map_disk_record, entry_count));
+		uint64_t count =
+			fuzz_get_le64(l + off + offsetof(struct map_disk_record, entry_count));
 		struct delta_stream s;
 		struct map_disk_record h;
 
@@ -155,21 +116,21 @@ static void fix_log(uint8_t *l, size_t n, const uint8_t *base, size_t base_n, un
 		delta_stream_init(&s, MAP_DISK_SEED_RECORD);
 		delta_stream_update(&s, &h, rec);
 		delta_stream_update(&s, l + off + rec, count * sizeof(struct map_disk_entry));
-		put_le64(l + off + offsetof(struct map_disk_record, checksum),
-			 delta_stream_digest(&s));
+		fuzz_put_le64(l + off + offsetof(struct map_disk_record, checksum),
+			      delta_stream_digest(&s));
 		off += rec + count * sizeof(struct map_disk_entry);
 	}
 }
 
 static void check_same(const struct map *a, const struct map *b)
 {
-	check(a->block_count == b->block_count && a->block_bytes == b->block_bytes);
-	check(a->size_bytes == b->size_bytes);
-	check(a->epoch == b->epoch && a->generation == b->generation);
-	check(a->log_bytes == b->log_bytes);
-	check(memcmp(a->volume_id, b->volume_id, sizeof(a->volume_id)) == 0);
-	check(memcmp(a->volume_name, b->volume_name, sizeof(a->volume_name)) == 0);
-	check(memcmp(a->hashes, b->hashes, a->block_count * sizeof(*a->hashes)) == 0);
+	fuzz_check(a->block_count == b->block_count && a->block_bytes == b->block_bytes);
+	fuzz_check(a->size_bytes == b->size_bytes);
+	fuzz_check(a->epoch == b->epoch && a->generation == b->generation);
+	fuzz_check(a->log_bytes == b->log_bytes);
+	fuzz_check(memcmp(a->volume_id, b->volume_id, sizeof(a->volume_id)) == 0);
+	fuzz_check(memcmp(a->volume_name, b->volume_name, sizeof(a->volume_name)) == 0);
+	fuzz_check(memcmp(a->hashes, b->hashes, a->block_count * sizeof(*a->hashes)) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -195,26 +156,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(log_buf, data + base_n, log_n);
 	fix_base(base_buf, base_n, flags);
 	fix_log(log_buf, log_n, base_buf, base_n, flags);
-	write_file(MAP_FILE, base_buf, base_n);
+	fuzz_write_file(dir, MAP_FILE, base_buf, base_n);
 	if (flags & FUZZ_MAP_NO_LOG)
 		remove_file(MAP_LOG_FILE);
 	else
-		write_file(MAP_LOG_FILE, log_buf, log_n);
+		fuzz_write_file(dir, MAP_LOG_FILE, log_buf, log_n);
 
 	rc = map_load(&m, dir, err, sizeof(err));
-	check(rc == 0 || rc == -EBADMSG);
+	fuzz_check(rc == 0 || rc == -EBADMSG);
 	if (rc != 0) {
-		check(err[0] != '\0' && memchr(err, '\0', sizeof(err)) != NULL);
+		fuzz_check(err[0] != '\0' && memchr(err, '\0', sizeof(err)) != NULL);
 		return 0;
 	}
-	check(m.block_count == (m.size_bytes - 1) / m.block_bytes + 1);
-	check(m.hashes != NULL && m.dirty != NULL && !m.empty);
-	check(map_dirty_count(&m) == 0);
-	check(m.log_bytes <= log_n);
-	check(m.volume_name[0] != '\0' && memchr(m.volume_name, '\0', sizeof(m.volume_name)));
+	fuzz_check(m.block_count == (m.size_bytes - 1) / m.block_bytes + 1);
+	fuzz_check(m.hashes != NULL && m.dirty != NULL && !m.empty);
+	fuzz_check(map_dirty_count(&m) == 0);
+	fuzz_check(m.log_bytes <= log_n);
+	fuzz_check(m.volume_name[0] != '\0' && memchr(m.volume_name, '\0', sizeof(m.volume_name)));
 	/* a torn tail was cut: the files now load to the same map */
 	rc = map_load(&again, dir, err, sizeof(err));
-	check(rc == 0);
+	fuzz_check(rc == 0);
 	check_same(&m, &again);
 	map_release(&again);
 	map_release(&m);

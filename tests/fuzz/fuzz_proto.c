@@ -26,12 +26,6 @@ static uint8_t frame[PROTO_FRAME_BYTES_MAX];
 static uint8_t again[PROTO_FRAME_BYTES_MAX];
 static uint64_t hashes[PROTO_DATA_BLOCKS_MAX];
 
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
-
 static int reencode(const struct proto_msg *m, uint8_t *buf, size_t cap)
 {
 	struct proto_data d;
@@ -102,12 +96,12 @@ static void fuzz_stream(const uint8_t *data, size_t size)
 	for (;;) {
 		int r = proto_decode(data, size, &m);
 
-		check(r == -EAGAIN || r == -EBADMSG || r > 0);
+		fuzz_check(r == -EAGAIN || r == -EBADMSG || r > 0);
 		if (r <= 0)
 			return;
-		check((size_t)r <= size);
-		check(reencode(&m, again, sizeof(again)) == r);
-		check(memcmp(again, data, (size_t)r) == 0);
+		fuzz_check((size_t)r <= size);
+		fuzz_check(reencode(&m, again, sizeof(again)) == r);
+		fuzz_check(memcmp(again, data, (size_t)r) == 0);
 		data += r;
 		size -= (size_t)r;
 	}
@@ -120,10 +114,10 @@ static void fuzz_payload(uint16_t type, const uint8_t *p, size_t n)
 	int r;
 
 	r = decode_payload(type, p, n, &m);
-	check(r == 0 || r == -EBADMSG);
+	fuzz_check(r == 0 || r == -EBADMSG);
 	if (r == 0) {
-		check(reencode(&m, again, sizeof(again)) == (int)(PROTO_HEADER_BYTES + n));
-		check(memcmp(again + PROTO_HEADER_BYTES, p, n) == 0);
+		fuzz_check(reencode(&m, again, sizeof(again)) == (int)(PROTO_HEADER_BYTES + n));
+		fuzz_check(memcmp(again + PROTO_HEADER_BYTES, p, n) == 0);
 	}
 	if (n > PROTO_FRAME_PAYLOAD_MAX)
 		return;
@@ -143,10 +137,10 @@ static void fuzz_payload(uint16_t type, const uint8_t *p, size_t n)
 		memcpy(frame + 24, &sum, 8);
 	}
 	r = proto_decode(frame, PROTO_HEADER_BYTES + n, &m);
-	check(r == -EBADMSG || r == (int)(PROTO_HEADER_BYTES + n));
+	fuzz_check(r == -EBADMSG || r == (int)(PROTO_HEADER_BYTES + n));
 	if (r > 0) {
-		check(reencode(&m, again, sizeof(again)) == r);
-		check(memcmp(again, frame, (size_t)r) == 0);
+		fuzz_check(reencode(&m, again, sizeof(again)) == r);
+		fuzz_check(memcmp(again, frame, (size_t)r) == 0);
 	}
 }
 
