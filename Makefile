@@ -5,6 +5,9 @@
 #   make demo       deps + build + run the demo on the built-in default
 #   make test       build and run every test (unit + integration)
 #   make check      the tests under ASan + UBSan (build-asan/)
+#   make fuzz       every tests/fuzz/fuzz_*.c under libFuzzer + ASan + UBSan (clang,
+#                   build-fuzz/), FUZZ_SECONDS each (default 60); fails on a crash.
+#                   Not part of `make test`.
 #   make bench      the benchmark harness (results under bench/results/)
 #   make format-check
 
@@ -44,8 +47,10 @@ KFIO_OBJ := $(KFIO_SRC:%.c=$(BUILD)/%.o)
 REPL_OBJ := $(REPL_SRC:%.c=$(BUILD)/%.o)
 TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
-.PHONY: all deps demo test check bench format format-check clean
+.PHONY: all deps demo test check fuzz fuzz-build bench format format-check clean
 # Keep objects of test binaries (no `rm` after the test summary).
 .SECONDARY:
 all: $(BUILD)/pvrepl $(BUILD)/libkfio.a $(BUILD)/test-tool $(BUILD)/kfio-bench
@@ -84,6 +89,16 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(TESTLIB_OBJ) $(BUILD)/libpvrepl
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 
+# libFuzzer supplies main(); corpus-gen has its own and links without it.
+$(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/libpvrepl.a $(BUILD)/libkfio.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/fuzz/corpus-gen: $(BUILD)/tests/fuzz/corpus-gen.o $(BUILD)/libpvrepl.a \
+		$(BUILD)/libkfio.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
 deps:
 	$(Q)bash tools/deps.sh
 
@@ -100,6 +115,26 @@ check:
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" test
 
+# make fuzz FUZZ_SECONDS=10: the library and the targets are built again by clang
+# with coverage for libFuzzer (fuzzer-no-link) and ASan + UBSan, under build-fuzz/;
+# a target links only the objects of libpvrepl.a it needs. tests/fuzz/run.sh
+# writes the seeds (corpus-gen) and runs each target in turn. clang, unlike gcc,
+# warns of a va_list format in a function without a format attribute
+# (config.c's config_vproblem): that one warning is off here.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+fuzz:
+	$(Q)command -v $(FUZZ_CC) >/dev/null || { echo "make fuzz needs $(FUZZ_CC): make deps" >&2; exit 1; }
+	$(Q)$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) \
+		OPT="-O1 -g -fno-omit-frame-pointer" \
+		EXTRA_CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link -Wno-format-nonliteral" \
+		EXTRA_LDFLAGS="$(FUZZ_SAN)" fuzz-build
+	$(Q)BUILD=build-fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh \
+		$(FUZZ_SRC:tests/fuzz/%.c=%)
+
+fuzz-build: $(FUZZ_BIN) $(BUILD)/tests/fuzz/corpus-gen
+
 # make bench QUICK=1 (smaller, faster) SCENARIOS="engine 22-mapmem" (names or
 # parts of names, space- or comma-separated); RUNS, RESULTS_DIR and BENCH_WORK
 # reach bench/run.sh from the command line or the environment too.
@@ -113,6 +148,6 @@ format-check:
 	$(Q)clang-format --dry-run --Werror $(FORMAT_SRC)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

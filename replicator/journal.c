@@ -29,6 +29,9 @@
  *   5. Every journal I/O is 4 KiB-aligned and inside the preallocated file; an
  *      I/O error is sticky (-EIO until reopened): the disk state is then known
  *      only to journal_recover.
+ * journal_check_invariants() checks the in-memory side of these (and of the
+ * state diagram below) on entry to and exit from every public function that
+ * changes state; it is called only from ASSERT.
  *
  * States and the functions that move between them:
  *
@@ -101,6 +104,11 @@ struct journal {
 
 	/* the newest superblock written or read, host order */
 	struct journal_disk_super sb;
+	uint64_t sb_sequence_loaded; /* sb.sequence at open: a larger one was written here */
+	/* sb's epoch and record fields were set by this process (journal_begin, a
+	 * discard, journal_reset), not read from disk: only then may
+	 * journal_check_invariants hold them to the rules of their state */
+	bool sb_epoch_ours;
 	bool sb_unflushed; /* sb written, no journal flush since */
 	bool sb_inflight;  /* the superblock buffer is being written */
 	enum journal_state found;
@@ -218,22 +226,147 @@ static uint64_t jrn_record_bytes(const struct journal *j, uint32_t type, uint64_
 	       jrn_data_section_bytes(j, type, block_count);
 }
 
-/* Only from ASSERT: the bookkeeping agrees with itself. */
+/*
+ * A broken invariant names itself before the ASSERT around the call aborts: one
+ * boolean would not say which of the checks below failed.
+ */
+#define JRN_INVARIANT(cond)                                                                      \
+	do {                                                                                     \
+		if (!(cond)) {                                                                   \
+			fprintf(stderr, "pvrepl: journal invariant broken: %s (%s:%d)\n", #cond, \
+				__FILE__, __LINE__);                                             \
+			return false;                                                            \
+		}                                                                                \
+	} while (0)
+
+/*
+ * Only from ASSERT (SQLite's pager_check_invariants): the in-memory state agrees
+ * with itself between calls (at entry and exit of every public function that
+ * changes it, and between records). It reads only what this code computed or has
+ * already validated (jrn_super_decode, jrn_check_identity, the size checks of
+ * journal_open): bytes fresh from disk are errors elsewhere, never asserts here.
+ */
 static bool journal_check_invariants(const struct journal *j)
 {
-	if (j->free_count > j->pool_count)
-		return false;
-	if (j->tail % JOURNAL_DISK_ALIGN_BYTES != 0 || j->tail > j->area_bytes)
-		return false;
-	if (j->sb.records_bytes > j->area_bytes)
-		return false;
-	if (j->state == JOURNAL_OPEN && j->wbuf == JOURNAL_BUF_NONE &&
-	    j->woff != JOURNAL_DISK_RECORDS_OFFSET + j->tail)
-		return false;
-	if (j->state != JOURNAL_OPEN && j->wbuf != JOURNAL_BUF_NONE)
-		return false;
+	uint64_t seen[JOURNAL_QUEUE_DEPTH_MAX / 64] = { 0 };
+	uint32_t bb = j->block_bytes;
+
+	/* Geometry, fixed at journal_open. */
+	JRN_INVARIANT(bb >= JOURNAL_BLOCK_BYTES_MIN && bb <= JOURNAL_BLOCK_BYTES_MAX);
+	JRN_INVARIANT((bb & (bb - 1)) == 0);
+	JRN_INVARIANT(j->volume_bytes > 0);
+	JRN_INVARIANT(j->volume_blocks == (j->volume_bytes - 1) / bb + 1);
+	JRN_INVARIANT(j->volume_blocks <= JOURNAL_BLOCK_COUNT_MAX);
+	JRN_INVARIANT(j->journal_bytes >= JOURNAL_BYTES_MIN);
+	JRN_INVARIANT(j->journal_bytes % JOURNAL_DISK_ALIGN_BYTES == 0);
+	JRN_INVARIANT(j->area_bytes == j->journal_bytes - JOURNAL_DISK_RECORDS_OFFSET);
+	/* a buffer holds whole 4 KiB units, whole blocks, and the header section of
+	 * the largest DATA record (jrn_record_load reads it in one piece) */
+	JRN_INVARIANT(j->buf_bytes % JOURNAL_DISK_ALIGN_BYTES == 0 && j->buf_bytes % bb == 0);
+	JRN_INVARIANT(jrn_header_section_bytes(JOURNAL_DISK_RECORD_DATA,
+					       JOURNAL_RECORD_BLOCKS_MAX) <= j->buf_bytes);
+	/* the superblock describes this journal (jrn_check_identity at open; every
+	 * later superblock is written from j->sb) */
+	JRN_INVARIANT(j->sb.block_bytes == bb && j->sb.volume_bytes == j->volume_bytes);
+	JRN_INVARIANT(j->sb.journal_bytes == j->journal_bytes);
+	JRN_INVARIANT(memcmp(j->sb.volume_id, j->volume_id, sizeof(j->volume_id)) == 0);
+
+	/* States: named ones only (jrn_super_decode refused the others). */
+	JRN_INVARIANT(j->state >= JOURNAL_EMPTY && j->state <= JOURNAL_APPLIED);
+	JRN_INVARIANT(j->found >= JOURNAL_EMPTY && j->found <= JOURNAL_APPLIED);
+	JRN_INVARIANT(j->sb.state >= JOURNAL_DISK_STATE_EMPTY &&
+		      j->sb.state <= JOURNAL_DISK_STATE_APPLIED);
+
+	/* The pool: every free index is a distinct pool buffer; no buffer is held
+	 * between calls (the stream, the walk's window). */
+	JRN_INVARIANT(j->pool_count >= JOURNAL_QUEUE_DEPTH_MIN);
+	JRN_INVARIANT(j->pool_count <= JOURNAL_QUEUE_DEPTH_MAX);
+	JRN_INVARIANT(j->free_count <= j->pool_count);
+	for (uint32_t i = 0; i < j->free_count; i++) {
+		uint32_t k = j->free_bufs[i] - JOURNAL_BUF_POOL_FIRST;
+
+		JRN_INVARIANT(j->free_bufs[i] >= JOURNAL_BUF_POOL_FIRST && k < j->pool_count);
+		JRN_INVARIANT(((seen[k / 64] >> (k % 64)) & 1) == 0);
+		seen[k / 64] |= 1ull << (k % 64);
+	}
+	JRN_INVARIANT(j->wbuf == JOURNAL_BUF_NONE && j->wfill == 0);
+	JRN_INVARIANT(j->win_buf == JOURNAL_BUF_NONE && j->win_len <= j->buf_bytes);
+
+	/* The record stream (invariant 5): 4 KiB-aligned, inside the file. A record
+	 * is at least one 4 KiB unit. While an epoch is open, the stream stands at
+	 * its tail (a failed record may have moved woff; the epoch was dropped). */
+	JRN_INVARIANT(j->tail % JOURNAL_DISK_ALIGN_BYTES == 0 && j->tail <= j->area_bytes);
+	JRN_INVARIANT(j->record_count <= j->tail / JOURNAL_DISK_ALIGN_BYTES);
+	JRN_INVARIANT(j->woff % JOURNAL_DISK_ALIGN_BYTES == 0);
+	JRN_INVARIANT(j->woff >= JOURNAL_DISK_RECORDS_OFFSET && j->woff <= j->journal_bytes);
+	JRN_INVARIANT(j->state != JOURNAL_OPEN || j->woff == JOURNAL_DISK_RECORDS_OFFSET + j->tail);
+	JRN_INVARIANT(j->sb.records_bytes % JOURNAL_DISK_ALIGN_BYTES == 0);
+	JRN_INVARIANT(j->sb.records_bytes <= j->area_bytes);
+
+	/* Superblock sequence: it only grows; an unflushed one was written here. */
+	JRN_INVARIANT(j->sb.sequence >= j->sb_sequence_loaded);
+	JRN_INVARIANT(!j->sb_unflushed || j->sb.sequence > j->sb_sequence_loaded);
+	/* An epoch open or committed in memory was found so on disk (and waits for
+	 * journal_recover) or was begun by this process, which wrote a superblock. */
+	JRN_INVARIANT(j->need_recover ||
+		      !(j->state == JOURNAL_OPEN || j->state == JOURNAL_COMMITTED) ||
+		      (j->sb_epoch_ours && j->sb.sequence > j->sb_sequence_loaded));
+	/* An epoch committed here: the superblock names exactly its records. */
+	JRN_INVARIANT(j->state != JOURNAL_COMMITTED || j->need_recover ||
+		      (j->sb.record_count == j->record_count && j->sb.records_bytes == j->tail));
+
+	/* After an I/O error the superblock in memory may be a step ahead of the
+	 * state (written, or only prepared): the disk is known only to recovery. */
+	if (j->failed)
+		return true;
+	JRN_INVARIANT(!j->sb_inflight || j->sb_unflushed);
+	/* Between calls nothing is in flight but record writes, each holding one
+	 * pool buffer, and the superblock write: flushes, reads and the standby
+	 * writes of an apply are waited for. So no pool buffer leaked. */
+	JRN_INVARIANT(kfio_queue_inflight(j->q) ==
+		      j->pool_count - j->free_count + (j->sb_inflight ? 1u : 0u));
+	/* The state in memory is the superblock's, except an epoch dropped in memory
+	 * (journal_abort, an add_* error): EMPTY over an OPEN superblock. */
+	JRN_INVARIANT(j->state == (enum journal_state)j->sb.state ||
+		      (j->state == JOURNAL_EMPTY && j->sb.state == JOURNAL_DISK_STATE_OPEN));
+	if (!j->sb_epoch_ours)
+		return true;
+	/* The epoch fields as this process set them, per superblock state. */
+	switch (j->sb.state) {
+	case JOURNAL_DISK_STATE_EMPTY:
+		JRN_INVARIANT(j->sb.epoch == 0);
+		JRN_INVARIANT(j->sb.record_count == 0 && j->sb.records_bytes == 0);
+		JRN_INVARIANT(j->sb.records_checksum == 0);
+		break;
+	case JOURNAL_DISK_STATE_OPEN:
+		/* journal_commit fills the record fields in the COMMITTED one */
+		JRN_INVARIANT(j->sb.epoch > 0 && j->sb.base_epoch < j->sb.epoch);
+		JRN_INVARIANT(j->sb.record_count == 0 && j->sb.records_bytes == 0);
+		JRN_INVARIANT(j->sb.records_checksum == 0);
+		break;
+	case JOURNAL_DISK_STATE_COMMITTED:
+	case JOURNAL_DISK_STATE_APPLIED:
+		JRN_INVARIANT(j->sb.epoch > 0 && j->sb.base_epoch < j->sb.epoch);
+		JRN_INVARIANT(j->sb.record_count <= j->sb.records_bytes / JOURNAL_DISK_ALIGN_BYTES);
+		JRN_INVARIANT(j->sb.state != JOURNAL_DISK_STATE_APPLIED ||
+			      j->sb.applied_epoch == j->sb.epoch);
+		break;
+	}
 	return true;
 }
+
+/*
+ * The body of a public function that changes state, run between two checks of
+ * the invariants: on entry and on every way out, errors included.
+ */
+#define JRN_CHECKED(j, call)                         \
+	__extension__({                              \
+		int jrn_rc_;                         \
+		ASSERT(journal_check_invariants(j)); \
+		jrn_rc_ = (call);                    \
+		ASSERT(journal_check_invariants(j)); \
+		jrn_rc_;                             \
+	})
 
 /* ------------------------------------------------------------ superblock */
 
@@ -822,6 +955,13 @@ static int jrn_validate_config(const struct journal_config *cfg, struct kfio_dev
 			 cfg->queue_depth, JOURNAL_QUEUE_DEPTH_MAX);
 		return -EINVAL;
 	}
+	/* the depth is also the pool: one buffer would leave jrn_walk waiting for a
+	 * write that is not there (the ASSERT in jrn_buf_get) */
+	if (cfg->queue_depth != 0 && cfg->queue_depth < JOURNAL_QUEUE_DEPTH_MIN) {
+		snprintf(err, err_len, "journal queue depth %u is below the minimum of %u",
+			 cfg->queue_depth, JOURNAL_QUEUE_DEPTH_MIN);
+		return -EINVAL;
+	}
 	if (cfg->buf_bytes != 0 &&
 	    (cfg->buf_bytes < JOURNAL_BUF_BYTES_MIN || cfg->buf_bytes > KFIO_BUF_BYTES_MAX ||
 	     cfg->buf_bytes % JOURNAL_DISK_ALIGN_BYTES != 0 || cfg->buf_bytes % bb != 0)) {
@@ -1124,6 +1264,7 @@ int journal_open(struct journal **out, const char *state_dir, const struct journ
 		snprintf(err, err_len, "%s", j->err);
 		goto free_queue;
 	}
+	j->sb_sequence_loaded = j->sb.sequence;
 	j->found = (enum journal_state)j->sb.state;
 	j->state = j->found;
 	j->need_recover = j->state == JOURNAL_OPEN || j->state == JOURNAL_COMMITTED;
@@ -1177,11 +1318,10 @@ void journal_status(const struct journal *j, struct journal_status *out)
 
 /* ---------------------------------------------------------------- epochs */
 
-int journal_begin(struct journal *j, uint64_t epoch, uint64_t generation, uint64_t base_epoch)
+static int jrn_begin(struct journal *j, uint64_t epoch, uint64_t generation, uint64_t base_epoch)
 {
 	int rc;
 
-	ASSERT(j != NULL);
 	ASSERT(epoch > 0);
 	ASSERT(base_epoch < epoch);
 	if (j->failed)
@@ -1204,6 +1344,7 @@ int journal_begin(struct journal *j, uint64_t epoch, uint64_t generation, uint64
 	j->sb.record_count = 0;
 	j->sb.records_bytes = 0;
 	j->sb.records_checksum = 0;
+	j->sb_epoch_ours = true;
 	rc = jrn_super_write(j, JOURNAL_DISK_STATE_OPEN);
 	if (rc != 0)
 		return rc;
@@ -1214,6 +1355,12 @@ int journal_begin(struct journal *j, uint64_t epoch, uint64_t generation, uint64
 	j->wfill = 0;
 	delta_stream_init(&j->chain, JOURNAL_DISK_SEED_CHAIN);
 	return 0;
+}
+
+int journal_begin(struct journal *j, uint64_t epoch, uint64_t generation, uint64_t base_epoch)
+{
+	ASSERT(j != NULL);
+	return JRN_CHECKED(j, jrn_begin(j, epoch, generation, base_epoch));
 }
 
 /* Pads and emits a record put with jrn_put (rc: how that went), then counts it;
@@ -1232,8 +1379,8 @@ static int jrn_record_end(struct journal *j, int rc, uint64_t rec_bytes, uint64_
 	return 0;
 }
 
-int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_count,
-		     const void *plaintext, uint32_t plaintext_bytes, const uint64_t *hashes)
+static int jrn_add_data(struct journal *j, uint64_t first_block, uint32_t block_count,
+			const void *plaintext, uint32_t plaintext_bytes, const uint64_t *hashes)
 {
 	const unsigned char *p = plaintext;
 	struct journal_disk_record h;
@@ -1241,7 +1388,6 @@ int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_cou
 	uint64_t le[JOURNAL_HASH_CHUNK];
 	int rc;
 
-	ASSERT(j != NULL);
 	ASSERT(plaintext != NULL);
 	ASSERT(hashes != NULL);
 	rc = jrn_check_open(j, "journal_add_data");
@@ -1307,13 +1453,20 @@ int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_cou
 	return jrn_record_end(j, rc, rec_bytes, checksum);
 }
 
-int journal_add_zero(struct journal *j, uint64_t first_block, uint32_t block_count)
+int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_count,
+		     const void *plaintext, uint32_t plaintext_bytes, const uint64_t *hashes)
+{
+	ASSERT(j != NULL);
+	return JRN_CHECKED(
+		j, jrn_add_data(j, first_block, block_count, plaintext, plaintext_bytes, hashes));
+}
+
+static int jrn_add_zero(struct journal *j, uint64_t first_block, uint32_t block_count)
 {
 	struct journal_disk_record h;
 	uint64_t rec_bytes, checksum;
 	int rc;
 
-	ASSERT(j != NULL);
 	rc = jrn_check_open(j, "journal_add_zero");
 	if (rc != 0)
 		return rc;
@@ -1331,11 +1484,16 @@ int journal_add_zero(struct journal *j, uint64_t first_block, uint32_t block_cou
 	return jrn_record_end(j, rc, rec_bytes, checksum);
 }
 
-int journal_commit(struct journal *j)
+int journal_add_zero(struct journal *j, uint64_t first_block, uint32_t block_count)
+{
+	ASSERT(j != NULL);
+	return JRN_CHECKED(j, jrn_add_zero(j, first_block, block_count));
+}
+
+static int jrn_commit(struct journal *j)
 {
 	int rc;
 
-	ASSERT(j != NULL);
 	rc = jrn_check_open(j, "journal_commit");
 	if (rc != 0)
 		return rc;
@@ -1369,15 +1527,26 @@ drop:
 	return rc;
 }
 
-int journal_abort(struct journal *j)
+int journal_commit(struct journal *j)
 {
 	ASSERT(j != NULL);
+	return JRN_CHECKED(j, jrn_commit(j));
+}
+
+static int jrn_abort(struct journal *j)
+{
 	/* Nothing to write: an OPEN epoch's records are ignored by recovery, and
 	 * the next journal_begin writes a new superblock (after flushing this
 	 * epoch's OPEN one, invariant 1). */
 	if (j->state == JOURNAL_OPEN)
 		jrn_epoch_drop(j);
 	return 0;
+}
+
+int journal_abort(struct journal *j)
+{
+	ASSERT(j != NULL);
+	return JRN_CHECKED(j, jrn_abort(j));
 }
 
 /* ----------------------------------------------------------------- apply */
@@ -1636,9 +1805,8 @@ static int jrn_apply(struct journal *j, journal_block_fn on_block, void *ctx, ui
 	return 0;
 }
 
-int journal_apply(struct journal *j, journal_block_fn on_block, void *ctx)
+static int jrn_apply_epoch(struct journal *j, journal_block_fn on_block, void *ctx)
 {
-	ASSERT(j != NULL);
 	if (j->failed)
 		return -EIO;
 	if (j->state != JOURNAL_COMMITTED && j->state != JOURNAL_APPLIED) {
@@ -1648,12 +1816,17 @@ int journal_apply(struct journal *j, journal_block_fn on_block, void *ctx)
 	return jrn_apply(j, on_block, ctx, NULL);
 }
 
-int journal_recover(struct journal *j, struct journal_recovery *out, journal_block_fn on_block,
-		    void *ctx)
+int journal_apply(struct journal *j, journal_block_fn on_block, void *ctx)
+{
+	ASSERT(j != NULL);
+	return JRN_CHECKED(j, jrn_apply_epoch(j, on_block, ctx));
+}
+
+static int jrn_recover(struct journal *j, struct journal_recovery *out, journal_block_fn on_block,
+		       void *ctx)
 {
 	int rc = 0;
 
-	ASSERT(j != NULL);
 	ASSERT(out != NULL);
 	memset(out, 0, sizeof(*out));
 	out->found = j->found;
@@ -1672,6 +1845,7 @@ int journal_recover(struct journal *j, struct journal_recovery *out, journal_blo
 		j->sb.record_count = 0;
 		j->sb.records_bytes = 0;
 		j->sb.records_checksum = 0;
+		j->sb_epoch_ours = true;
 		rc = jrn_super_write(j, JOURNAL_DISK_STATE_EMPTY);
 		if (rc == 0)
 			rc = jrn_flush(j, JOURNAL_DEV_JOURNAL);
@@ -1693,11 +1867,17 @@ int journal_recover(struct journal *j, struct journal_recovery *out, journal_blo
 	return 0;
 }
 
-int journal_reset(struct journal *j)
+int journal_recover(struct journal *j, struct journal_recovery *out, journal_block_fn on_block,
+		    void *ctx)
+{
+	ASSERT(j != NULL);
+	return JRN_CHECKED(j, jrn_recover(j, out, on_block, ctx));
+}
+
+static int jrn_reset(struct journal *j)
 {
 	int rc;
 
-	ASSERT(j != NULL);
 	if (j->failed)
 		return -EIO;
 	jrn_epoch_drop(j);
@@ -1705,6 +1885,7 @@ int journal_reset(struct journal *j)
 	j->sb.record_count = 0;
 	j->sb.records_bytes = 0;
 	j->sb.records_checksum = 0;
+	j->sb_epoch_ours = true;
 	rc = jrn_super_write(j, JOURNAL_DISK_STATE_EMPTY);
 	if (rc == 0)
 		rc = jrn_flush(j, JOURNAL_DEV_JOURNAL);
@@ -1713,4 +1894,10 @@ int journal_reset(struct journal *j)
 	j->state = JOURNAL_EMPTY;
 	j->need_recover = false;
 	return 0;
+}
+
+int journal_reset(struct journal *j)
+{
+	ASSERT(j != NULL);
+	return JRN_CHECKED(j, jrn_reset(j));
 }

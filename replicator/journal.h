@@ -44,9 +44,11 @@
  * in one buffer of at least JOURNAL_BUF_BYTES_MIN. */
 #define JOURNAL_RECORD_BLOCKS_MAX   8192u
 #define JOURNAL_QUEUE_DEPTH_DEFAULT 32u
-#define JOURNAL_QUEUE_DEPTH_MAX	    256u
-#define JOURNAL_BUF_BYTES_DEFAULT   (1u << 20)
-#define JOURNAL_BUF_BYTES_MIN	    (128u << 10)
+/* An apply holds a record's header section and a chunk of its data at once. */
+#define JOURNAL_QUEUE_DEPTH_MIN	  2u
+#define JOURNAL_QUEUE_DEPTH_MAX	  256u
+#define JOURNAL_BUF_BYTES_DEFAULT (1u << 20)
+#define JOURNAL_BUF_BYTES_MIN	  (128u << 10)
 
 /* The two devices of the journal's queue, as journal_io_point.dev_idx names them. */
 #define JOURNAL_DEV_JOURNAL 0u
@@ -65,7 +67,8 @@ struct journal_config {
 	uint32_t block_bytes;		/* the volume's block size, a power of two */
 	uint64_t volume_bytes;		/* the volume's size; 0: the standby's size */
 	uint8_t volume_id[JOURNAL_DISK_VOLUME_ID_BYTES];
-	uint32_t queue_depth; /* 0: JOURNAL_QUEUE_DEPTH_DEFAULT; also the data buffer count */
+	uint32_t queue_depth; /* 0: JOURNAL_QUEUE_DEPTH_DEFAULT; also the data buffer count
+			       * (JOURNAL_QUEUE_DEPTH_MIN..JOURNAL_QUEUE_DEPTH_MAX) */
 	uint32_t buf_bytes;   /* per buffer, 0: JOURNAL_BUF_BYTES_DEFAULT (or block_bytes) */
 };
 

@@ -105,6 +105,13 @@ static void set_error(struct scan_ctx *c, int err, const char *fmt, ...)
 	pthread_cond_broadcast(&c->cond);
 }
 
+/* Preparing or emitting chunk ch failed with rc; called with c->lock held. */
+static void scan_chunk_failed(struct scan_ctx *c, const struct scan_chunk *ch, int rc)
+{
+	set_error(c, rc, "%s: preparing blocks at offset %" PRIu64 " failed: %s", c->dev->path,
+		  ch->offset, strerror(-rc));
+}
+
 /* Counts a batch and hands it to the sink. */
 static int emit_now(struct scan_worker *w, const struct scan_batch *b)
 {
@@ -245,8 +252,12 @@ static int process_chunk(struct scan_worker *w, const struct scan_chunk *ch, uin
 	return 0;
 }
 
-/* Ordered mode: waits for this chunk's turn, emits its batches, passes the turn. */
-static int emit_pending(struct scan_worker *w, uint64_t seq, int rc)
+/*
+ * Ordered mode: waits for this chunk's turn, emits its batches, passes the turn.
+ * A failure (rc, or the sink's) is recorded before the turn passes: the worker
+ * of the next chunk must find the scan stopped, not call the sink again.
+ */
+static int emit_pending(struct scan_worker *w, const struct scan_chunk *ch, uint64_t seq, int rc)
 {
 	struct scan_ctx *c = w->ctx;
 
@@ -259,6 +270,8 @@ static int emit_pending(struct scan_worker *w, uint64_t seq, int rc)
 	w->pending_count = 0;
 	w->out_used = 0;
 	pthread_mutex_lock(&c->lock);
+	if (rc)
+		scan_chunk_failed(c, ch, rc);
 	c->next_emit = seq + 1;
 	pthread_cond_broadcast(&c->cond);
 	pthread_mutex_unlock(&c->lock);
@@ -299,14 +312,13 @@ static void *worker_main(void *arg)
 
 		rc = process_chunk(w, &ch, hashes);
 		if (c->cfg->ordered)
-			rc = emit_pending(w, seq, rc);
+			rc = emit_pending(w, &ch, seq, rc);
 
 		pthread_mutex_lock(&c->lock);
 		c->free_bufs[c->free_count++] = ch.buf_idx;
 		pthread_cond_broadcast(&c->cond);
 		if (rc)
-			set_error(c, rc, "%s: preparing blocks at offset %" PRIu64 " failed: %s",
-				  c->dev->path, ch.offset, strerror(-rc));
+			scan_chunk_failed(c, &ch, rc);
 	}
 	pthread_mutex_unlock(&c->lock);
 	free(hashes);

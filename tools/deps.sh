@@ -11,6 +11,9 @@ PKGS=(
 	libinih-dev
 	fio lz4 rsync util-linux e2fsprogs xfsprogs btrfs-progs iproute2
 	clang-format procps gnuplot-nox
+	# make fuzz: clang and its compiler-rt (libFuzzer, ASan, UBSan runtimes), which
+	# clang only recommends
+	clang libclang-rt-dev
 )
 
 missing=()

@@ -1,14 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * libFuzzer target for proto's decoders. Not part of `make test`; build and run
- * from the repository root with:
- *
- *   mkdir -p build/fuzz && clang -std=gnu11 -g -O1 -D_GNU_SOURCE \
- *     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
- *     -Iinclude -Ireplicator tests/fuzz/fuzz_proto.c replicator/proto.c \
- *     replicator/delta.c $(pkg-config --cflags --libs libxxhash) \
- *     -o build/fuzz/fuzz_proto
- *   mkdir -p build/fuzz/corpus && build/fuzz/fuzz_proto -max_total_time=60 build/fuzz/corpus
+ * libFuzzer target for proto's decoders: `make fuzz` builds and runs it (the
+ * input layout is in fuzz.h, the seeds come from corpus-gen.c).
  *
  * Checksums would stop almost every random input at the header, so the first
  * input byte picks a mode: the whole input as a stream of frames (proto_decode,
@@ -24,6 +17,7 @@
 #include <string.h>
 
 #include "delta.h"
+#include "fuzz.h"
 #include "proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -31,12 +25,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static uint8_t frame[PROTO_FRAME_BYTES_MAX];
 static uint8_t again[PROTO_FRAME_BYTES_MAX];
 static uint64_t hashes[PROTO_DATA_BLOCKS_MAX];
-
-static void check(int cond)
-{
-	if (!cond)
-		abort();
-}
 
 static int reencode(const struct proto_msg *m, uint8_t *buf, size_t cap)
 {
@@ -108,12 +96,12 @@ static void fuzz_stream(const uint8_t *data, size_t size)
 	for (;;) {
 		int r = proto_decode(data, size, &m);
 
-		check(r == -EAGAIN || r == -EBADMSG || r > 0);
+		fuzz_check(r == -EAGAIN || r == -EBADMSG || r > 0);
 		if (r <= 0)
 			return;
-		check((size_t)r <= size);
-		check(reencode(&m, again, sizeof(again)) == r);
-		check(memcmp(again, data, (size_t)r) == 0);
+		fuzz_check((size_t)r <= size);
+		fuzz_check(reencode(&m, again, sizeof(again)) == r);
+		fuzz_check(memcmp(again, data, (size_t)r) == 0);
 		data += r;
 		size -= (size_t)r;
 	}
@@ -126,10 +114,10 @@ static void fuzz_payload(uint16_t type, const uint8_t *p, size_t n)
 	int r;
 
 	r = decode_payload(type, p, n, &m);
-	check(r == 0 || r == -EBADMSG);
+	fuzz_check(r == 0 || r == -EBADMSG);
 	if (r == 0) {
-		check(reencode(&m, again, sizeof(again)) == (int)(PROTO_HEADER_BYTES + n));
-		check(memcmp(again + PROTO_HEADER_BYTES, p, n) == 0);
+		fuzz_check(reencode(&m, again, sizeof(again)) == (int)(PROTO_HEADER_BYTES + n));
+		fuzz_check(memcmp(again + PROTO_HEADER_BYTES, p, n) == 0);
 	}
 	if (n > PROTO_FRAME_PAYLOAD_MAX)
 		return;
@@ -149,10 +137,10 @@ static void fuzz_payload(uint16_t type, const uint8_t *p, size_t n)
 		memcpy(frame + 24, &sum, 8);
 	}
 	r = proto_decode(frame, PROTO_HEADER_BYTES + n, &m);
-	check(r == -EBADMSG || r == (int)(PROTO_HEADER_BYTES + n));
+	fuzz_check(r == -EBADMSG || r == (int)(PROTO_HEADER_BYTES + n));
 	if (r > 0) {
-		check(reencode(&m, again, sizeof(again)) == r);
-		check(memcmp(again, frame, (size_t)r) == 0);
+		fuzz_check(reencode(&m, again, sizeof(again)) == r);
+		fuzz_check(memcmp(again, frame, (size_t)r) == 0);
 	}
 }
 
@@ -163,11 +151,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size == 0)
 		return 0;
 	mode = data[0];
-	if (mode < 0x20) {
+	if (mode < FUZZ_PROTO_MODE_PAYLOAD) {
 		fuzz_stream(data + 1, size - 1);
 		return 0;
 	}
 	/* The type from the mode byte: 1..PROTO_TYPE_MAX, plus a few unknown ones. */
-	fuzz_payload((uint16_t)(mode % (PROTO_TYPE_MAX + 2)), data + 1, size - 1);
+	fuzz_payload((uint16_t)(mode % FUZZ_PROTO_TYPES), data + 1, size - 1);
 	return 0;
 }

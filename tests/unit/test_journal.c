@@ -1322,6 +1322,41 @@ static void test_bad_config(void **state)
 	f.cfg.buf_bytes = 100000;
 	assert_int_equal(fix_try_open(&f, err, sizeof(err)), -EINVAL);
 	assert_contains(err, "buffer size");
+	/* an apply holds a record's header and its data in two pool buffers */
+	f.cfg.buf_bytes = JRN_BUF;
+	f.cfg.queue_depth = 1;
+	assert_int_equal(fix_try_open(&f, err, sizeof(err)), -EINVAL);
+	assert_contains(err, "queue depth 1");
+	fix_teardown(&f);
+}
+
+/* The smallest queue depth accepted commits, applies and replays an epoch. */
+static void test_min_queue_depth(void **state)
+{
+	struct journal_recovery rec;
+	bool committed;
+	struct fix f;
+
+	(void)state;
+	fix_setup(&f, &geo_main, JRN_BYTES, true);
+	f.cfg.queue_depth = JOURNAL_QUEUE_DEPTH_MIN;
+	fix_reset(&f);
+	fix_open_recover(&f, &rec, NULL);
+	run_epoch_ok(&f, EPOCH_E + 1, runs_e1, ARRAY_SIZE(runs_e1));
+	fix_close(&f);
+	expect_standby(&f, f.img_e1, "applied at the smallest queue depth");
+	/* committed, not applied: journal_recover replays it */
+	fix_reset(&f);
+	fix_open_recover(&f, &rec, NULL);
+	assert_int_equal(
+		run_epoch(&f, EPOCH_E + 1, runs_e1, ARRAY_SIZE(runs_e1), false, &committed, NULL),
+		0);
+	assert_true(committed);
+	fix_close(&f);
+	fix_open_recover(&f, &rec, NULL);
+	assert_int_equal(rec.replayed_epoch, EPOCH_E + 1);
+	fix_close(&f);
+	expect_standby(&f, f.img_e1, "replayed at the smallest queue depth");
 	fix_teardown(&f);
 }
 
@@ -1342,6 +1377,7 @@ int main(void)
 		cmocka_unit_test(test_enospc),
 		cmocka_unit_test(test_identity_refused),
 		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_min_queue_depth),
 		cmocka_unit_test(test_corrupt_record),
 		cmocka_unit_test(test_double_apply),
 		cmocka_unit_test(test_io_error_sticky),
