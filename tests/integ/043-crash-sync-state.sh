@@ -47,6 +47,20 @@ send() {
 		--peer "$RX_ADDR" --tls-dir "$TMP/certs/primary" --server-name standby \
 		-o json --progress none
 }
+# crash_send WHAT STEP N: a receiver that SIGKILLs itself the Nth time STEP is
+# about to run, and a send that must fail because it did; the receiver must
+# have died by that SIGKILL.
+crash_send() {
+	rm -f "$TMP/ready"
+	"$TEST_TOOL" crash-at "$2" "$3" -- receive "${rx_args[@]}" --ready-file "$TMP/ready" \
+		>>"$rxlog" 2>&1 &
+	crx=$!
+	PIDS+=("$crx")
+	receiver_wait "$crx" "$TMP/ready" "$rxlog"
+	send >"$TMP/crash.json" 2>&1 && fail "$1: the sync succeeded: the crash point was not reached"
+	wait_pid "$crx" 20 crc
+	[ "$crc" = 137 ] || fail "$1: the receiver exited $crc, not by SIGKILL at the crash point"
+}
 # rx_status FIELD: a field of the receiver's status record (written at start,
 # after recovery: what it would offer a sender or a promotion).
 rx_status() {
@@ -60,15 +74,7 @@ print({"state": v["state"], "epoch": v["epoch"], "consistent": c["Consistent"]}[
 # Epoch 1, the first full sync, is killed before its third state record (the
 # cursor at 128 MiB), so the one at 64 MiB is durable, and no map was ever
 # committed on the standby: after the restart it resumes there, not from zero.
-rm -f "$TMP/ready"
-"$TEST_TOOL" crash-at state.create 3 -- receive "${rx_args[@]}" --ready-file "$TMP/ready" \
-	>>"$rxlog" 2>&1 &
-crx=$!
-PIDS+=("$crx")
-receiver_wait "$crx" "$TMP/ready" "$rxlog"
-send >"$TMP/e1a.json" 2>&1 && fail "the first sync succeeded: the crash point was not reached"
-wait_pid "$crx" 20 crc
-[ "$crc" = 137 ] || fail "first sync: the receiver exited $crc, not by SIGKILL"
+crash_send "first sync" state.create 3
 rx_start
 [ "$(rx_status state)" = initial_sync ] || fail "after the crash the standby is not syncing"
 send >"$TMP/e1.json" || fail "epoch 1, resumed: $(cat "$TMP/e1.json")"
@@ -112,15 +118,7 @@ for p in "${points[@]}"; do
 	cp -a "$TMP/sstate.e1" "$TMP/sstate"
 	dd if="$TMP/dst.e2.img" of="$dst" bs=4M oflag=direct status=none
 
-	rm -f "$TMP/ready"
-	"$TEST_TOOL" crash-at "$step" "$nth" -- receive "${rx_args[@]}" --ready-file "$TMP/ready" \
-		>>"$rxlog" 2>&1 &
-	crx=$!
-	PIDS+=("$crx")
-	receiver_wait "$crx" "$TMP/ready" "$rxlog"
-	send >"$TMP/crash.json" 2>&1 && fail "$p: the sync succeeded: the crash point was not reached"
-	wait_pid "$crx" 20 crc
-	[ "$crc" = 137 ] || fail "$p: the receiver exited $crc, not by SIGKILL at the crash point"
+	crash_send "$p" "$step" "$nth"
 
 	rx_start # recovery
 	state=$(rx_status state) epoch=$(rx_status epoch) cons=$(rx_status consistent)
