@@ -14,7 +14,7 @@
 BUILD ?= build
 CC ?= cc
 WERROR ?= 1
-PKGS := liburing libxxhash liblz4 jansson openssl libmicrohttpd libnl-3.0 libnl-route-3.0 inih
+PKGS := liburing libbpf libxxhash liblz4 jansson openssl libmicrohttpd libnl-3.0 libnl-route-3.0 inih
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -27,7 +27,8 @@ OPT ?= -O2 -g
 CFLAGS_BASE := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -Iinclude -MMD -MP
 # The engine sees only its own headers and liburing (layering: it cannot include
 # anything from replicator/).
-CFLAGS_KFIO := $(CFLAGS_BASE) -Ikmod-free-io $(shell pkg-config --cflags liburing 2>/dev/null) \
+CFLAGS_KFIO := $(CFLAGS_BASE) -Ikmod-free-io -Ikmod-free-io/bpf -I$(BUILD)/kmod-free-io/bpf \
+	$(shell pkg-config --cflags liburing libbpf 2>/dev/null) \
 	$(EXTRA_CFLAGS) $(CFLAGS)
 CFLAGS_ALL := $(CFLAGS_BASE) -Ireplicator -Itests/lib $(PKG_CFLAGS) $(EXTRA_CFLAGS) $(CFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) -lpthread -lm $(EXTRA_LDFLAGS) $(LDFLAGS)
@@ -54,6 +55,25 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 # Keep objects of test binaries (no `rm` after the test summary).
 .SECONDARY:
 all: $(BUILD)/pvrepl $(BUILD)/libkfio.a $(BUILD)/test-tool $(BUILD)/kfio-bench
+
+# The write tracker's BPF program: compiled by clang for the BPF target (CO-RE,
+# against the hand-written types of bpf/track_types.h, not a generated
+# vmlinux.h), then embedded in a libbpf skeleton that bpftool generates; both
+# are build products under $(BUILD)/kmod-free-io/bpf, never committed.
+BPF_CLANG ?= clang
+BPFTOOL ?= $(shell command -v bpftool 2>/dev/null || echo /usr/sbin/bpftool)
+BPF_ARCH_INC := -I/usr/include/$(shell $(CC) -print-multiarch 2>/dev/null)
+$(BUILD)/kmod-free-io/bpf/track.bpf.o: kmod-free-io/bpf/track.bpf.c kmod-free-io/bpf/track_types.h
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BPF     $<")
+	$(Q)$(BPF_CLANG) -O2 -g -target bpf -mcpu=v3 -Wall -Werror $(BPF_ARCH_INC) \
+		-Ikmod-free-io/bpf -c -o $@ $<
+
+$(BUILD)/kmod-free-io/bpf/track.skel.h: $(BUILD)/kmod-free-io/bpf/track.bpf.o
+	@$(if $(Q),echo "  SKEL    $@")
+	$(Q)$(BPFTOOL) gen skeleton $< name track_bpf > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/kmod-free-io/track.o: $(BUILD)/kmod-free-io/bpf/track.skel.h
 
 $(BUILD)/kmod-free-io/%.o: kmod-free-io/%.c
 	@mkdir -p $(dir $@)

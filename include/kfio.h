@@ -94,6 +94,113 @@ int kfio_fs_clone(const char *src_path, const char *dst_path, char *err, size_t 
 void *kfio_buf_alloc(size_t len);
 void kfio_buf_free(void *buf, size_t len);
 
+/* --------------------------------------------------------- write tracking */
+
+/*
+ * The write tracker (track.c, bpf/track.bpf.c): an eBPF program marks one bit per
+ * KFIO_TRACK_PAGE_BYTES of a block device when a write to it completes, into a
+ * bitmap pinned in bpffs, so tracking survives the process (a restart or an
+ * upgrade picks it up) but not a reboot. A harvest moves the live bits into a
+ * pinned pending bitmap, which the caller reads and clears only once what it
+ * read is safe (kfio_track_settle): a crash or a failed epoch loses nothing.
+ *
+ * One owner per tracker at a time. Anything that may have escaped the tracker is
+ * reported as a loss (enum kfio_track_loss), and the loss stays owed, across
+ * restarts too, until the caller settles an epoch that read the whole device.
+ * Needs CAP_BPF and CAP_PERFMON (root), BTF, and a blk-mq block device.
+ */
+#define KFIO_TRACK_PAGE_BYTES	    4096u
+#define KFIO_TRACK_PIN_ROOT_DEFAULT "/sys/fs/bpf/pvrepl"
+#define KFIO_TRACK_NAME_MAX	    96u
+/* One request can mark at most this much (bpf_loop's bound): larger ones are an
+ * overflow loss. Volumes are limited to it too, so a whole-volume discard fits. */
+#define KFIO_TRACK_VOLUME_BYTES_MAX (2ull << 40)
+
+enum kfio_track_loss {
+	KFIO_TRACK_LOSS_ATTACHED = 1u << 0,    /* attached now: earlier writes unseen */
+	KFIO_TRACK_LOSS_RECURSION = 1u << 1,   /* the kernel skipped the program */
+	KFIO_TRACK_LOSS_PASSTHROUGH = 1u << 2, /* SG_IO / NVMe passthrough writes */
+	KFIO_TRACK_LOSS_OVERFLOW = 1u << 3,    /* a request too large to mark */
+	KFIO_TRACK_LOSS_DETACHED = 1u << 4,    /* pinned programs found detached */
+};
+
+struct kfio_track;
+
+struct kfio_track_info {
+	uint64_t instance_id;  /* random, new at every attach */
+	uint64_t created_unix; /* when this instance was attached */
+	uint64_t pages;	       /* bits in each bitmap */
+	uint32_t disk_major;   /* the whole disk the program filters on */
+	uint32_t disk_minor;
+	uint64_t first_sector; /* the volume's range on that disk */
+	uint64_t nr_sectors;
+	bool attached_now; /* kfio_track_open attached it (no pins were usable) */
+	char why_new[256]; /* when attached_now: why (no pins, device changed, ...) */
+	char pin_dir[KFIO_PATH_MAX];
+};
+
+/* One harvest: what was moved to pending, and every loss seen or still owed. */
+struct kfio_track_harvest {
+	uint64_t pending_pages;	   /* bits set in pending after the harvest */
+	uint64_t harvested_pages;  /* bits moved from live by this harvest */
+	unsigned loss;		   /* enum kfio_track_loss bits owed a full scan */
+	uint64_t recursion_misses; /* totals of this instance, for metrics */
+	uint64_t passthrough;
+	uint64_t overflows;
+	uint64_t marks;
+	char reason[320]; /* the losses in words, when loss != 0 */
+};
+
+/*
+ * Whether dev can be tracked at all: 0, or -EOPNOTSUPP with the reason in why
+ * (a regular file, a bio-based device such as device-mapper or md, a volume past
+ * KFIO_TRACK_VOLUME_BYTES_MAX). No BPF is touched.
+ */
+int kfio_track_supported(const struct kfio_dev *dev, char *why, size_t why_len);
+
+/*
+ * Opens the tracker of volume `name` (1..KFIO_TRACK_NAME_MAX-1 of [A-Za-z0-9_-]: bpffs refuses dots)
+ * under pin_root (NULL: KFIO_TRACK_PIN_ROOT_DEFAULT, mounting bpffs at
+ * /sys/fs/bpf when nothing is mounted there): picks up its pins when they are
+ * for this device (disk, range, size) and still attached, else removes them and
+ * attaches a new instance (info.attached_now, with a loss owed). *out is the
+ * caller's, freed with kfio_track_free (which leaves the pins). Returns 0, or
+ * -errno with a sentence in err: -EPERM without CAP_BPF/CAP_PERFMON,
+ * -EOPNOTSUPP for a device kfio_track_supported refuses.
+ */
+int kfio_track_open(struct kfio_track **out, const struct kfio_dev *dev, const char *pin_root,
+		    const char *name, char *err, size_t err_len);
+void kfio_track_free(struct kfio_track *t);
+void kfio_track_get_info(const struct kfio_track *t, struct kfio_track_info *info);
+
+/*
+ * Moves every live bit into pending (per-word atomic exchange), checks the loss
+ * counters since the last harvest and records new losses as owed. Returns 0 or
+ * -errno with the sentence in err.
+ */
+int kfio_track_harvest(struct kfio_track *t, struct kfio_track_harvest *h, char *err,
+		       size_t err_len);
+
+/* The pending bitmap (pages bits, one per KFIO_TRACK_PAGE_BYTES; owned by t). */
+const uint64_t *kfio_track_pending(const struct kfio_track *t);
+/* True when any page of [offset, offset + len) is marked live now (no harvest). */
+bool kfio_track_live_any(const struct kfio_track *t, uint64_t offset, uint64_t len);
+
+/*
+ * What the caller read since the last harvest is safe (durable where it
+ * matters): clears pending, and with full_scan (the epoch read every block after
+ * that harvest) clears the owed losses too. Returns 0 or -errno with err.
+ */
+int kfio_track_settle(struct kfio_track *t, bool full_scan, char *err, size_t err_len);
+
+/* Unpins the tracker of `name` (its programs detach once nothing holds them).
+ * 0 when there was none to remove too; -errno with err otherwise. */
+int kfio_track_remove(const char *pin_root, const char *name, char *err, size_t err_len);
+
+/* The pinned trackers under pin_root: calls fn for each name; 0 or -errno. */
+int kfio_track_list(const char *pin_root, int (*fn)(const char *name, void *ctx), void *ctx,
+		    char *err, size_t err_len);
+
 /* ------------------------------------------------------------------ queue */
 
 enum kfio_op {

@@ -9,6 +9,8 @@ PKGS=(
 	liburing-dev libxxhash-dev liblz4-dev libssl-dev
 	libnl-3-dev libnl-route-3-dev libcmocka-dev libjansson-dev libmicrohttpd-dev
 	libinih-dev
+	# write tracking: libbpf, and clang + bpftool to build its BPF program
+	libbpf-dev bpftool clang
 	fio lz4 rsync util-linux e2fsprogs xfsprogs btrfs-progs iproute2
 	clang-format procps gnuplot-nox
 	# make fuzz: clang and its compiler-rt (libFuzzer, ASan, UBSan runtimes), which
