@@ -59,11 +59,14 @@ struct scan_ctx {
 	uint32_t chunk_bytes;
 	uint32_t batch_bytes;
 	uint64_t zero_hash; /* xxh3 of a full zero block */
+	uint64_t pages;	    /* only_pages: bits in the bitmap */
+	uint32_t pages_per_block;
+	uint64_t next_byte; /* where plan_read looks next; under lock */
 	double t0;	    /* monotonic start, for the read-rate cap */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* signalled on: chunk ready, buffer freed, error, end */
-	/* Read chunks by sequence number (offset / chunk_bytes) modulo buf_count:
+	/* Read chunks by issue sequence number modulo buf_count:
 	 * at most buf_count chunks are read or waiting at once, and they are issued
 	 * in sequence, so slots never collide. Workers take them in sequence. */
 	struct scan_chunk *ready;
@@ -325,16 +328,95 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Length to read at off: a full chunk, or the tail rounded up to the O_DIRECT
- * alignment (the read then completes short at the end of the device). */
-static uint32_t read_len_at(const struct scan_ctx *c, uint64_t off)
+/* Length to read at off for want bytes: want, or the tail rounded up to the
+ * O_DIRECT alignment (the read then completes short at the end of the device). */
+static uint32_t read_len(const struct scan_ctx *c, uint64_t off, uint32_t want)
 {
 	uint64_t left = c->dev->size_bytes - off;
 	uint32_t a = c->dev->dio_offset_align > 1 ? c->dev->dio_offset_align : 1;
 
-	if (left >= c->chunk_bytes)
-		return c->chunk_bytes;
+	if (left >= want)
+		return want;
 	return (uint32_t)((left + a - 1) / a * a);
+}
+
+/* The first marked page in [from, to), or to; a zero word is skipped whole. */
+static uint64_t next_marked(const uint64_t *bm, uint64_t from, uint64_t to)
+{
+	while (from < to) {
+		uint64_t w = bm[from / 64] >> (from % 64);
+
+		if (w) {
+			uint64_t p = from + (uint64_t)__builtin_ctzll(w);
+
+			return p < to ? p : to;
+		}
+		from = (from / 64 + 1) * 64;
+	}
+	return to;
+}
+
+static bool block_marked(const struct scan_ctx *c, uint64_t b)
+{
+	uint64_t from = b * c->pages_per_block, to = from + c->pages_per_block;
+
+	if (to > c->pages)
+		to = c->pages;
+	return next_marked(c->cfg->only_pages, from, to) < to;
+}
+
+/*
+ * The next read, in ascending order: the next chunk of the device, or (with
+ * only_pages) the next run of marked blocks, at most a chunk long. Returns false
+ * when nothing is left. Called with c->lock held (it moves next_byte).
+ */
+static bool plan_read(struct scan_ctx *c, uint64_t *off, uint32_t *len)
+{
+	uint64_t size = c->dev->size_bytes, bb = c->block_bytes;
+	uint64_t b, e, p, end;
+
+	if (c->next_byte >= size)
+		return false;
+	if (!c->cfg->only_pages) {
+		*off = c->next_byte;
+		*len = read_len(c, *off, c->chunk_bytes);
+		c->next_byte = size - *off > c->chunk_bytes ? *off + c->chunk_bytes : size;
+		return true;
+	}
+	p = next_marked(c->cfg->only_pages, c->next_byte / bb * c->pages_per_block, c->pages);
+	if (p >= c->pages) {
+		c->next_byte = size;
+		return false;
+	}
+	b = p / c->pages_per_block;
+	e = b + 1;
+	while (e < c->map->block_count && (e - b) * bb < c->chunk_bytes && block_marked(c, e))
+		e++;
+	end = e * bb < size ? e * bb : size;
+	*off = b * bb;
+	*len = read_len(c, *off, (uint32_t)(end - *off));
+	c->next_byte = end;
+	return true;
+}
+
+/* What the scan will read: the device, or every marked block. */
+static uint64_t planned_bytes(const struct scan_ctx *c)
+{
+	uint64_t size = c->dev->size_bytes, total = 0;
+
+	if (!c->cfg->only_pages)
+		return size;
+	for (uint64_t b = 0; b < c->map->block_count;) {
+		uint64_t p = next_marked(c->cfg->only_pages, b * c->pages_per_block, c->pages);
+
+		if (p >= c->pages)
+			break;
+		b = p / c->pages_per_block;
+		total += (b + 1) * c->block_bytes <= size ? c->block_bytes
+							  : size - b * c->block_bytes;
+		b++;
+	}
+	return total;
 }
 
 /*
@@ -364,53 +446,61 @@ static uint32_t read_budget(struct scan_ctx *c, uint64_t issued, uint32_t want,
 	return (uint32_t)n;
 }
 
-/* The engine loop: keep up to depth reads in flight, hand completions to workers. */
+/*
+ * The engine loop: keep up to depth reads in flight, hand completions to
+ * workers. Reads carry their issue sequence number as user_data: it is the
+ * chunk's slot in `ready` and its turn in ordered mode, whatever its offset.
+ */
 static int engine_loop(struct scan_ctx *c, struct scan_stats *st)
 {
-	uint64_t size = c->dev->size_bytes, next = 0, done_bytes = 0;
-	uint32_t depth = kfio_queue_depth(c->q);
+	uint64_t size = c->dev->size_bytes, seq = 0, issued = 0, done_bytes = 0;
+	uint32_t depth = kfio_queue_depth(c->q), slots = kfio_queue_buf_count(c->q);
 	struct kfio_cqe cqes[64];
+	bool planned_all = false;
 	int rc = 0;
 
-	while (next < size || kfio_queue_inflight(c->q) > 0) {
-		uint32_t grab[64];
+	while (!planned_all || kfio_queue_inflight(c->q) > 0) {
+		struct {
+			uint32_t buf;
+			uint32_t len;
+			uint64_t off;
+		} grab[64];
 		uint32_t ngrab = 0, want = depth - kfio_queue_inflight(c->q);
 
 		if (want > ARRAY_SIZE(grab))
 			want = ARRAY_SIZE(grab);
-		if (c->cfg->max_read_bytes_per_s && next < size) {
-			want = read_budget(c, next, want, st);
+		if (c->cfg->max_read_bytes_per_s && !planned_all) {
+			want = read_budget(c, issued, want, st);
 			if (!want && !kfio_queue_inflight(c->q))
 				continue; /* read_budget slept; try again */
 		}
 		pthread_mutex_lock(&c->lock);
 		/* Sleep only when there is nothing to reap and nothing to read into. */
-		while (next < size && !c->free_count && !c->error && !kfio_queue_inflight(c->q))
+		while (!planned_all && !c->free_count && !c->error && !kfio_queue_inflight(c->q))
 			pthread_cond_wait(&c->cond, &c->lock);
 		if (c->error) {
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
-		while (next < size && ngrab < want && c->free_count) {
-			grab[ngrab++] = c->free_bufs[--c->free_count];
-			next += c->chunk_bytes;
+		while (!planned_all && ngrab < want && c->free_count) {
+			if (!plan_read(c, &grab[ngrab].off, &grab[ngrab].len)) {
+				planned_all = true;
+				break;
+			}
+			grab[ngrab++].buf = c->free_bufs[--c->free_count];
 		}
 		pthread_mutex_unlock(&c->lock);
 
-		/* `next` advanced under the lock; walk the grabbed offsets back. */
-		uint64_t off = next - (uint64_t)ngrab * c->chunk_bytes;
-
-		for (uint32_t i = 0; i < ngrab; i++, off += c->chunk_bytes) {
-			rc = kfio_queue_read(c->q, 0, grab[i], off, read_len_at(c, off), off);
+		for (uint32_t i = 0; i < ngrab; i++, seq++) {
+			rc = kfio_queue_read(c->q, 0, grab[i].buf, grab[i].off, grab[i].len, seq);
 			if (rc) {
 				pthread_mutex_lock(&c->lock);
 				set_error(c, rc, "%s", kfio_queue_err(c->q));
 				pthread_mutex_unlock(&c->lock);
 				return rc;
 			}
+			issued += grab[i].len;
 		}
-		if (next > size)
-			next = size;
 		if (ngrab) {
 			rc = kfio_queue_submit(c->q);
 			if (rc < 0)
@@ -443,8 +533,7 @@ static int engine_loop(struct scan_ctx *c, struct scan_stats *st)
 					  c->dev->path, e->offset, e->res, expect);
 				break;
 			}
-			struct scan_chunk *slot = &c->ready[(e->offset / c->chunk_bytes) %
-							    kfio_queue_buf_count(c->q)];
+			struct scan_chunk *slot = &c->ready[e->user_data % slots];
 
 			ASSERT(!slot->valid);
 			*slot = (struct scan_chunk){ .buf_idx = e->buf_idx,
@@ -460,7 +549,7 @@ static int engine_loop(struct scan_ctx *c, struct scan_stats *st)
 		if (rc)
 			break;
 		if (c->cfg->progress)
-			c->cfg->progress(done_bytes, size, c->cfg->progress_ctx);
+			c->cfg->progress(done_bytes, st->bytes_planned, c->cfg->progress_ctx);
 	}
 	return rc;
 
@@ -512,9 +601,19 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 			 dev->size_bytes, m->size_bytes);
 		return -EINVAL;
 	}
+	if (cfg->only_pages && (cfg->page_bytes == 0 || (cfg->page_bytes & (cfg->page_bytes - 1)) ||
+				cfg->page_bytes > m->block_bytes)) {
+		snprintf(err, err_len, "page size %u is not a power of two up to the block size %u",
+			 cfg->page_bytes, m->block_bytes);
+		return -EINVAL;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	if (cfg->only_pages) {
+		c->pages = (dev->size_bytes + cfg->page_bytes - 1) / cfg->page_bytes;
+		c->pages_per_block = m->block_bytes / cfg->page_bytes;
+	}
 	c->dev = dev;
 	c->map = m;
 	c->cfg = cfg;
@@ -528,6 +627,7 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 		c->batch_bytes = SCAN_BATCH_BYTES_MAX;
 	if (c->batch_bytes < c->block_bytes)
 		c->batch_bytes = c->block_bytes;
+	stats->bytes_planned = planned_bytes(c);
 	c->worker_count = cfg->workers ? cfg->workers : online_cpus();
 	if (c->worker_count > SCAN_WORKERS_MAX)
 		c->worker_count = SCAN_WORKERS_MAX;

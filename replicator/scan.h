@@ -65,12 +65,21 @@ struct scan_config {
 	/* Cap on the read load put on the device (bytes/s; 0 = none), so the
 	 * workload keeps its I/O: reads are issued no faster than this. */
 	uint64_t max_read_bytes_per_s;
+	/* Read only the blocks that hold a marked page: one bit per page_bytes of
+	 * the device (the write tracker's pending bitmap), NULL to read every block.
+	 * Borrowed for the scan; page_bytes is a power of two no larger than the
+	 * block size. Blocks are read in ascending order, runs of consecutive
+	 * marked blocks in one request. */
+	const uint64_t *only_pages;
+	uint32_t page_bytes;
 	/* Called on the engine thread after completions; may be NULL. */
 	void (*progress)(uint64_t done_bytes, uint64_t total_bytes, void *ctx);
 	void *progress_ctx;
 };
 
 struct scan_stats {
+	uint64_t
+		bytes_planned; /* what the scan set out to read (the device, or the marked blocks) */
 	uint64_t bytes_read;
 	uint64_t blocks_scanned;
 	uint64_t blocks_changed;   /* hash differs from the map (zero blocks included) */

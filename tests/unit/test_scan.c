@@ -682,12 +682,96 @@ static int setup(void **state)
 	return tu_tmpdir(tmp_root, sizeof(tmp_root)) == 0 ? 0 : -1;
 }
 
+/* ------------------------------------------------------------ only_pages */
+
+/*
+ * A scan limited to marked pages (the write tracker's bitmap) reads exactly the
+ * blocks holding a marked page, in runs, and delivers those of them that
+ * changed: a changed block left unmarked is not read (the tracker is trusted;
+ * the safety-net full scan finds such a block), a marked block that did not
+ * change sends nothing. Pages of 4 KiB inside 16 KiB blocks; the marks include
+ * the last, short block and runs longer than a read.
+ */
+static void test_only_pages(void **state)
+{
+	const uint32_t bb = 16 * KIB, page = 4096, ppb = bb / page;
+	char err[512] = "";
+	struct scan_config cfg;
+	struct scan_stats st;
+	struct dev_fix f;
+	struct expect ex;
+	struct rec r;
+	uint64_t *pages, npages, marked_blocks = 0, expect_bytes = 0, changed = 0;
+	bool *marked;
+	int rc;
+
+	(void)state;
+	dev_setup(&f, 6 * MIB + 8192, bb, initial_changes, ARRAY_SIZE(initial_changes), true,
+		  later_changes, ARRAY_SIZE(later_changes));
+	npages = (f.size_bytes + page - 1) / page;
+	pages = calloc((npages + 63) / 64, sizeof(*pages));
+	marked = calloc(f.blocks, sizeof(*marked));
+	assert_true(pages && marked);
+	expect_init(&ex, &f);
+	/* Mark one page of every changed block but block 14 (left unmarked), the
+	 * last page of unchanged block 60, and the whole range 200..219 (a run
+	 * longer than the 128 KiB reads, unchanged). */
+	for (uint64_t b = 0; b < f.blocks; b++) {
+		uint64_t p = b * ppb + (b % ppb);
+
+		if (b >= 200 && b < 220)
+			for (uint64_t k = 0; k < ppb; k++)
+				pages[(b * ppb + k) / 64] |= 1ull << ((b * ppb + k) % 64);
+		if (p >= npages)
+			p = npages - 1;
+		if ((ex.changed[b] && b != 14) || b == 60)
+			pages[p / 64] |= 1ull << (p % 64);
+	}
+	for (uint64_t b = 0; b < f.blocks; b++) {
+		for (uint64_t k = b * ppb; k < (b + 1) * ppb && k < npages; k++)
+			marked[b] |= (pages[k / 64] >> (k % 64)) & 1;
+		if (!marked[b])
+			ex.changed[b] = false; /* not read, so not delivered */
+		changed += ex.changed[b];
+		marked_blocks += marked[b];
+		expect_bytes += marked[b] ? block_len(&f, b) : 0;
+	}
+	assert_true(marked[f.blocks - 1]);
+	assert_false(marked[14]);
+	rec_init(&r, &ex, true, 64 * KIB);
+	cfg_init(&cfg, 128 * KIB, 64 * KIB, 3, 4, true);
+	cfg.only_pages = pages;
+	cfg.page_bytes = page;
+	rc = scan_rec(&f, &r, &cfg, &st, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("only_pages: scan_run: %d (%s)", rc, err);
+	expect_covered(&r, "only_pages");
+	assert_int_equal(st.blocks_scanned, marked_blocks);
+	assert_int_equal(st.blocks_changed, changed);
+	assert_int_equal(st.bytes_planned, expect_bytes);
+	assert_int_equal(st.bytes_read, expect_bytes);
+	/* Nothing marked: nothing read. */
+	memset(pages, 0, (npages + 63) / 64 * sizeof(*pages));
+	rc = scan_run(&f.dev, &f.map, &cfg, NULL, &st, err, sizeof(err));
+	assert_int_equal(rc, 0);
+	assert_int_equal(st.bytes_read, 0);
+	assert_int_equal(st.blocks_scanned, 0);
+	/* A page size larger than the block is refused. */
+	cfg.page_bytes = 2 * bb;
+	assert_int_equal(scan_run(&f.dev, &f.map, &cfg, NULL, &st, err, sizeof(err)), -EINVAL);
+	rec_free(&r);
+	expect_free(&ex);
+	free(pages);
+	free(marked);
+	dev_teardown(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ordering),      cmocka_unit_test(test_nothing_changed),
 		cmocka_unit_test(test_back_pressure), cmocka_unit_test(test_sink_error),
-		cmocka_unit_test(test_read_error),
+		cmocka_unit_test(test_read_error),    cmocka_unit_test(test_only_pages),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);
