@@ -134,8 +134,9 @@ struct kfio_track_info {
 	uint32_t disk_minor;
 	uint64_t first_sector; /* the volume's range on that disk */
 	uint64_t nr_sectors;
-	bool attached_now; /* kfio_track_open attached it (no pins were usable) */
-	char why_new[256]; /* when attached_now: why (no pins, device changed, ...) */
+	uint64_t settled_tag; /* the tag of the last kfio_track_settle (0: none) */
+	bool attached_now;    /* kfio_track_open attached it (no pins were usable) */
+	char why_new[256];    /* when attached_now: why (no pins, device changed, ...) */
 	char pin_dir[KFIO_PATH_MAX];
 };
 
@@ -160,8 +161,8 @@ int kfio_track_supported(const struct kfio_dev *dev, char *why, size_t why_len);
 
 /*
  * Opens the tracker of volume `name` (1..KFIO_TRACK_NAME_MAX-1 of [A-Za-z0-9_-]: bpffs refuses dots)
- * under pin_root (NULL: KFIO_TRACK_PIN_ROOT_DEFAULT, mounting bpffs at
- * /sys/fs/bpf when nothing is mounted there): picks up its pins when they are
+ * under pin_root (NULL: KFIO_TRACK_PIN_ROOT_DEFAULT; a root under /sys/fs/bpf
+ * mounts bpffs there when nothing is mounted): picks up its pins when they are
  * for this device (disk, range, size) and still attached, else removes them and
  * attaches a new instance (info.attached_now, with a loss owed). *out is the
  * caller's, freed with kfio_track_free (which leaves the pins). Returns 0, or
@@ -189,9 +190,12 @@ bool kfio_track_live_any(const struct kfio_track *t, uint64_t offset, uint64_t l
 /*
  * What the caller read since the last harvest is safe (durable where it
  * matters): clears pending, and with full_scan (the epoch read every block after
- * that harvest) clears the owed losses too. Returns 0 or -errno with err.
+ * that harvest) clears the owed losses too. tag is the caller's (an epoch, say),
+ * kept with the tracker for kfio_track_info.settled_tag. Returns 0 or -errno
+ * with err.
  */
-int kfio_track_settle(struct kfio_track *t, bool full_scan, char *err, size_t err_len);
+int kfio_track_settle(struct kfio_track *t, bool full_scan, uint64_t tag, char *err,
+		      size_t err_len);
 
 /* Unpins the tracker of `name` (its programs detach once nothing holds them).
  * 0 when there was none to remove too; -errno with err otherwise. */

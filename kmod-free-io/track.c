@@ -83,8 +83,9 @@ struct track_meta {
 	uint64_t instance_id;
 	uint64_t created_unix;
 	uint64_t seen_misses, seen_passthrough, seen_overflows;
+	uint64_t settled_tag; /* the caller's tag of the last settle */
 };
-_Static_assert(sizeof(struct track_meta) == 104, "meta layout is pinned across versions");
+_Static_assert(sizeof(struct track_meta) == 112, "meta layout is pinned across versions");
 
 struct kfio_track {
 	char dir[KFIO_PATH_MAX];
@@ -246,10 +247,12 @@ static bool is_bpffs(const char *path)
 	return statfs(path, &sf) == 0 && (unsigned long)sf.f_type == BPF_FS_MAGIC;
 }
 
-/* The pin root exists on bpffs; the default one mounts bpffs when needed. */
-static int ensure_root(const char *root, bool is_default, char *err, size_t err_len)
+/* The pin root exists on bpffs; under /sys/fs/bpf, bpffs is mounted there when
+ * nothing is (a fresh sysfs, as in `ip netns exec`: such a private mount lives
+ * only as long as its mount namespace, and so do the pins in it). */
+static int ensure_root(const char *root, char *err, size_t err_len)
 {
-	if (is_default && !is_bpffs(TRACK_BPFFS)) {
+	if (!strncmp(root, TRACK_BPFFS "/", sizeof(TRACK_BPFFS)) && !is_bpffs(TRACK_BPFFS)) {
 		if (mount("bpf", TRACK_BPFFS, "bpf", 0, "mode=0700")) {
 			int rc = -errno;
 
@@ -394,6 +397,18 @@ static int pickup(struct kfio_track *t, const struct track_geom *g, char *why, s
 			return rc;
 		}
 	}
+	{
+		struct bpf_map_info mi;
+		__u32 len = sizeof(mi);
+
+		memset(&mi, 0, sizeof(mi));
+		if (bpf_obj_get_info_by_fd(t->meta_fd, &mi, &len) ||
+		    mi.value_size != sizeof(t->meta)) {
+			kfio_fmt(why, why_len, "the tracker pinned at %s has an unknown format",
+				 t->dir);
+			return -EBADMSG;
+		}
+	}
 	if (bpf_map_lookup_elem(t->meta_fd, &key, &t->meta)) {
 		rc = -errno;
 		kfio_fmt(why, why_len, "cannot read the tracker's meta in %s: %s", t->dir,
@@ -420,6 +435,10 @@ static int pickup(struct kfio_track *t, const struct track_geom *g, char *why, s
 	}
 	for (unsigned i = 0; i < 2; i++) {
 		rc = link_prog(t->link_fd[i], &t->prog_fd[i]);
+		if (rc == -EPERM || rc == -EACCES) {
+			kfio_fmt(why, why_len, "cannot inspect the tracker pinned at %s", t->dir);
+			return rc;
+		}
 		if (rc) {
 			kfio_fmt(why, why_len,
 				 "the tracker pinned at %s is no longer attached (%s)", t->dir,
@@ -603,6 +622,7 @@ static void fill_info(struct kfio_track *t)
 	i->disk_minor = t->meta.disk_minor;
 	i->first_sector = t->meta.first_sector;
 	i->nr_sectors = t->meta.nr_sectors;
+	i->settled_tag = t->meta.settled_tag;
 	snprintf(i->pin_dir, sizeof(i->pin_dir), "%s", t->dir);
 }
 
@@ -627,7 +647,7 @@ int kfio_track_open(struct kfio_track **out, const struct kfio_dev *dev, const c
 		return rc;
 	if (!pin_root)
 		pin_root = KFIO_TRACK_PIN_ROOT_DEFAULT;
-	rc = ensure_root(pin_root, !strcmp(pin_root, KFIO_TRACK_PIN_ROOT_DEFAULT), err, err_len);
+	rc = ensure_root(pin_root, err, err_len);
 	if (rc)
 		return rc;
 	t = calloc(1, sizeof(*t));
@@ -642,6 +662,13 @@ int kfio_track_open(struct kfio_track **out, const struct kfio_dev *dev, const c
 		return -ENAMETOOLONG;
 	}
 	rc = pickup(t, &g, why, sizeof(why));
+	if (rc == -EPERM || rc == -EACCES) {
+		/* Not ours to judge: a tracker we may not read is left as it is. */
+		load_error(rc, why, err, err_len);
+		track_close_fds(t);
+		free(t);
+		return rc;
+	}
 	if (rc) {
 		/* Nothing usable pinned: a new instance, with a loss owed. */
 		track_close_fds(t);
@@ -788,11 +815,13 @@ bool kfio_track_live_any(const struct kfio_track *t, uint64_t offset, uint64_t l
 	return false;
 }
 
-int kfio_track_settle(struct kfio_track *t, bool full_scan, char *err, size_t err_len)
+int kfio_track_settle(struct kfio_track *t, bool full_scan, uint64_t tag, char *err, size_t err_len)
 {
 	memset(t->pending, 0, t->words * sizeof(uint64_t));
 	if (full_scan)
 		t->meta.owed = 0;
+	t->meta.settled_tag = tag;
+	t->info.settled_tag = tag;
 	return write_meta(t, err, err_len);
 }
 

@@ -43,6 +43,16 @@ static void send_usage(FILE *f, bool replicate)
 		"                           TCP pacing, TLS included)\n"
 		"      --max-read-rate RATE cap the reads on the source device, bytes/s (e.g. 200M)\n"
 		"  -w, --workers N          hashing/compression threads (default: all CPUs)\n"
+		"      --track MODE         auto (default): an eBPF write tracker makes an epoch\n"
+		"                           read only what was written, where it can run (else\n"
+		"                           full scans, reason logged); bpf: the tracker or an\n"
+		"                           error; off: every epoch reads the whole device\n"
+		"      --full-scan-interval DURATION  the safety net: a full scan at least this\n"
+		"                           often even while tracking (default 24h); it counts\n"
+		"                           blocks the tracker missed\n"
+		"      --track-pin-dir DIR  where the tracker is pinned (bpffs; default\n"
+		"                           $PVREPL_TRACK_PIN_DIR or %s)\n"
+		"%s"
 		"      --progress MODE      auto, tty, log or none (default auto)\n"
 		"  -o, --output FMT         text (default) or json%s\n"
 		"  -h, --help               this help\n",
@@ -58,6 +68,11 @@ static void send_usage(FILE *f, bool replicate)
 			: "Replicates one epoch: scans the device, streams the changed blocks, and\n"
 			  "records the epoch once the receiver acknowledged it as durable.",
 		SCAN_BLOCK_BYTES_DEFAULT / 1024, SENDER_TIMEOUT_MS_DEFAULT / 1000,
+		KFIO_TRACK_PIN_ROOT_DEFAULT,
+		replicate
+			? ""
+			: "      --full-scan          read the whole device this epoch (and count\n"
+			  "                           what the tracker missed)\n",
 		replicate
 			? "\n  -i, --interval DURATION  time between epoch starts (e.g. 30s, 5m)\n"
 			  "      --rpo DURATION       report when the lag exceeds this target\n"
@@ -98,6 +113,10 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 		OPT_TERMINATION_LOG,
 		OPT_METRICS_ADDR,
 		OPT_STOP_TIMEOUT,
+		OPT_TRACK,
+		OPT_FULL_SCAN_INTERVAL,
+		OPT_TRACK_PIN_DIR,
+		OPT_FULL_SCAN,
 	};
 	static const struct option opts[] = {
 		{ "volume", required_argument, NULL, 'n' },
@@ -124,6 +143,10 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 		{ "config", required_argument, NULL, 'c' },
 		{ "stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "track", required_argument, NULL, OPT_TRACK },
+		{ "full-scan-interval", required_argument, NULL, OPT_FULL_SCAN_INTERVAL },
+		{ "track-pin-dir", required_argument, NULL, OPT_TRACK_PIN_DIR },
+		{ "full-scan", no_argument, NULL, OPT_FULL_SCAN },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -146,6 +169,35 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 				return -EINVAL;
 			}
 			o->cfg.scan.workers = (uint32_t)v;
+			break;
+		case OPT_TRACK:
+			if (tracking_mode_parse(optarg, &o->cfg.tracking.mode)) {
+				cli_err("--track %s: expected auto, bpf or off", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_FULL_SCAN_INTERVAL:
+			if (cli_parse_duration(optarg, &v) || v < 1000) {
+				cli_err("--full-scan-interval %s: expected a duration of at least 1s, e.g. 24h",
+					optarg);
+				return -EINVAL;
+			}
+			o->cfg.tracking.full_scan_interval_ms = v;
+			break;
+		case OPT_TRACK_PIN_DIR:
+			if (optarg[0] != '/') {
+				cli_err("--track-pin-dir %s: expected an absolute path on bpffs, e.g. %s",
+					optarg, KFIO_TRACK_PIN_ROOT_DEFAULT);
+				return -EINVAL;
+			}
+			o->cfg.tracking.pin_root = optarg;
+			break;
+		case OPT_FULL_SCAN:
+			if (replicate) {
+				cli_err("--full-scan is an option of 'pvrepl send' (replicate has --full-scan-interval)");
+				return -EINVAL;
+			}
+			o->cfg.tracking.force_full = true;
 			break;
 		case OPT_STOP_TIMEOUT:
 			if (!replicate || cli_parse_duration(optarg, &v) || v > 3600000) {
@@ -305,6 +357,16 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 		r->initial_sync ? (r->resumed ? "full sync (resumed)" : "full sync")
 				: "incremental");
 	out_u64(o, "block_size", "Block size", r->block_bytes, OUT_UNIT_BYTES);
+	out_str(o, "scan", "Scan", tracking_scan_name(r->scan));
+	out_str(o, "full_scan_reason", "Why a full scan",
+		r->scan == TRACKING_SCAN_FULL ? r->scan_reason : "");
+	out_str(o, "tracking", "Write tracking", r->tracking ? "bpf" : "off");
+	if (!r->tracking)
+		out_str(o, "tracking_off_reason", "Why no tracking", r->tracking_off);
+	out_u64(o, "tracked_bytes", "Marked by the tracker", r->tracked_bytes, OUT_UNIT_BYTES);
+	out_u64(o, "source_read_bytes", "Read from the source", r->read_bytes, OUT_UNIT_BYTES);
+	out_u64(o, "tracker_missed_blocks", "Changed blocks the tracker missed",
+		r->tracker_missed_blocks, OUT_UNIT_NONE);
 	out_u64(o, "blocks_scanned", "Blocks scanned", r->blocks_scanned, OUT_UNIT_NONE);
 	out_u64(o, "blocks_changed", "Blocks changed", r->blocks_changed, OUT_UNIT_NONE);
 	out_u64(o, "blocks_zero", "Zero blocks (markers)", r->blocks_zero, OUT_UNIT_NONE);
@@ -326,6 +388,8 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 		: r->outcome == SENDER_REFUSED ? "refused"
 					       : "failed");
 	out_str(o, "message", "Message", r->message);
+	if (r->warning[0])
+		out_str(o, "warning", "Warning", r->warning);
 	out_print(o, fmt, stdout);
 	out_free(o);
 }
@@ -356,6 +420,9 @@ int cmd_send(int argc, char **argv)
 	struct sender_result r;
 
 	init_opts(&o);
+	/* As for `replicate` (config.c), the variable sets the default pin root. */
+	if (getenv("PVREPL_TRACK_PIN_DIR") && getenv("PVREPL_TRACK_PIN_DIR")[0] == '/')
+		o.cfg.tracking.pin_root = getenv("PVREPL_TRACK_PIN_DIR");
 	if (parse_send_opts(argc, argv, &o, false)) {
 		fputs("Run 'pvrepl send --help' for the options.\n", stderr);
 		return CLI_EXIT_USAGE;
@@ -363,6 +430,8 @@ int cmd_send(int argc, char **argv)
 	sender_run_epoch(&o.cfg, &r);
 	if (r.outcome != SENDER_OK)
 		cli_err("%s", r.message);
+	if (r.warning[0])
+		fprintf(stderr, "pvrepl: warning: %s\n", r.warning);
 	print_result(&r, o.cfg.volume, o.fmt, -1);
 	return exit_for(&r);
 }
@@ -415,6 +484,12 @@ static int send_build(void *ctx, struct config *conf, struct replicate_opts *spe
 		o->cfg.max_rate_bytes_per_s = cs->max_rate_bytes_per_s;
 		o->cfg.scan.max_read_bytes_per_s = cs->max_read_bytes_per_s;
 		o->cfg.block_bytes = (uint32_t)cs->block_bytes;
+		if (cs->track[0])
+			tracking_mode_parse(cs->track,
+					    &o->cfg.tracking.mode); /* checked by config */
+		o->cfg.tracking.full_scan_interval_ms = cs->full_scan_interval_ms;
+		if (cs->track_pin_dir[0])
+			o->cfg.tracking.pin_root = cs->track_pin_dir;
 		if (cv) {
 			o->cfg.volume = cv->name;
 			if (cv->device[0])

@@ -43,6 +43,7 @@ enum config_type {
 	TYPE_SIZE,     /* cli_parse_size, in [min, max] bytes */
 	TYPE_BLOCK,    /* a power of two from SCAN_BLOCK_BYTES_MIN to _MAX */
 	TYPE_ALLOW,    /* a comma list of certificate names, repeatable */
+	TYPE_TRACK,    /* auto, bpf or off */
 };
 
 struct config_key {
@@ -101,6 +102,11 @@ static const struct config_key config_keys[] = {
 	NUM_KEY(SEC_SENDER, config_sender, "block_size", block_bytes, TYPE_BLOCK,
 		SCAN_BLOCK_BYTES_MIN, SCAN_BLOCK_BYTES_MAX, false,
 		"a power of two from 4k to 1M, e.g. 16k"),
+	STR_KEY(SEC_SENDER, config_sender, "track", track, TYPE_TRACK, false, "auto, bpf or off"),
+	NUM_KEY(SEC_SENDER, config_sender, "full_scan_interval", full_scan_interval_ms,
+		TYPE_DURATION, 1000, UINT64_MAX, false, "a duration of at least 1s, e.g. 24h"),
+	STR_KEY(SEC_SENDER, config_sender, "track_pin_dir", track_pin_dir, TYPE_ABSPATH, false,
+		"an absolute path on bpffs, e.g. /sys/fs/bpf/pvrepl"),
 
 	STR_KEY(SEC_VOLUME, config_volume, "device", device, TYPE_ABSPATH, true,
 		"an absolute path, e.g. /dev/vg0/data"),
@@ -276,6 +282,10 @@ static int config_set(const struct config_key *k, void *base, const char *value,
 		break;
 	case TYPE_ABSPATH:
 		rc = *value == '/' ? 0 : -EINVAL;
+		break;
+	case TYPE_TRACK:
+		rc = strcmp(value, "auto") && strcmp(value, "bpf") && strcmp(value, "off") ? -EINVAL
+											   : 0;
 		break;
 	case TYPE_DURATION:
 		rc = cli_parse_duration(value, &v);
@@ -592,6 +602,9 @@ static const struct {
 	{ "PVREPL_MAX_RATE", SEC_SENDER, "max_rate" },
 	{ "PVREPL_MAX_READ_RATE", SEC_SENDER, "max_read_rate" },
 	{ "PVREPL_BLOCK_SIZE", SEC_SENDER, "block_size" },
+	{ "PVREPL_TRACK", SEC_SENDER, "track" },
+	{ "PVREPL_FULL_SCAN_INTERVAL", SEC_SENDER, "full_scan_interval" },
+	{ "PVREPL_TRACK_PIN_DIR", SEC_SENDER, "track_pin_dir" },
 	{ "PVREPL_DEVICE", SEC_VOLUME, "device" },
 	{ "PVREPL_ALLOW", SEC_VOLUME, "allow" },
 };

@@ -53,6 +53,9 @@ struct config_sender {
 	uint64_t max_read_bytes_per_s;
 	char metrics_addr[CONFIG_ADDR_MAX];
 	uint64_t block_bytes;
+	char track[8]; /* auto, bpf or off; empty: auto */
+	uint64_t full_scan_interval_ms;
+	char track_pin_dir[CONFIG_PATH_MAX];
 };
 
 struct config_volume {

@@ -60,6 +60,7 @@ _Static_assert(MAP_DISK_VOLUME_ID_BYTES == PROTO_VOLUME_ID_BYTES,
 
 struct send_ctx {
 	struct conn *conn;
+	struct tracking *tracking;
 	struct sender_result *res;
 	uint64_t epoch;
 	uint64_t resume_block;
@@ -146,6 +147,7 @@ static int sink_batch(const struct scan_batch *b, void *ctx)
 {
 	struct send_ctx *s = ctx;
 
+	tracking_note_changed(s->tracking, b->first_block, b->block_count);
 	if (b->first_block + b->block_count <= s->resume_block)
 		return 0;
 	if (b->first_block < s->resume_block)
@@ -672,6 +674,61 @@ static void choose_epoch(struct map *m, const struct proto_welcome *w, uint64_t 
 	res->resume_block = choice.resume_block;
 }
 
+/* The volume's write tracker (or why there is none) and its record. */
+static int open_tracking(const struct sender_config *cfg, const struct kfio_dev *dev,
+			 struct tracking *tr, struct sender_result *res)
+{
+	char err[400] = "";
+	int rc = tracking_open(tr, &cfg->tracking, dev, cfg->volume, cfg->state_dir, err,
+			       sizeof(err));
+
+	if (rc) {
+		set_msg(res, "volume %s (%s): %s", cfg->volume, cfg->device, err);
+		return rc;
+	}
+	res->tracking = tr->track != NULL;
+	snprintf(res->tracking_off, sizeof(res->tracking_off), "%s", tr->off_reason);
+	return 0;
+}
+
+/* Full or tracked: harvested just before the reads start. */
+static int plan_scan(const struct sender_config *cfg, struct tracking *tr, const struct map *m,
+		     struct sender_result *res)
+{
+	char err[400] = "";
+	int rc = tracking_plan(tr, m, res->initial_sync, err, sizeof(err));
+
+	if (rc) {
+		set_msg(res, "volume %s: write tracker: %s", cfg->volume, err);
+		return rc;
+	}
+	res->scan = tr->scan;
+	res->full_scan_reason = tr->full_reason;
+	snprintf(res->scan_reason, sizeof(res->scan_reason), "%s", tr->reason);
+	res->tracked_bytes = tr->tracked_bytes;
+	return 0;
+}
+
+/* After the map advanced: the tracker's record and its pending bits. */
+static void confirm_tracking(const struct sender_config *cfg, struct tracking *tr, uint64_t epoch,
+			     struct sender_result *res)
+{
+	char err[400] = "";
+
+	if (tracking_confirmed(tr, epoch, err, sizeof(err)))
+		snprintf(
+			res->warning, sizeof(res->warning),
+			"volume %s: epoch %" PRIu64
+			" is confirmed, but the write tracker could not record it (%s): the next epoch may scan everything",
+			cfg->volume, epoch, err);
+	if (res->tracker_missed_blocks && !res->warning[0])
+		snprintf(
+			res->warning, sizeof(res->warning),
+			"volume %s: the full scan found %" PRIu64
+			" changed blocks the write tracker did not mark (written behind the block layer's back?); they were sent",
+			cfg->volume, res->tracker_missed_blocks);
+}
+
 /* capture_ms: when the live reads start (sent only to a peer that expects it). */
 static int send_epoch_begin(const struct sender_config *cfg, struct conn *c,
 			    const struct proto_welcome *w, struct proto_epoch_begin *eb,
@@ -690,10 +747,11 @@ static int send_epoch_begin(const struct sender_config *cfg, struct conn *c,
 
 /* The scan, streaming DATA and ZERO frames in block order as it goes. */
 static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
-			struct conn *c, const struct proto_epoch_begin *eb,
+			struct conn *c, const struct proto_epoch_begin *eb, struct tracking *tr,
 			struct sender_result *res)
 {
 	struct send_ctx s = { .conn = c,
+			      .tracking = tr,
 			      .res = res,
 			      .epoch = eb->epoch,
 			      .resume_block = eb->resume_block,
@@ -714,9 +772,11 @@ static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, s
 		goto free_s;
 	}
 	scfg.ordered = true;
+	scfg.only_pages = tracking_only_pages(tr);
+	scfg.page_bytes = KFIO_TRACK_PAGE_BYTES;
 	ep.cfg = cfg;
 	progress_init(&ep.prog, cfg->progress, res->initial_sync ? "sync" : "epoch", cfg->volume,
-		      dev->size_bytes);
+		      scfg.only_pages ? tr->tracked_bytes : dev->size_bytes);
 	scfg.progress = on_progress;
 	scfg.progress_ctx = &ep;
 	rc = scan_run(dev, m, &scfg, &sink, &st, err, sizeof(err));
@@ -727,6 +787,8 @@ static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, s
 	res->blocks_zero = st.blocks_zero;
 	res->scan_seconds = st.seconds;
 	res->throttled_seconds = st.throttled_seconds + paced_by_cap(cfg, c, st.seconds);
+	if (!rc)
+		res->tracker_missed_blocks = tracking_missed_blocks(tr);
 	if (rc) {
 		if (c->err[0])
 			explain_send_failure(c, res, cfg->volume, "streaming the epoch failed");
@@ -814,6 +876,8 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	struct map m;
 	struct proto_welcome w;
 	struct proto_epoch_begin eb;
+	struct tracking tr;
+	bool tracking_open = false;
 	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
 	uint64_t hello_root;
 	int rc;
@@ -830,6 +894,10 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	rc = open_source(cfg, &dev, &m, res);
 	if (rc)
 		goto out;
+	rc = open_tracking(cfg, &dev, &tr, res);
+	if (rc)
+		goto release;
+	tracking_open = true;
 	rc = connect_peer(cfg, &ctx, &c, res);
 	if (rc)
 		goto release;
@@ -840,19 +908,24 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	if (rc)
 		goto release;
 	choose_epoch(&m, &w, hello_root, &eb, res);
+	rc = plan_scan(cfg, &tr, &m, res);
+	if (rc)
+		goto release;
 	/* Live reads start now: the standby will hold the source as of this time
 	 * (a conservative point: blocks read later may be newer). */
 	capture_ms = clock_unix_ms();
 	rc = send_epoch_begin(cfg, &c, &w, &eb, capture_ms, res);
 	if (rc)
 		goto release;
-	rc = stream_epoch(cfg, &dev, &m, &c, &eb, res);
+	rc = stream_epoch(cfg, &dev, &m, &c, &eb, &tr, res);
 	if (rc)
 		goto release;
 	rc = end_epoch(cfg, &c, &m, eb.epoch, res);
 	if (rc)
 		goto release;
 	rc = commit_epoch(cfg, &m, eb.epoch, res);
+	if (!rc)
+		confirm_tracking(cfg, &tr, eb.epoch, res);
 release:
 	if (c.tls)
 		res->wire_bytes = conn_wire_bytes_sent(&c);
@@ -861,6 +934,8 @@ release:
 	conn_release(&c);
 	if (ctx)
 		tls_ctx_free(ctx);
+	if (tracking_open)
+		tracking_close(&tr);
 	map_release(&m);
 	kfio_dev_close(&dev);
 out:

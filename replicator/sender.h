@@ -17,6 +17,7 @@
 #include "progress.h"
 #include "proto.h"
 #include "scan.h"
+#include "tracking.h"
 
 #define SENDER_TIMEOUT_MS_DEFAULT 30000u
 
@@ -59,6 +60,7 @@ struct sender_config {
 	void *alive_ctx;
 	struct sender_abort *abort; /* may be NULL */
 	struct scan_config scan;
+	struct tracking_config tracking;
 };
 
 enum sender_outcome {
@@ -80,6 +82,15 @@ struct sender_result {
 	uint64_t size_bytes; /* of the source device; 0 when it did not open */
 	uint64_t blocks_scanned;
 	uint64_t read_bytes; /* read from the source device by the scan */
+	/* What the epoch read: every block, or the tracker's marks (and why). */
+	enum tracking_scan scan;
+	enum tracking_full_reason full_scan_reason;
+	char scan_reason[400];
+	bool tracking;			/* a write tracker was in use */
+	char tracking_off[320];		/* when not: why */
+	uint64_t tracked_bytes;		/* marked by the tracker at this epoch's harvest */
+	uint64_t tracker_missed_blocks; /* a checking full scan found these unmarked */
+	char warning[400];		/* the epoch succeeded, but this needs attention */
 	uint64_t blocks_changed;
 	uint64_t blocks_zero;
 	uint64_t blocks_sent;	/* data + zero blocks on the wire */

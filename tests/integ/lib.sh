@@ -11,6 +11,11 @@ need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root (loop devices)"; }
 : "${TEST_TOOL:?run through tests/run.sh or set TEST_TOOL}"
 
 TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/pvrepl-test-$$-XXXXXX")
+# Every test pins its write trackers under a root of its own, removed at the end
+# (senders read PVREPL_TRACK_PIN_DIR), so no BPF program outlives a test. In
+# `ip netns exec`, /sys is a fresh sysfs: the sender mounts a private bpffs there,
+# which dies with the namespace.
+export PVREPL_TRACK_PIN_DIR="/sys/fs/bpf/pvrepl-test-$$"
 LOOPS=()
 PIDS=()
 NETNS=()
@@ -32,6 +37,7 @@ cleanup_common() {
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || true; done
 	for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
 	for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
+	rm -rf "$PVREPL_TRACK_PIN_DIR"
 	rm -rf "$TMP"
 }
 
