@@ -11,6 +11,8 @@
  *   <root>/<name>/stats            the program's counters (mmapped, read-only use)
  *   <root>/<name>/link_complete    the block_rq_complete attachment
  *   <root>/<name>/link_issue       the block_rq_issue attachment (passthrough)
+ *   <root>/<name>/prog_complete    the programs themselves: opening a pin needs no
+ *   <root>/<name>/prog_issue       CAP_SYS_ADMIN, unlike a lookup by program id
  *
  * A new tracker is built under "<name>@new" (bpffs refuses names with a dot) and renamed into place, so a reader
  * finds a whole tracker or none; a crash part-way leaves a "@new" that the next
@@ -42,6 +44,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/random.h>
@@ -57,9 +61,9 @@
 #include "track_types.h"
 
 #define TRACK_META_MAGIC   0x314b434152545650ull /* "PVTRACK1" */
-#define TRACK_META_VERSION 1u
+#define TRACK_META_VERSION 2u
 #define TRACK_BPFFS	   "/sys/fs/bpf"
-#define TRACK_PINS	   6
+#define TRACK_PINS	   8
 
 _Static_assert(KFIO_TRACK_PAGE_BYTES == 1u << TRACK_PAGE_SHIFT, "one page size on both sides");
 _Static_assert(KFIO_TRACK_VOLUME_BYTES_MAX ==
@@ -67,7 +71,8 @@ _Static_assert(KFIO_TRACK_VOLUME_BYTES_MAX ==
 	       "a whole-volume request fits one bpf_loop");
 
 static const char *const pin_names[TRACK_PINS] = {
-	"meta", "live", "pending", "stats", "link_complete", "link_issue",
+	"meta",		 "live",       "pending",	"stats",
+	"link_complete", "link_issue", "prog_complete", "prog_issue",
 };
 
 /* The value of the pinned meta map; written only by user space. */
@@ -84,8 +89,9 @@ struct track_meta {
 	uint64_t created_unix;
 	uint64_t seen_misses, seen_passthrough, seen_overflows;
 	uint64_t settled_tag; /* the caller's tag of the last settle */
+	uint64_t diskseq;     /* BLKGETDISKSEQ: new at every attach of a loop device */
 };
-_Static_assert(sizeof(struct track_meta) == 112, "meta layout is pinned across versions");
+_Static_assert(sizeof(struct track_meta) == 120, "meta layout is pinned across versions");
 
 struct kfio_track {
 	char dir[KFIO_PATH_MAX];
@@ -109,6 +115,7 @@ struct track_geom {
 	uint64_t first_sector, nr_sectors;
 	uint64_t size_bytes;
 	uint64_t pages;
+	uint64_t diskseq; /* 0 where the kernel has none */
 };
 
 /* libbpf's warnings, kept for the error sentence instead of printed (a library
@@ -171,6 +178,10 @@ static int track_geometry(const struct kfio_dev *dev, struct track_geom *g, char
 	}
 	g->vol_major = major(st.st_rdev);
 	g->vol_minor = minor(st.st_rdev);
+	/* The same dev_t and size can be another disk: a loop device detached and
+	 * attached to another file. The disk sequence number tells them apart. */
+	if (ioctl(dev->fd, BLKGETDISKSEQ, &g->diskseq))
+		g->diskseq = 0;
 	g->size_bytes = dev->size_bytes;
 	g->nr_sectors = dev->size_bytes >> TRACK_SECTOR_SHIFT;
 	g->pages = (dev->size_bytes + KFIO_TRACK_PAGE_BYTES - 1) / KFIO_TRACK_PAGE_BYTES;
@@ -344,23 +355,19 @@ static int write_meta(struct kfio_track *t, char *err, size_t err_len)
 	return 0;
 }
 
-/* The program behind a pinned link, checked still attached; -ENOLINK if not. */
-static int link_prog(int link_fd, int *prog_fd)
+/* True when the pinned link is still attached, to the pinned program. */
+static bool link_holds(int link_fd, int prog_fd)
 {
 	struct bpf_link_info li;
-	__u32 len = sizeof(li);
-	int fd;
+	struct bpf_prog_info pi;
+	__u32 len = sizeof(li), plen = sizeof(pi);
 
 	memset(&li, 0, sizeof(li));
-	if (bpf_obj_get_info_by_fd(link_fd, &li, &len))
-		return -errno;
-	if (!li.prog_id)
-		return -ENOLINK;
-	fd = bpf_prog_get_fd_by_id(li.prog_id);
-	if (fd < 0)
-		return -errno;
-	*prog_fd = fd;
-	return 0;
+	memset(&pi, 0, sizeof(pi));
+	if (bpf_obj_get_info_by_fd(link_fd, &li, &len) ||
+	    bpf_obj_get_info_by_fd(prog_fd, &pi, &plen))
+		return false;
+	return li.prog_id && li.prog_id == pi.id;
 }
 
 static int map_mmap(int fd, size_t bytes, int prot, void **out)
@@ -380,8 +387,8 @@ static int map_mmap(int fd, size_t bytes, int prot, void **out)
 static int pickup(struct kfio_track *t, const struct track_geom *g, char *why, size_t why_len)
 {
 	char p[KFIO_PATH_MAX + 32];
-	int *fds[TRACK_PINS] = { &t->meta_fd,  &t->live_fd,    &t->pending_fd,
-				 &t->stats_fd, &t->link_fd[0], &t->link_fd[1] };
+	int *fds[TRACK_PINS] = { &t->meta_fd,	 &t->live_fd,	 &t->pending_fd, &t->stats_fd,
+				 &t->link_fd[0], &t->link_fd[1], &t->prog_fd[0], &t->prog_fd[1] };
 	unsigned key = 0;
 	int rc;
 
@@ -422,24 +429,21 @@ static int pickup(struct kfio_track *t, const struct track_geom *g, char *why, s
 	if (t->meta.vol_major != g->vol_major || t->meta.vol_minor != g->vol_minor ||
 	    t->meta.disk_major != g->disk_major || t->meta.disk_minor != g->disk_minor ||
 	    t->meta.first_sector != g->first_sector || t->meta.nr_sectors != g->nr_sectors ||
-	    t->meta.size_bytes != g->size_bytes || t->meta.pages != g->pages) {
+	    t->meta.size_bytes != g->size_bytes || t->meta.pages != g->pages ||
+	    t->meta.diskseq != g->diskseq) {
 		kfio_fmt(why, why_len,
 			 "the tracker pinned at %s was for device %u:%u (%" PRIu64
-			 " bytes at sector %" PRIu64 " of %u:%u), now it is %u:%u (%" PRIu64
-			 " bytes at sector %" PRIu64 " of %u:%u)",
+			 " bytes at sector %" PRIu64 " of %u:%u, disk sequence %" PRIu64
+			 "), now it is %u:%u (%" PRIu64 " bytes at sector %" PRIu64
+			 " of %u:%u, disk sequence %" PRIu64 ")",
 			 t->dir, t->meta.vol_major, t->meta.vol_minor, t->meta.size_bytes,
-			 t->meta.first_sector, t->meta.disk_major, t->meta.disk_minor, g->vol_major,
-			 g->vol_minor, g->size_bytes, g->first_sector, g->disk_major,
-			 g->disk_minor);
+			 t->meta.first_sector, t->meta.disk_major, t->meta.disk_minor,
+			 t->meta.diskseq, g->vol_major, g->vol_minor, g->size_bytes,
+			 g->first_sector, g->disk_major, g->disk_minor, g->diskseq);
 		return -ESTALE;
 	}
 	for (unsigned i = 0; i < 2; i++) {
-		rc = link_prog(t->link_fd[i], &t->prog_fd[i]);
-		if (rc == -EPERM || rc == -EACCES) {
-			kfio_fmt(why, why_len, "cannot inspect the tracker pinned at %s", t->dir);
-			return rc;
-		}
-		if (rc) {
+		if (!link_holds(t->link_fd[i], t->prog_fd[i])) {
 			kfio_fmt(why, why_len,
 				 "the tracker pinned at %s is no longer attached (%s)", t->dir,
 				 pin_names[4 + i]);
@@ -548,6 +552,7 @@ static int create(struct kfio_track *t, const struct track_geom *g, char *err, s
 	meta.nr_sectors = g->nr_sectors;
 	meta.size_bytes = g->size_bytes;
 	meta.pages = g->pages;
+	meta.diskseq = g->diskseq;
 	meta.created_unix = (uint64_t)time(NULL);
 	if (getrandom(&meta.instance_id, sizeof(meta.instance_id), 0) != sizeof(meta.instance_id)) {
 		rc = -EIO;
@@ -586,6 +591,12 @@ static int create(struct kfio_track *t, const struct track_geom *g, char *err, s
 		rc = pin_into(bpf_link__fd(links[0]), tmp, "link_complete", err, err_len);
 	if (!rc)
 		rc = pin_into(bpf_link__fd(links[1]), tmp, "link_issue", err, err_len);
+	if (!rc)
+		rc = pin_into(bpf_program__fd(skel->progs.track_complete), tmp, "prog_complete",
+			      err, err_len);
+	if (!rc)
+		rc = pin_into(bpf_program__fd(skel->progs.track_issue), tmp, "prog_issue", err,
+			      err_len);
 	if (!rc)
 		rc = pin_into(meta_fd, tmp, "meta", err, err_len);
 	if (!rc && rename(tmp, t->dir)) {
@@ -675,8 +686,16 @@ int kfio_track_open(struct kfio_track **out, const struct kfio_dev *dev, const c
 		rc = remove_dir(t->dir, err, err_len);
 		if (!rc)
 			rc = create(t, &g, err, err_len);
-		if (!rc)
+		if (!rc) {
 			rc = pickup(t, &g, err, err_len);
+			if (rc) {
+				/* Made but unusable: nothing of it may stay attached. */
+				char ignored[64];
+
+				track_close_fds(t);
+				remove_dir(t->dir, ignored, sizeof(ignored));
+			}
+		}
 		if (rc) {
 			track_close_fds(t);
 			free(t);
@@ -769,13 +788,17 @@ int kfio_track_harvest(struct kfio_track *t, struct kfio_track_harvest *h, char 
 	if (st.overflows != t->meta.seen_overflows)
 		loss |= KFIO_TRACK_LOSS_OVERFLOW;
 	for (uint64_t i = 0; i < t->words; i++) {
-		/* A relaxed look first: most words are zero, and an exchange of a
-		 * zero word would dirty every cache line of the bitmap. */
-		if (__atomic_load_n(&t->live[i], __ATOMIC_RELAXED)) {
-			uint64_t w = __atomic_exchange_n(&t->live[i], 0, __ATOMIC_ACQ_REL);
+		/* A relaxed look first: most words are zero, and a write to a zero
+		 * word would dirty every cache line of the bitmap. The bits go into
+		 * pending before they leave live, so a process killed between the
+		 * two steps leaves them in both, never in neither; only the bits
+		 * seen are cleared, so one marked meanwhile stays live. */
+		uint64_t w = __atomic_load_n(&t->live[i], __ATOMIC_ACQUIRE);
 
+		if (w) {
+			__atomic_store_n(&t->pending[i], t->pending[i] | w, __ATOMIC_RELEASE);
+			__atomic_fetch_and(&t->live[i], ~w, __ATOMIC_ACQ_REL);
 			moved += (uint64_t)__builtin_popcountll(w);
-			t->pending[i] |= w;
 		}
 		pend += (uint64_t)__builtin_popcountll(t->pending[i]);
 	}

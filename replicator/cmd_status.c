@@ -5,7 +5,8 @@
  * it works while they run). DIR may be a sender's state directory, a receiver's
  * (one subdirectory per volume) or one receiver volume's directory.
  * --check exits 0 when every volume is replicating within its RPO, 1 when one is
- * degraded (initial sync, disconnected, paused, lag over the RPO), 2 when one is
+ * degraded (initial sync, disconnected, paused, lag over the RPO, writes the
+ * tracker missed found by the last full scan), 2 when one is
  * critical (error, split brain) or no volume is found.
  */
 #include <dirent.h>
@@ -74,6 +75,12 @@ static enum check_level level_of(const struct status_record *s, int64_t now, con
 	}
 	if (s->rpo_target_seconds > 0 && lag > s->rpo_target_seconds) {
 		*why = "RPOExceeded";
+		return CHECK_DEGRADED;
+	}
+	/* The standby was wrong until that full scan repaired it: a writer the
+	 * tracker cannot see is at work, and tracked epochs will miss it again. */
+	if (s->tracker_missed_blocks) {
+		*why = "TrackerMissedWrites";
 		return CHECK_DEGRADED;
 	}
 	*why = "Replicating";
@@ -181,6 +188,14 @@ static void print_table(const struct status_record *recs, unsigned n, int64_t no
 		       oos, s->peer[0] ? s->peer : "-");
 		if (s->last_error[0] && s->state != STATUS_REPLICATING)
 			printf("  last error: %s\n", s->last_error);
+		if (s->tracking == STATUS_TRACKING_OFF)
+			printf("  write tracking off: %s\n", s->scan_note);
+		else if (s->tracking == STATUS_TRACKING_BPF && !s->last_scan_tracked)
+			printf("  last epoch was a full scan: %s\n", s->scan_note);
+		if (s->tracker_missed_blocks)
+			printf("  the last full scan found %" PRIu64
+			       " changed blocks the write tracker missed\n",
+			       s->tracker_missed_blocks);
 	}
 }
 
@@ -220,6 +235,15 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 		out_u64(v, "outOfSyncBytes", "Out of sync", s->out_of_sync_bytes, OUT_UNIT_BYTES);
 		out_str(v, "peer", "Peer", s->peer[0] ? s->peer : NULL);
 		out_str(v, "lastError", "Last error", s->last_error[0] ? s->last_error : NULL);
+		if (s->tracking != STATUS_TRACKING_UNKNOWN) {
+			out_str(v, "writeTracking", "Write tracking",
+				s->tracking == STATUS_TRACKING_BPF ? "bpf" : "off");
+			out_str(v, "lastScan", "Last scan",
+				s->last_scan_tracked ? "tracked" : "full");
+			out_str(v, "lastScanReason", "Why", s->scan_note[0] ? s->scan_note : NULL);
+			out_u64(v, "trackerMissedBlocks", "Blocks the tracker missed",
+				s->tracker_missed_blocks, OUT_UNIT_NONE);
+		}
 		snprintf(msg, sizeof(msg), "%s: %s", status_state_name(s->state),
 			 s->last_error[0] && lvl != CHECK_OK ? s->last_error : "ok");
 		condition(v, "Ready", lvl == CHECK_OK, why, msg, s->state_since_unix);

@@ -30,12 +30,12 @@
  * Worst-case sizes for the render buffer. One sample line: a name (< 64 bytes
  * with its suffix), three label values of METRICS_LABEL_MAX - 1 bytes that may
  * double when escaped, the label names and one extra label (< 96 bytes), a value
- * (<= 24 bytes). Samples per volume: 1 info + 8 states + 9 gauges + 7 counters +
- * 3 syncs + 8 errors + 1 throttled + 2 histograms of 11 buckets, sum and count =
- * 63. The HELP and TYPE lines of every family fit METRICS_HEADERS_BYTES_MAX.
+ * (<= 24 bytes). Samples per volume: 1 info + 8 states + 10 gauges + 9 counters +
+ * 3 syncs + 8 errors + 6 full scans + 1 throttled + 2 histograms of 11 buckets,
+ * sum and count = 72. The HELP and TYPE lines of every family fit METRICS_HEADERS_BYTES_MAX.
  */
 #define METRICS_LINE_BYTES_MAX	       (64 + 3 * 2 * (METRICS_LABEL_MAX - 1) + 96 + 32)
-#define METRICS_SAMPLES_PER_VOLUME_MAX 64
+#define METRICS_SAMPLES_PER_VOLUME_MAX 80
 #define METRICS_HEADERS_BYTES_MAX      16384
 #define METRICS_STATUS_BYTES_MAX       256
 #define METRICS_CONTENT_TYPE	       "text/plain; version=0.0.4; charset=utf-8"
@@ -74,6 +74,12 @@ static const char *const metrics_error_kind_names[METRICS_ERROR_KIND_COUNT] = {
 	[METRICS_ERROR_TLS] = "tls",	     [METRICS_ERROR_PROTOCOL] = "protocol",
 	[METRICS_ERROR_VERIFY] = "verify",   [METRICS_ERROR_JOURNAL] = "journal",
 	[METRICS_ERROR_CAPTURE] = "capture", [METRICS_ERROR_OTHER] = "other",
+};
+
+static const char *const metrics_full_scan_names[METRICS_FULL_SCAN_REASON_COUNT] = {
+	[METRICS_FULL_SCAN_OFF] = "off",	   [METRICS_FULL_SCAN_INITIAL] = "initial",
+	[METRICS_FULL_SCAN_NEW] = "new",	   [METRICS_FULL_SCAN_LOSS] = "loss",
+	[METRICS_FULL_SCAN_PERIODIC] = "periodic", [METRICS_FULL_SCAN_REQUESTED] = "requested",
 };
 
 enum metrics_field_kind {
@@ -121,8 +127,16 @@ static const struct metrics_field metrics_fields[] = {
 	METRICS_FIELD(received_bytes_total, METRICS_FIELD_COUNTER, "Bytes received from the peer."),
 	METRICS_FIELD(applied_bytes_total, METRICS_FIELD_COUNTER,
 		      "Bytes written to the standby device."),
-	METRICS_FIELD(device_read_bytes_total, METRICS_FIELD_COUNTER,
+	METRICS_FIELD(
+		write_tracking, METRICS_FIELD_GAUGE,
+		"1 when epochs read only what the eBPF write tracker marked, 0 when every epoch scans the whole device."),
+	METRICS_FIELD(source_read_bytes_total, METRICS_FIELD_COUNTER,
 		      "Bytes read from the source device."),
+	METRICS_FIELD(tracked_bytes_total, METRICS_FIELD_COUNTER,
+		      "Bytes the write tracker marked as written, harvested at epoch starts."),
+	METRICS_FIELD(
+		tracker_missed_blocks_total, METRICS_FIELD_COUNTER,
+		"Changed blocks a full scan found that the write tracker had not marked (must stay 0)."),
 	METRICS_FIELD(reconnects_total, METRICS_FIELD_COUNTER, "Connections re-established."),
 	METRICS_FIELD(
 		throttled_seconds_total, METRICS_FIELD_COUNTER_F64,
@@ -525,6 +539,16 @@ int metrics_render(const struct metrics *m, char *buf, size_t cap)
 			metrics_put_series(&b, "errors_total", "", &vs[i], "kind",
 					   metrics_error_kind_names[k]);
 			metrics_put_u64(&b, metrics_counter_get(&vs[i].errors_total[k]));
+		}
+	}
+
+	metrics_put_family(&b, "full_scans_total", "counter",
+			   "Epochs that read the whole source device, by reason.");
+	for (uint32_t i = 0; i < n; i++) {
+		for (unsigned k = 0; k < METRICS_FULL_SCAN_REASON_COUNT; k++) {
+			metrics_put_series(&b, "full_scans_total", "", &vs[i], "reason",
+					   metrics_full_scan_names[k]);
+			metrics_put_u64(&b, metrics_counter_get(&vs[i].full_scans_total[k]));
 		}
 	}
 

@@ -86,6 +86,17 @@ enum metrics_error_kind {
 	METRICS_ERROR_KIND_COUNT,
 };
 
+/* full_scans_total{reason}: why an epoch read the whole source device. */
+enum metrics_full_scan_reason {
+	METRICS_FULL_SCAN_OFF = 0,   /* no write tracker (off, or unavailable) */
+	METRICS_FULL_SCAN_INITIAL,   /* an initial or resumed sync */
+	METRICS_FULL_SCAN_NEW,	     /* a new tracker instance or state directory */
+	METRICS_FULL_SCAN_LOSS,	     /* the tracker may have missed writes */
+	METRICS_FULL_SCAN_PERIODIC,  /* the safety net */
+	METRICS_FULL_SCAN_REQUESTED, /* send --full-scan */
+	METRICS_FULL_SCAN_REASON_COUNT,
+};
+
 /* A monotonically increasing count; bump with metrics_add(). */
 struct metrics_counter {
 	uint64_t value;
@@ -131,16 +142,20 @@ struct metrics_volume {
 	struct metrics_gauge out_of_sync_bytes;
 	struct metrics_gauge initial_sync_progress_ratio;
 	struct metrics_gauge tls_certificate_expiry_timestamp_seconds;
+	struct metrics_gauge write_tracking; /* 1: epochs read what the tracker marked */
 
 	struct metrics_counter changed_blocks_total;
 	struct metrics_counter payload_bytes_total;
 	struct metrics_counter sent_bytes_total;
 	struct metrics_counter received_bytes_total;
 	struct metrics_counter applied_bytes_total;
-	struct metrics_counter device_read_bytes_total;
+	struct metrics_counter source_read_bytes_total;
+	struct metrics_counter tracked_bytes_total;
+	struct metrics_counter tracker_missed_blocks_total;
 	struct metrics_counter reconnects_total;
 	struct metrics_counter syncs_total[METRICS_SYNC_RESULT_COUNT];
 	struct metrics_counter errors_total[METRICS_ERROR_KIND_COUNT];
+	struct metrics_counter full_scans_total[METRICS_FULL_SCAN_REASON_COUNT];
 	struct metrics_counter_f64 throttled_seconds_total;
 
 	struct metrics_histogram scan_duration_seconds;

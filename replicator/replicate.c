@@ -185,6 +185,26 @@ static enum metrics_state epoch_state(const struct sender_result *r)
 	return METRICS_STATE_ERROR;
 }
 
+static enum metrics_full_scan_reason full_scan_reason(enum tracking_full_reason r)
+{
+	switch (r) {
+	case TRACKING_FULL_INITIAL:
+		return METRICS_FULL_SCAN_INITIAL;
+	case TRACKING_FULL_NEW:
+		return METRICS_FULL_SCAN_NEW;
+	case TRACKING_FULL_LOSS:
+		return METRICS_FULL_SCAN_LOSS;
+	case TRACKING_FULL_PERIODIC:
+		return METRICS_FULL_SCAN_PERIODIC;
+	case TRACKING_FULL_REQUESTED:
+		return METRICS_FULL_SCAN_REQUESTED;
+	case TRACKING_FULL_OFF:
+	case TRACKING_FULL_NONE:
+		break;
+	}
+	return METRICS_FULL_SCAN_OFF;
+}
+
 static void tls_expiry_update(struct metrics_volume *mv, const char *tls_dir)
 {
 	int64_t not_after;
@@ -205,7 +225,12 @@ static void epoch_metrics(struct metrics_volume *mv, const struct replicate_opts
 	metrics_add(&mv->changed_blocks_total, r->blocks_changed);
 	metrics_add(&mv->payload_bytes_total, r->payload_bytes);
 	metrics_add(&mv->sent_bytes_total, r->wire_bytes);
-	metrics_add(&mv->device_read_bytes_total, r->read_bytes);
+	metrics_add(&mv->source_read_bytes_total, r->read_bytes);
+	metrics_add(&mv->tracked_bytes_total, r->tracked_bytes);
+	metrics_add(&mv->tracker_missed_blocks_total, r->tracker_missed_blocks);
+	metrics_set(&mv->write_tracking, r->tracking ? 1 : 0);
+	if (r->scan == TRACKING_SCAN_FULL && r->full_scan_reason != TRACKING_FULL_NONE)
+		metrics_add(&mv->full_scans_total[full_scan_reason(r->full_scan_reason)], 1);
 	metrics_add_f64(&mv->throttled_seconds_total, r->throttled_seconds);
 	metrics_observe(&mv->scan_duration_seconds, r->scan_seconds);
 	metrics_set(&mv->replication_lag_seconds, lag_s);
@@ -237,6 +262,7 @@ struct job_strings {
 	char peer[CONFIG_ADDR_MAX];
 	char tls_dir[CONFIG_PATH_MAX];
 	char server_name[CONFIG_ADDR_MAX];
+	char track_pin_dir[CONFIG_PATH_MAX];
 };
 
 /*
@@ -280,6 +306,7 @@ static void opts_point(struct replicate_opts *o, struct job_strings *s)
 	o->cfg.peer = o->cfg.peer ? s->peer : NULL;
 	o->cfg.tls_dir = o->cfg.tls_dir ? s->tls_dir : NULL;
 	o->cfg.server_name = o->cfg.server_name ? s->server_name : NULL;
+	o->cfg.tracking.pin_root = o->cfg.tracking.pin_root ? s->track_pin_dir : NULL;
 }
 
 /* Copies o's strings into s and points o at them. */
@@ -296,6 +323,9 @@ static void opts_own(struct replicate_opts *o, struct job_strings *s)
 	COPY(peer);
 	COPY(tls_dir);
 	COPY(server_name);
+	if (o->cfg.tracking.pin_root && o->cfg.tracking.pin_root != s->track_pin_dir)
+		snprintf(s->track_pin_dir, sizeof(s->track_pin_dir), "%s",
+			 o->cfg.tracking.pin_root);
 #undef COPY
 	opts_point(o, s);
 }
@@ -371,7 +401,27 @@ struct job_loop {
 	uint64_t backoff_ms; /* the wait after the next failure */
 	double last_ok;	     /* cli_now_s() at the start of the last good epoch; 0: none */
 	bool retry;	     /* the last epoch failed: the next one is a reconnect */
+	bool said_untracked; /* the reason for running without a tracker was logged */
 };
+
+/* What an epoch read and why, in the log: tracking off once, full scans each. */
+static void job_log_scan(struct job *j, struct job_loop *loop, const struct sender_result *r)
+{
+	if (r->outcome != SENDER_OK)
+		return;
+	if (!r->tracking && !loop->said_untracked) {
+		log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r->epoch,
+			"%s: every epoch reads the whole device", r->tracking_off);
+		loop->said_untracked = true;
+	} else if (r->tracking) {
+		loop->said_untracked = false;
+	}
+	if (r->scan == TRACKING_SCAN_FULL && r->tracking)
+		log_msg(LOG_INFO, j->o.cfg.volume, j->o.cfg.peer, r->epoch, "full scan: %s",
+			r->scan_reason);
+	if (r->warning[0])
+		log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r->epoch, "%s", r->warning);
+}
 
 /* How one turn of a job's loop ended. */
 enum job_turn {
@@ -466,6 +516,7 @@ static enum job_turn job_take_turn(struct job *j, struct job_loop *loop)
 		metrics_heartbeat(j->m);
 	}
 	loop->retry = r.outcome != SENDER_OK;
+	job_log_scan(j, loop, &r);
 	pthread_mutex_lock(&print_lock);
 	j->ops->print(&r, &j->o, lag);
 	pthread_mutex_unlock(&print_lock);

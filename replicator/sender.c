@@ -588,6 +588,15 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 	now = u.now_unix;
 	snprintf(s.peer, sizeof(s.peer), "%s", cfg->peer);
 	s.rpo_target_seconds = cfg->rpo_target_seconds;
+	if (res->outcome == SENDER_OK) {
+		s.tracking = res->tracking ? STATUS_TRACKING_BPF : STATUS_TRACKING_OFF;
+		s.last_scan_tracked = res->scan == TRACKING_SCAN_TRACKED;
+		s.tracker_missed_blocks = res->tracker_missed_blocks;
+		snprintf(s.scan_note, sizeof(s.scan_note), "%.*s", (int)sizeof(s.scan_note) - 1,
+			 !res->tracking			   ? res->tracking_off
+			 : res->scan == TRACKING_SCAN_FULL ? res->scan_reason
+							   : "");
+	}
 	s.last_attempt_unix = now;
 	if (res->outcome == SENDER_OK) {
 		s.state = STATUS_REPLICATING;

@@ -43,6 +43,23 @@ struct status_disk {
 };
 _Static_assert(sizeof(struct status_disk) == 552, "status record size");
 
+/*
+ * Appended after the record, with its own magic and checksum: a reader that
+ * predates it reads the 552 bytes and ignores the rest, and a record without it
+ * (from an older writer) still loads, with tracking unknown.
+ */
+#define STATUS_EXT_MAGIC 0x58545650u /* "PVTX" */
+struct status_ext {
+	uint32_t magic;
+	uint8_t tracking;
+	uint8_t last_scan_tracked;
+	uint16_t reserved;
+	uint64_t tracker_missed_blocks;
+	char scan_note[200];
+	uint64_t checksum; /* xxh3 of the bytes before it */
+};
+_Static_assert(sizeof(struct status_ext) == 224, "status extension size");
+
 const char *status_state_name(enum status_state st)
 {
 	static const char *const names[STATUS_STATE_COUNT] = {
@@ -68,11 +85,23 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 		.flags = REPLACE_NOSYNC,
 		.step = "status",
 	};
+	struct {
+		struct status_disk d;
+		struct status_ext x;
+	} rec;
 	struct status_disk d;
+	struct status_ext x;
 
 	ASSERT(s != NULL);
 	ASSERT(dir != NULL);
 
+	memset(&x, 0, sizeof(x));
+	x.magic = htole32(STATUS_EXT_MAGIC);
+	x.tracking = (uint8_t)s->tracking;
+	x.last_scan_tracked = s->last_scan_tracked;
+	x.tracker_missed_blocks = htole64(s->tracker_missed_blocks);
+	snprintf(x.scan_note, sizeof(x.scan_note), "%s", s->scan_note);
+	x.checksum = htole64(delta_hash(&x, offsetof(struct status_ext, checksum)));
 	memset(&d, 0, sizeof(d));
 	d.magic = htole64(STATUS_MAGIC);
 	d.version = htole32(STATUS_VERSION);
@@ -95,8 +124,11 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 	snprintf(d.last_error, sizeof(d.last_error), "%s", s->last_error);
 	d.checksum = htole64(delta_hash(&d, offsetof(struct status_disk, checksum)));
 
+	_Static_assert(sizeof(rec) == sizeof(d) + sizeof(x), "no padding between the parts");
+	rec.d = d;
+	rec.x = x;
 	/* Reporting only: rename-atomic for readers, deliberately not fsynced. */
-	return replace_file(&spec, &d, sizeof(d), NULL, 0);
+	return replace_file(&spec, &rec, sizeof(rec), NULL, 0);
 }
 
 void status_update_begin(struct status_update *u, struct status_record *s, const char *dir,
@@ -128,8 +160,9 @@ int status_update_store_nosync(const struct status_update *u, struct status_reco
 int status_load(struct status_record *s, const char *dir)
 {
 	struct status_disk d;
+	struct status_ext x;
 	char path[4200];
-	ssize_t n;
+	ssize_t n, nx;
 	int fd;
 
 	memset(s, 0, sizeof(*s));
@@ -138,6 +171,7 @@ int status_load(struct status_record *s, const char *dir)
 	if (fd < 0)
 		return -errno;
 	n = pread(fd, &d, sizeof(d), 0);
+	nx = pread(fd, &x, sizeof(x), sizeof(d));
 	close(fd);
 	if (n != (ssize_t)sizeof(d) || le64toh(d.magic) != STATUS_MAGIC ||
 	    le32toh(d.version) != STATUS_VERSION ||
@@ -165,5 +199,14 @@ int status_load(struct status_record *s, const char *dir)
 	memcpy(s->volume, d.volume, sizeof(s->volume));
 	memcpy(s->peer, d.peer, sizeof(s->peer));
 	memcpy(s->last_error, d.last_error, sizeof(s->last_error));
+	if (nx == (ssize_t)sizeof(x) && le32toh(x.magic) == STATUS_EXT_MAGIC &&
+	    le64toh(x.checksum) == delta_hash(&x, offsetof(struct status_ext, checksum)) &&
+	    x.tracking <= STATUS_TRACKING_BPF) {
+		s->tracking = x.tracking;
+		s->last_scan_tracked = x.last_scan_tracked != 0;
+		s->tracker_missed_blocks = le64toh(x.tracker_missed_blocks);
+		x.scan_note[sizeof(x.scan_note) - 1] = '\0';
+		memcpy(s->scan_note, x.scan_note, sizeof(s->scan_note));
+	}
 	return 0;
 }

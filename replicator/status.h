@@ -33,6 +33,12 @@ enum status_state {
 	STATUS_STATE_COUNT = 6,
 };
 
+enum status_tracking {
+	STATUS_TRACKING_UNKNOWN = 0, /* secondary, or a record from before tracking */
+	STATUS_TRACKING_OFF = 1,     /* every epoch reads the whole device */
+	STATUS_TRACKING_BPF = 2,     /* the eBPF write tracker */
+};
+
 struct status_record {
 	enum status_role role;
 	enum status_state state;
@@ -51,6 +57,11 @@ struct status_record {
 	char volume[64];
 	char peer[128];
 	char last_error[256];
+	/* primary: what the last epoch read (the record's extension) */
+	enum status_tracking tracking;
+	bool last_scan_tracked;		/* read only what the tracker marked */
+	uint64_t tracker_missed_blocks; /* found by the last checking full scan */
+	char scan_note[200];		/* why a full scan, or why no tracker */
 };
 
 /* Writes DIR/status: rename-atomic for readers, deliberately not fsynced (it

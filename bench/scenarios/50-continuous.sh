@@ -22,7 +22,7 @@
 #             lag   now - pvrepl_consistent_point_timestamp_seconds{volume="vol"}
 #                   from the receiver's /metrics (the source-side capture time of
 #                   the committed epoch)
-#             cost  the sender's pvrepl_device_read_bytes_total, sent_bytes_total
+#             cost  the sender's pvrepl_source_read_bytes_total, sent_bytes_total
 #                   and syncs_total, /proc/PID/io read_bytes, and /proc/PID/stat
 #                   utime+stime of both daemons (deltas over the loaded window)
 #           fio stops; replicate runs until an epoch captured after fio's end is
@@ -192,7 +192,7 @@ def io_read(pid):
 
 RX = {"pvrepl_consistent_point_timestamp_seconds": {"volume": "vol", "role": "secondary"},
       "pvrepl_syncs_total": {"volume": "vol", "result": "success"}}
-TX = {"pvrepl_device_read_bytes_total": {"volume": "vol"},
+TX = {"pvrepl_source_read_bytes_total": {"volume": "vol"},
       "pvrepl_sent_bytes_total": {"volume": "vol"},
       "pvrepl_syncs_total": {"volume": "vol", "result": "success"}}
 cols = ("t", "consistent_point", "rx_syncs_ok", "tx_read_bytes", "tx_sent_bytes",
@@ -216,7 +216,7 @@ with open(out, "w") as f:
         row = [f"{(t0 + t1) / 2:.3f}",
                rx.get("pvrepl_consistent_point_timestamp_seconds", "-"),
                rx.get("pvrepl_syncs_total", "-"),
-               tx.get("pvrepl_device_read_bytes_total", "-"),
+               tx.get("pvrepl_source_read_bytes_total", "-"),
                tx.get("pvrepl_sent_bytes_total", "-"),
                tx.get("pvrepl_syncs_total", "-"), tx_io, tx_t, rx_t]
         f.write("\t".join(row) + "\n")
@@ -512,7 +512,7 @@ lines += [
     f"Lag percentiles pool every sample of the config's runs ({', '.join(str(summ[c]['samples']) for c in configs)} "
     "samples); the other columns are medians of the runs. Source read MB/s is the sender's "
     "/proc/PID/io read_bytes over the window (the /metrics counter "
-    "pvrepl_device_read_bytes_total, which moves once per epoch, gives "
+    "pvrepl_source_read_bytes_total, which moves once per epoch, gives "
     + ", ".join(f"{summ[c]['read_mbps_metric']:.0f}" for c in configs) +
     " MB/s); sent is pvrepl_sent_bytes_total (TLS included); sent / written compares it "
     "with the bytes fio wrote: every write costs its whole map block, and a block written "

@@ -36,6 +36,12 @@
  *   a partition is the range [first_sector, first_sector + nr_sectors) of its
  *   disk. Only the part of a request inside the range is marked.
  *
+ * - A discard request may hold several separate ranges (max_discard_segments >
+ *   1: NVMe, virtio-blk merge discards of distant ranges into one request, and
+ *   __sector + nr_bytes then describes none of them): for discards every bio's
+ *   own range is marked as well. Loop devices have one segment, so here this
+ *   only re-marks the request's range; marking more than was written is safe.
+ *
  * - Classify by operation code, not by the rwbs string (write-zeroes shows as
  *   'N' there): WRITE (with or without preflush/FUA: flush-with-data is a WRITE),
  *   DISCARD, SECURE_ERASE, WRITE_ZEROES and ZONE_APPEND change data. A
@@ -121,25 +127,14 @@ static __always_inline struct track_stats *stats_get(void)
 	return bpf_map_lookup_elem(&stats, &zero);
 }
 
-SEC("tp_btf/block_rq_complete")
-int BPF_PROG(track_complete, struct request *rq, int error, unsigned int nr_bytes)
+/* Marks the pages of sectors [s, s + n) inside the volume; false if too many. */
+static __always_inline int mark_range(unsigned long long s, unsigned long long n)
 {
-	unsigned int op = rq->cmd_flags & TRACK_REQ_OP_MASK;
-	unsigned long long s, e, end = first_sector + nr_sectors;
+	unsigned long long e = s + n, end = first_sector + nr_sectors, words;
 	struct mark_ctx m;
-	struct track_stats *st;
-	unsigned long long words;
 
-	if (op != TRACK_REQ_OP_WRITE && op != TRACK_REQ_OP_DISCARD &&
-	    op != TRACK_REQ_OP_SECURE_ERASE && op != TRACK_REQ_OP_WRITE_ZEROES &&
-	    op != TRACK_REQ_OP_ZONE_APPEND)
-		return 0;
-	if (!nr_bytes || !on_target(rq))
-		return 0;
-	s = rq->__sector;
-	e = s + ((nr_bytes + (1u << TRACK_SECTOR_SHIFT) - 1) >> TRACK_SECTOR_SHIFT);
-	if (e <= first_sector || s >= end)
-		return 0;
+	if (!n || e <= first_sector || s >= end)
+		return 1;
 	if (s < first_sector)
 		s = first_sector;
 	if (e > end)
@@ -148,15 +143,45 @@ int BPF_PROG(track_complete, struct request *rq, int error, unsigned int nr_byte
 	m.last_page = (e - 1 - first_sector) >> TRACK_PAGE_SECTORS_SHIFT;
 	m.first_word = m.first_page / 64;
 	words = m.last_page / 64 - m.first_word + 1;
-	st = stats_get();
-	if (words > TRACK_LOOP_WORDS_MAX) {
-		if (st)
-			__sync_fetch_and_add(&st->overflows, 1);
+	if (words > TRACK_LOOP_WORDS_MAX)
 		return 0;
-	}
 	bpf_loop((unsigned int)words, mark_word, &m, 0);
-	if (st)
-		__sync_fetch_and_add(&st->marks, 1);
+	return 1;
+}
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(track_complete, struct request *rq, int error, unsigned int nr_bytes)
+{
+	unsigned int op = rq->cmd_flags & TRACK_REQ_OP_MASK;
+	struct track_stats *st;
+	int ok;
+
+	if (op != TRACK_REQ_OP_WRITE && op != TRACK_REQ_OP_DISCARD &&
+	    op != TRACK_REQ_OP_SECURE_ERASE && op != TRACK_REQ_OP_WRITE_ZEROES &&
+	    op != TRACK_REQ_OP_ZONE_APPEND)
+		return 0;
+	if (!nr_bytes || !on_target(rq))
+		return 0;
+	ok = mark_range(rq->__sector,
+			(nr_bytes + (1u << TRACK_SECTOR_SHIFT) - 1) >> TRACK_SECTOR_SHIFT);
+	if (op == TRACK_REQ_OP_DISCARD || op == TRACK_REQ_OP_SECURE_ERASE) {
+		struct bio *bio = rq->bio;
+
+		for (int i = 0; i < TRACK_DISCARD_BIOS_MAX && bio; i++) {
+			ok &= mark_range(bio->bi_iter.bi_sector,
+					 bio->bi_iter.bi_size >> TRACK_SECTOR_SHIFT);
+			bio = bio->bi_next;
+		}
+		if (bio)
+			ok = 0;
+	}
+	st = stats_get();
+	if (st) {
+		if (ok)
+			__sync_fetch_and_add(&st->marks, 1);
+		else
+			__sync_fetch_and_add(&st->overflows, 1);
+	}
 	return 0;
 }
 

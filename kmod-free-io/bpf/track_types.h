@@ -21,6 +21,9 @@
  * can mark at most 2^23 * 64 pages (2 TiB). A larger one (a whole-device discard
  * of a bigger volume) is counted in `overflows`, which forces a full scan. */
 #define TRACK_LOOP_WORDS_MAX (1u << 23)
+/* A discard request may carry up to max_discard_segments separate ranges, one
+ * bio each (NVMe, virtio-blk); more bios than this count as an overflow. */
+#define TRACK_DISCARD_BIOS_MAX 128
 
 /* Request operations (include/linux/blk_types.h, enum req_op). Stable since 4.10
  * renumbered them; REQ_OP_MASK has been 0xff since 6.0 (8 bits before too). */
@@ -50,8 +53,19 @@ struct request_queue {
 	struct gendisk *disk;
 };
 
+struct bvec_iter {
+	unsigned long long bi_sector;
+	unsigned int bi_size;
+};
+
+struct bio {
+	struct bio *bi_next;
+	struct bvec_iter bi_iter;
+};
+
 struct request {
 	struct request_queue *q;
+	struct bio *bio;
 	unsigned int cmd_flags;
 	unsigned int __data_len;
 	unsigned long long __sector;

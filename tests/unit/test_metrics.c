@@ -397,7 +397,7 @@ static void test_render_parses(void **state)
 		"pvrepl_sent_bytes_total",
 		"pvrepl_received_bytes_total",
 		"pvrepl_applied_bytes_total",
-		"pvrepl_device_read_bytes_total",
+		"pvrepl_source_read_bytes_total",
 		"pvrepl_scan_duration_seconds",
 		"pvrepl_sync_duration_seconds",
 		"pvrepl_initial_sync_progress_ratio",
