@@ -13,7 +13,9 @@
  *                                          │ EPOCH_END (count, root of the scanned map)
  *                                          ▼ (end_epoch: pending_save first)
  *                 WAIT_ACK ─ EPOCH_ACK (epoch, root) ─► map_commit: the map advances
- *                                                       (commit_epoch)
+ *                                                       (commit_epoch), then the
+ *                                                       tracker's pending bits go
+ *                                                       (confirm_tracking)
  *
  * sender_run_epoch is that sequence; each step fills res->message on failure.
  *
