@@ -119,6 +119,7 @@ struct rx {
 	uint32_t next_buf;
 	uint32_t inflight;
 	uint64_t bytes_since_cursor;
+	bool zero_out_unsupported; /* the standby refused a zero-out: write zeros */
 };
 
 /*
@@ -301,12 +302,37 @@ static int sync_data(struct rx *x, const struct proto_data *d, uint32_t buf, con
 	return sync_write(x, buf, d->first_block, d->plaintext_bytes);
 }
 
-/* A zero run is written as zeros, a registered buffer at a time. */
+/*
+ * A zero run: zeroed by the device where it can (BLKZEROOUT, which loop turns
+ * into a hole or zero range of its file and NVMe into write-zeroes or a
+ * deallocate; fallocate on a file), else written as zeros, a registered buffer
+ * at a time. The zero-out is synchronous and covers blocks no write in flight
+ * touches (each block comes once per sync); the next sync_flush makes it
+ * durable with them. The power-loss simulator sees only its queue, so its
+ * backend always writes.
+ */
 static int sync_zero(struct rx *x, uint64_t first, uint32_t count)
 {
 	struct standby *v = x->v;
 	uint64_t end = first + count;
 
+	if (v->rcfg->backend == KFIO_BACKEND_URING && !x->zero_out_unsupported) {
+		uint64_t bytes = 0;
+		int rc;
+
+		for (uint64_t b = first; b < end; b++)
+			bytes += standby_block_len(v, b);
+		rc = kfio_dev_zero_out(&v->dev, first * v->map.block_bytes, bytes);
+		if (!rc) {
+			x->bytes_since_cursor += bytes;
+			return 0;
+		}
+		if (rc != -EOPNOTSUPP && rc != -EINVAL) {
+			standby_fail(v, "%s", v->dev.err_msg);
+			return sync_io_verdict(x);
+		}
+		x->zero_out_unsupported = true; /* write zeros from now on */
+	}
 	for (uint64_t b = first; b < end;) {
 		uint32_t n = PROTO_DATA_PLAINTEXT_MAX / v->map.block_bytes, buf = 0, bytes = 0;
 		int r;

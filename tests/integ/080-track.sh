@@ -79,7 +79,8 @@ expect scan full "initial sync"
 expect tracking bpf "initial sync"
 get full_scan_reason | grep -q "initial sync" || fail "the initial sync's reason: $(get full_scan_reason)"
 applied_and_equal "initial sync"
-[ -d "$PVREPL_TRACK_PIN_DIR" ] && [ "$(ls "$PVREPL_TRACK_PIN_DIR" | wc -l)" = 1 ] ||
+trackers() { find "$PVREPL_TRACK_PIN_DIR" -mindepth 1 -maxdepth 1 -type d 2>/dev/null; }
+[ "$(trackers | wc -l)" = 1 ] ||
 	fail "expected one tracker pinned under $PVREPL_TRACK_PIN_DIR"
 
 # 2. Nothing written: tracked, nothing read, nothing sent.
@@ -146,9 +147,11 @@ PIDS+=("$wpid")
 rep=$!
 PIDS+=("$rep")
 for ((i = 0; i < 100; i++)); do
-	[ "$(grep -c '"result": *"ok"' "$TMP/rep1.json" 2>/dev/null || true)" -ge 3 ] && break
+	oks=$( (grep -o '"result": *"ok"' "$TMP/rep1.json" 2>/dev/null || true) | wc -l)
+	[ "$oks" -ge 3 ] && break
 	sleep 0.1
 done
+[ "$oks" -ge 3 ] || fail "replicate did not run 3 epochs within 10 s"
 kill9 "$rep"
 pid_alive "$rep" && fail "replicate (pid $rep) survived SIGKILL"
 wait_pid "$wpid" 30 wrc
@@ -180,7 +183,7 @@ wait_applied "$TMP/rstate/vol" "$last"
 dev_cmp "$src" "$dst" || fail "the standby differs after the SIGKILL and restart"
 
 # 5. A "reboot": the pins are gone. Full scan, saying why; then tracked again.
-rm -rf "$PVREPL_TRACK_PIN_DIR"
+trackers | xargs -r rm -rf
 wr r $((3 * 1048576)) 4096
 send
 expect scan full "after the pins were removed"
@@ -239,7 +242,7 @@ expect scan tracked "without capabilities, pins present"
 applied_and_equal "without capabilities, pins present"
 # ... but none can be made: auto falls back and says why, bpf refuses, and
 # nothing half-made is left pinned.
-rm -rf "$PVREPL_TRACK_PIN_DIR"
+trackers | xargs -r rm -rf
 wr c $((11 * 1048576)) 4096
 N=$((N + 1))
 E="$TMP/e$N.json"
@@ -257,5 +260,5 @@ nocap "$PVREPL" send --volume vol --device "$src" --state-dir "$TMP/sstate" --pe
 	>"$TMP/bpf.out" 2>"$TMP/bpf.err" || rc=$?
 [ "$rc" != 0 ] || fail "--track bpf without CAP_BPF succeeded"
 grep -q "CAP_BPF" "$TMP/bpf.err" || { cat "$TMP/bpf.err" >&2; fail "--track bpf: no word of CAP_BPF"; }
-[ -z "$(ls "$PVREPL_TRACK_PIN_DIR" 2>/dev/null)" ] || fail "an unprivileged run left pins behind"
+[ -z "$(trackers)" ] || fail "an unprivileged run left pins behind"
 echo "080-track: all checks passed"

@@ -11,15 +11,20 @@ need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root (loop devices)"; }
 : "${TEST_TOOL:?run through tests/run.sh or set TEST_TOOL}"
 
 TMP=$(mktemp -d "${TMPDIR:-/var/tmp}/pvrepl-test-$$-XXXXXX")
-# Every test pins its write trackers under a root of its own, removed at the end
-# (senders read PVREPL_TRACK_PIN_DIR), so no BPF program outlives a test. In
-# `ip netns exec`, /sys is a fresh sysfs: the sender mounts a private bpffs there,
-# which dies with the namespace.
-export PVREPL_TRACK_PIN_DIR="/sys/fs/bpf/pvrepl-test-$$"
 LOOPS=()
 PIDS=()
 NETNS=()
 MOUNTS=()
+# Every test pins its write trackers in a bpffs of its own, mounted in $TMP
+# (senders read PVREPL_TRACK_PIN_DIR) and unmounted at the end, which detaches
+# every program it holds: no BPF program outlives a test. Not under /sys: `ip
+# netns exec` mounts a fresh sysfs, where a tracker would not outlive its sender.
+if [ "$(id -u)" -eq 0 ] && mkdir "$TMP/bpffs" && mount -t bpf -o mode=0700 bpf "$TMP/bpffs"; then
+	MOUNTS+=("$TMP/bpffs")
+	export PVREPL_TRACK_PIN_DIR="$TMP/bpffs"
+else
+	export PVREPL_TRACK_PIN_DIR="/sys/fs/bpf/pvrepl-test-$$"
+fi
 
 cleanup_common() {
 	local p l n i
@@ -37,7 +42,7 @@ cleanup_common() {
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || true; done
 	for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
 	for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
-	rm -rf "$PVREPL_TRACK_PIN_DIR"
+	[[ $PVREPL_TRACK_PIN_DIR == /sys/fs/bpf/* ]] && rm -rf "$PVREPL_TRACK_PIN_DIR"
 	rm -rf "$TMP"
 }
 
