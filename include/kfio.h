@@ -201,6 +201,23 @@ int kfio_track_settle(struct kfio_track *t, bool full_scan, uint64_t tag, char *
  * 0 when there was none to remove too; -errno with err otherwise. */
 int kfio_track_remove(const char *pin_root, const char *name, char *err, size_t err_len);
 
+/* What a pinned tracker holds, read without its device (pvrepl track list). */
+struct kfio_track_pinned {
+	struct kfio_track_info info;
+	bool attached;		/* both programs still attached */
+	unsigned owed;		/* enum kfio_track_loss bits owed a full scan */
+	uint64_t pending_pages; /* harvested, not yet settled */
+	uint64_t live_pages;	/* marked since the last harvest */
+	uint64_t marks;		/* write completions marked since the attach */
+	uint32_t vol_major, vol_minor;
+	uint64_t size_bytes;
+};
+
+/* Reads the tracker `name` under pin_root (NULL: the default): 0, -ENOENT, or
+ * -errno with err (-EBADMSG for pins of an unknown format). */
+int kfio_track_inspect(const char *pin_root, const char *name, struct kfio_track_pinned *out,
+		       char *err, size_t err_len);
+
 /* The pinned trackers under pin_root: calls fn for each name; 0 or -errno. */
 int kfio_track_list(const char *pin_root, int (*fn)(const char *name, void *ctx), void *ctx,
 		    char *err, size_t err_len);

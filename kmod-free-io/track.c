@@ -106,6 +106,7 @@ struct kfio_track {
 	size_t stats_bytes;
 	struct track_meta meta;
 	struct kfio_track_info info;
+	bool detached; /* a link no longer holds its program */
 };
 
 /* Where the volume sits: the whole disk the block layer reports, and the range. */
@@ -381,7 +382,8 @@ static int map_mmap(int fd, size_t bytes, int prot, void **out)
 }
 
 /*
- * Opens the pins of dir and checks they are a whole tracker for geometry g.
+ * Opens the pins of dir and checks they are a whole tracker for geometry g
+ * (NULL: any; a detached tracker is then opened too, with t->detached).
  * Returns 0, or -errno with why (the pins are then of no use: rebuild).
  */
 static int pickup(struct kfio_track *t, const struct track_geom *g, char *why, size_t why_len)
@@ -426,11 +428,11 @@ static int pickup(struct kfio_track *t, const struct track_geom *g, char *why, s
 		kfio_fmt(why, why_len, "the tracker pinned at %s has an unknown format", t->dir);
 		return -EBADMSG;
 	}
-	if (t->meta.vol_major != g->vol_major || t->meta.vol_minor != g->vol_minor ||
-	    t->meta.disk_major != g->disk_major || t->meta.disk_minor != g->disk_minor ||
-	    t->meta.first_sector != g->first_sector || t->meta.nr_sectors != g->nr_sectors ||
-	    t->meta.size_bytes != g->size_bytes || t->meta.pages != g->pages ||
-	    t->meta.diskseq != g->diskseq) {
+	if (g && (t->meta.vol_major != g->vol_major || t->meta.vol_minor != g->vol_minor ||
+		  t->meta.disk_major != g->disk_major || t->meta.disk_minor != g->disk_minor ||
+		  t->meta.first_sector != g->first_sector || t->meta.nr_sectors != g->nr_sectors ||
+		  t->meta.size_bytes != g->size_bytes || t->meta.pages != g->pages ||
+		  t->meta.diskseq != g->diskseq)) {
 		kfio_fmt(why, why_len,
 			 "the tracker pinned at %s was for device %u:%u (%" PRIu64
 			 " bytes at sector %" PRIu64 " of %u:%u, disk sequence %" PRIu64
@@ -444,13 +446,16 @@ static int pickup(struct kfio_track *t, const struct track_geom *g, char *why, s
 	}
 	for (unsigned i = 0; i < 2; i++) {
 		if (!link_holds(t->link_fd[i], t->prog_fd[i])) {
+			t->detached = true;
+			if (!g)
+				continue; /* inspecting: show it as detached */
 			kfio_fmt(why, why_len,
 				 "the tracker pinned at %s is no longer attached (%s)", t->dir,
 				 pin_names[4 + i]);
 			return -ENOLINK;
 		}
 	}
-	t->words = (g->pages + 63) / 64;
+	t->words = (t->meta.pages + 63) / 64;
 	t->bitmap_bytes = page_round(t->words * sizeof(uint64_t));
 	t->stats_bytes = page_round(sizeof(struct track_stats));
 	rc = map_mmap(t->live_fd, t->bitmap_bytes, PROT_READ | PROT_WRITE, (void **)&t->live);
@@ -864,6 +869,53 @@ int kfio_track_remove(const char *pin_root, const char *name, char *err, size_t 
 	rc = remove_dir(tmp, err, err_len);
 	if (!rc)
 		rc = remove_dir(dir, err, err_len);
+	return rc;
+}
+
+static uint64_t bits_set(const uint64_t *w, uint64_t words)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(__atomic_load_n(&w[i], __ATOMIC_RELAXED));
+	return n;
+}
+
+int kfio_track_inspect(const char *pin_root, const char *name, struct kfio_track_pinned *out,
+		       char *err, size_t err_len)
+{
+	struct kfio_track *t;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!name_ok(name)) {
+		kfio_fmt(err, err_len, "tracker name '%s' is not valid", name);
+		return -EINVAL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->meta_fd = t->live_fd = t->pending_fd = t->stats_fd = -1;
+	t->link_fd[0] = t->link_fd[1] = t->prog_fd[0] = t->prog_fd[1] = -1;
+	snprintf(t->dir, sizeof(t->dir), "%s/%s", pin_root ? pin_root : KFIO_TRACK_PIN_ROOT_DEFAULT,
+		 name);
+	rc = pickup(t, NULL, err, err_len);
+	out->attached = !t->detached;
+	if (!rc) {
+		fill_info(t);
+		out->info = t->info;
+		out->owed = t->meta.owed | (out->attached ? 0 : KFIO_TRACK_LOSS_DETACHED);
+		out->vol_major = t->meta.vol_major;
+		out->vol_minor = t->meta.vol_minor;
+		out->size_bytes = t->meta.size_bytes;
+		if (t->live && t->pending) {
+			out->live_pages = bits_set(t->live, t->words);
+			out->pending_pages = bits_set(t->pending, t->words);
+			out->marks = __atomic_load_n(&t->stats->marks, __ATOMIC_RELAXED);
+		}
+	}
+	track_close_fds(t);
+	free(t);
 	return rc;
 }
 

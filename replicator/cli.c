@@ -22,6 +22,7 @@ static const struct cli_cmd commands[] = {
 	{ "replicate", cmd_replicate,
 	  "replicate volumes continuously, one epoch per interval (--config: several)" },
 	{ "receive", cmd_receive, "serve standby volumes for senders (the receiver daemon)" },
+	{ "track", cmd_track, "list or remove the eBPF write trackers pinned on this node" },
 	{ "status", cmd_status, "show the replication state of the volumes (either side)" },
 	{ "scan", cmd_scan, "find the blocks of a device that changed since the recorded map" },
 	{ "bench", cmd_bench, "measure a device's scan and lz4 rates; project sync time and RPO" },

@@ -49,6 +49,7 @@ int cmd_send(int argc, char **argv);
 int cmd_replicate(int argc, char **argv);
 int cmd_receive(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_track(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 
 #endif

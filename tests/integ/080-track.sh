@@ -15,7 +15,8 @@
 #      is identical; a rewrite of the same bytes is read and sends nothing;
 #   4. survival: replicate killed with SIGKILL while a writer runs, more writes,
 #      a restart: every epoch after it is tracked and the standby is identical;
-#   5. a "reboot" (the pins removed): the next epoch is a full scan that says
+#   5. `pvrepl track list` shows the tracker attached and settled; a "reboot"
+#      (`pvrepl track remove`): the next epoch is a full scan that says
 #      the tracker was replaced, and the one after it is tracked again;
 #   6. the safety net: a write to the loop's backing file (behind the block
 #      layer) is missed by tracked epochs (the standby differs: the failure the
@@ -182,8 +183,22 @@ last=$(python3 -c 'import re,sys; print(re.findall(r"\"epoch\": *(\d+)", open(sy
 wait_applied "$TMP/rstate/vol" "$last"
 dev_cmp "$src" "$dst" || fail "the standby differs after the SIGKILL and restart"
 
-# 5. A "reboot": the pins are gone. Full scan, saying why; then tracked again.
-trackers | xargs -r rm -rf
+# 5. A "reboot": the pins are gone (pvrepl track remove, after track list
+# showed the tracker attached, settled at the last epoch). Full scan, saying
+# why; then tracked again.
+"$PVREPL" track list -o json >"$TMP/tl.json"
+python3 - "$TMP/tl.json" "$last" <<'PY' || fail "track list does not show the tracker: $(cat "$TMP/tl.json")"
+import json, sys
+t = json.load(open(sys.argv[1]))["trackers"]
+assert len(t) == 1 and t[0]["attached"] and t[0]["owed"] == "-", t
+assert t[0]["settled_epoch"] == int(sys.argv[2]), t
+PY
+name=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["trackers"][0]["name"])' "$TMP/tl.json")
+"$PVREPL" track remove "$name" | grep -q "removed $name" || fail "track remove did not say so"
+[ -z "$(trackers)" ] || fail "track remove left the tracker pinned"
+rc=0
+"$PVREPL" track remove "$name" 2>"$TMP/tr.err" || rc=$?
+[ "$rc" != 0 ] && grep -q "no tracker named" "$TMP/tr.err" || fail "removing a missing tracker: exit $rc"
 wr r $((3 * 1048576)) 4096
 send
 expect scan full "after the pins were removed"
