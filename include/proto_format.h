@@ -62,8 +62,9 @@ enum proto_type {
 	PROTO_EPOCH_ACK = 8,
 	PROTO_KEEPALIVE = 9,
 	PROTO_ERROR = 10,
+	PROTO_PAGES = 11, /* some 4 KiB pages of one block (PROTO_CAP_PAGES) */
 };
-#define PROTO_TYPE_MAX 10u
+#define PROTO_TYPE_MAX 11u
 
 /* ----------------------------------------------------------------- limits */
 
@@ -81,6 +82,9 @@ enum proto_type {
 #define PROTO_KEEPALIVE_INTERVAL_MS 5000u
 #define PROTO_PEER_TIMEOUT_MS	    30000u
 #define PROTO_CURSOR_SYNC_BYTES	    (64u << 20)
+/* PAGES: the unit of a partial block, and the most pages one frame carries. */
+#define PROTO_PAGE_BYTES 4096u
+#define PROTO_PAGES_MAX	 (PROTO_BLOCK_BYTES_MAX / PROTO_PAGE_BYTES)
 
 /* Fixed payload parts; see docs/PROTOCOL.md for the offsets. */
 #define PROTO_HELLO_FIXED_BYTES	  136u
@@ -96,6 +100,8 @@ enum proto_type {
 #define PROTO_EPOCH_END_BYTES	   24u
 #define PROTO_EPOCH_ACK_BYTES	   24u
 #define PROTO_ERROR_FIXED_BYTES	   8u
+#define PROTO_PAGES_FIXED_BYTES	   32u
+#define PROTO_PAGE_ENTRY_BYTES	   16u /* page index u32, zero u32, xxh3 u64 */
 
 #define PROTO_HELLO_PAYLOAD_MAX \
 	(PROTO_HELLO_FIXED_BYTES + PROTO_HISTORY_MAX * PROTO_HISTORY_ENTRY_BYTES)
@@ -103,6 +109,9 @@ enum proto_type {
 	(PROTO_DATA_FIXED_BYTES + PROTO_DATA_BLOCKS_MAX * 8u + PROTO_DATA_PLAINTEXT_MAX)
 _Static_assert(PROTO_DATA_PAYLOAD_MAX <= PROTO_FRAME_PAYLOAD_MAX, "DATA fits a frame");
 _Static_assert(PROTO_BLOCK_BYTES_MAX <= PROTO_DATA_PLAINTEXT_MAX, "a block fits a DATA frame");
+#define PROTO_PAGES_PAYLOAD_MAX \
+	(PROTO_PAGES_FIXED_BYTES + PROTO_PAGES_MAX * PROTO_PAGE_ENTRY_BYTES + PROTO_BLOCK_BYTES_MAX)
+_Static_assert(PROTO_PAGES_PAYLOAD_MAX <= PROTO_FRAME_PAYLOAD_MAX, "PAGES fits a frame");
 
 /* ------------------------------------------------------------ enumerations */
 
@@ -111,6 +120,9 @@ _Static_assert(PROTO_BLOCK_BYTES_MAX <= PROTO_DATA_PLAINTEXT_MAX, "a block fits 
 #define PROTO_CAP_RESUME (1ull << 1)
 /* EPOCH_BEGIN may carry capture_unix_ms (56 bytes instead of 48). */
 #define PROTO_CAP_CAPTURE_TIME (1ull << 2)
+/* Incremental epochs may send PAGES: the changed 4 KiB pages of a block with the
+ * block's new hash; the receiver completes the block from its standby. */
+#define PROTO_CAP_PAGES (1ull << 3)
 
 /* On the wire: the values of codec.h's enum codec_kind (checked in proto.c). */
 enum proto_codec {
@@ -149,6 +161,9 @@ enum proto_error_code {
 	PROTO_ERR_SHUTDOWN = 5,
 	PROTO_ERR_INTERNAL = 6,
 	PROTO_ERR_TIMEOUT = 7,
+	/* PAGES and the standby's other pages do not make the block's hash: the
+	 * source changed outside the pages sent (a write its tracker missed). */
+	PROTO_ERR_PAGES = 8,
 };
 
 #endif

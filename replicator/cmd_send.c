@@ -371,6 +371,8 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 	out_u64(o, "blocks_changed", "Blocks changed", r->blocks_changed, OUT_UNIT_NONE);
 	out_u64(o, "blocks_zero", "Zero blocks (markers)", r->blocks_zero, OUT_UNIT_NONE);
 	out_u64(o, "blocks_sent", "Blocks sent", r->blocks_sent, OUT_UNIT_NONE);
+	out_u64(o, "blocks_partial", "Of them, as their changed 4 KiB pages", r->blocks_partial,
+		OUT_UNIT_NONE);
 	out_u64(o, "payload_bytes", "Payload (before compression)", r->payload_bytes,
 		OUT_UNIT_BYTES);
 	out_u64(o, "data_bytes", "Payload after compression", r->data_bytes, OUT_UNIT_BYTES);

@@ -97,6 +97,9 @@ static const struct proto_type_info proto_types[PROTO_TYPE_MAX + 1] = {
 	[PROTO_KEEPALIVE] = { "KEEPALIVE", 0, 0, false },
 	[PROTO_ERROR] = { "ERROR", PROTO_ERROR_FIXED_BYTES,
 			  PROTO_ERROR_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX, false },
+	/* one page entry and at least one byte of data */
+	[PROTO_PAGES] = { "PAGES", PROTO_PAGES_FIXED_BYTES + PROTO_PAGE_ENTRY_BYTES + 1u,
+			  PROTO_PAGES_PAYLOAD_MAX, false },
 };
 
 static const struct proto_type_info *proto_type_info(uint16_t type)
@@ -141,6 +144,7 @@ const char *proto_error_name(uint16_t code)
 		[PROTO_ERR_SHUTDOWN] = "SHUTDOWN",
 		[PROTO_ERR_INTERNAL] = "INTERNAL",
 		[PROTO_ERR_TIMEOUT] = "TIMEOUT",
+		[PROTO_ERR_PAGES] = "PAGES",
 	};
 
 	if (code < ARRAY_SIZE(names) && names[code] != NULL)
@@ -895,6 +899,167 @@ uint64_t proto_data_hash(const struct proto_data *m, uint32_t i)
 	return le64toh(le);
 }
 
+/* --------------------------------------------------------------- PAGES */
+
+static bool proto_codec_sizes_valid(uint16_t codec, uint32_t data_bytes, uint32_t plaintext_bytes)
+{
+	switch (codec) {
+	case PROTO_CODEC_RAW:
+		return data_bytes == plaintext_bytes;
+	case PROTO_CODEC_LZ4:
+		return data_bytes >= 1 && data_bytes < plaintext_bytes;
+	default:
+		return false;
+	}
+}
+
+static bool proto_pages_valid(const struct proto_pages *m)
+{
+	if (m->page_count == 0 || m->page_count > PROTO_PAGES_MAX)
+		return false;
+	if (m->block >= PROTO_BLOCK_COUNT_MAX)
+		return false;
+	/* Every page but the last is whole; the last has at least one sector. */
+	if (m->plaintext_bytes > m->page_count * PROTO_PAGE_BYTES ||
+	    m->plaintext_bytes < (m->page_count - 1) * PROTO_PAGE_BYTES + PROTO_BLOCK_BYTES_MIN)
+		return false;
+	return proto_codec_sizes_valid(m->codec, m->data_bytes, m->plaintext_bytes);
+}
+
+static size_t proto_pages_payload_bytes(const struct proto_pages *m)
+{
+	return PROTO_PAGES_FIXED_BYTES + (size_t)m->page_count * PROTO_PAGE_ENTRY_BYTES +
+	       m->data_bytes;
+}
+
+static bool proto_pages_encodable(const struct proto_pages *m)
+{
+	if (!proto_pages_valid(m) || !m->page_index || !m->page_hashes || !m->data)
+		return false;
+	for (uint32_t i = 0; i < m->page_count; i++)
+		if (m->page_index[i] >= PROTO_PAGES_MAX ||
+		    (i && m->page_index[i] <= m->page_index[i - 1]))
+			return false;
+	return true;
+}
+
+static void proto_pages_put_prefix(struct proto_writer *w, const struct proto_pages *m)
+{
+	proto_put_u64(w, m->block);
+	proto_put_u64(w, m->block_hash);
+	proto_put_u16(w, m->codec);
+	proto_put_zero(w, 2);
+	proto_put_u32(w, m->page_count);
+	proto_put_u32(w, m->plaintext_bytes);
+	proto_put_u32(w, m->data_bytes);
+	ASSERT(w->off == PROTO_HEADER_BYTES + PROTO_PAGES_FIXED_BYTES);
+	for (uint32_t i = 0; i < m->page_count; i++) {
+		proto_put_u32(w, m->page_index[i]);
+		proto_put_zero(w, 4);
+		proto_put_u64(w, m->page_hashes[i]);
+	}
+}
+
+int proto_encode_pages(const struct proto_pages *m, uint8_t *buf, size_t cap)
+{
+	struct proto_writer w;
+	int err;
+
+	ASSERT(m != NULL);
+	if (!proto_pages_encodable(m))
+		return -EINVAL;
+	err = proto_frame_open(&w, buf, cap, proto_pages_payload_bytes(m));
+	if (err < 0)
+		return err;
+	proto_pages_put_prefix(&w, m);
+	proto_put_bytes(&w, m->data, m->data_bytes);
+	return proto_frame_close(&w, PROTO_PAGES);
+}
+
+int proto_encode_pages_prefix(const struct proto_pages *m, uint8_t *buf, size_t cap)
+{
+	struct proto_writer w;
+	struct delta_stream s;
+	size_t payload_bytes, prefix_bytes;
+
+	ASSERT(m != NULL);
+	if (!proto_pages_encodable(m))
+		return -EINVAL;
+	payload_bytes = proto_pages_payload_bytes(m);
+	prefix_bytes = PROTO_HEADER_BYTES + payload_bytes - m->data_bytes;
+	ASSERT(buf != NULL || cap == 0);
+	if (cap < prefix_bytes)
+		return -ENOSPC;
+	w.buf = buf;
+	w.end = prefix_bytes;
+	w.off = PROTO_HEADER_BYTES;
+	proto_pages_put_prefix(&w, m);
+	ASSERT(w.off == w.end);
+	delta_stream_init(&s, PROTO_SEED_PAYLOAD);
+	delta_stream_update(&s, buf + PROTO_HEADER_BYTES, prefix_bytes - PROTO_HEADER_BYTES);
+	delta_stream_update(&s, m->data, m->data_bytes);
+	proto_header_write(buf, PROTO_PAGES, (uint32_t)payload_bytes, delta_stream_digest(&s));
+	return (int)prefix_bytes;
+}
+
+int proto_decode_pages(const uint8_t *payload, size_t len, struct proto_pages *m)
+{
+	struct proto_reader r;
+	uint32_t prev = 0;
+
+	ASSERT(m != NULL);
+	memset(m, 0, sizeof(*m));
+	proto_reader_init(&r, payload, len);
+	if (proto_get_u64(&r, &m->block) < 0 || proto_get_u64(&r, &m->block_hash) < 0 ||
+	    proto_get_u16(&r, &m->codec) < 0 || proto_get_zero(&r, 2) < 0 ||
+	    proto_get_u32(&r, &m->page_count) < 0 || proto_get_u32(&r, &m->plaintext_bytes) < 0 ||
+	    proto_get_u32(&r, &m->data_bytes) < 0)
+		return -EBADMSG;
+	ASSERT(r.off == PROTO_PAGES_FIXED_BYTES);
+	if (!proto_pages_valid(m) || len != proto_pages_payload_bytes(m))
+		return -EBADMSG;
+	if (proto_get_ptr(&r, &m->entries_le, (size_t)m->page_count * PROTO_PAGE_ENTRY_BYTES) < 0 ||
+	    proto_get_ptr(&r, &m->data, m->data_bytes) < 0 || proto_reader_end(&r) < 0)
+		return -EBADMSG;
+	/* Indexes ascending and in range, reserved words zero: checked here, so a
+	 * consumer can walk them without checks of its own (invariant 6). */
+	for (uint32_t i = 0; i < m->page_count; i++) {
+		uint32_t idx, zero;
+
+		memcpy(&idx, m->entries_le + (size_t)i * PROTO_PAGE_ENTRY_BYTES, 4);
+		memcpy(&zero, m->entries_le + (size_t)i * PROTO_PAGE_ENTRY_BYTES + 4, 4);
+		idx = le32toh(idx);
+		if (zero || idx >= PROTO_PAGES_MAX || (i && idx <= prev))
+			return -EBADMSG;
+		prev = idx;
+	}
+	return 0;
+}
+
+uint32_t proto_pages_index(const struct proto_pages *m, uint32_t i)
+{
+	uint32_t le;
+
+	ASSERT(m != NULL);
+	ASSERT(i < m->page_count);
+	if (m->page_index)
+		return m->page_index[i];
+	memcpy(&le, m->entries_le + (size_t)i * PROTO_PAGE_ENTRY_BYTES, sizeof(le));
+	return le32toh(le);
+}
+
+uint64_t proto_pages_hash(const struct proto_pages *m, uint32_t i)
+{
+	uint64_t le;
+
+	ASSERT(m != NULL);
+	ASSERT(i < m->page_count);
+	if (m->page_hashes)
+		return m->page_hashes[i];
+	memcpy(&le, m->entries_le + (size_t)i * PROTO_PAGE_ENTRY_BYTES + 8, sizeof(le));
+	return le64toh(le);
+}
+
 /* ---------------------------------------------------------------- ZERO */
 
 static bool proto_zero_valid(const struct proto_zero *m)
@@ -1119,6 +1284,9 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg)
 		break;
 	case PROTO_ERROR:
 		err = proto_decode_error(payload, n, &msg->u.error);
+		break;
+	case PROTO_PAGES:
+		err = proto_decode_pages(payload, n, &msg->u.pages);
 		break;
 	default:
 		/* proto_decode_header accepted only known types */

@@ -103,6 +103,28 @@ struct proto_data {
 	uint32_t data_bytes;
 };
 
+/*
+ * Some 4 KiB pages of one block (PROTO_CAP_PAGES): the pages that changed, each
+ * with its xxh3, and the xxh3 of the whole block once they replace its pages on
+ * the standby. Pages are in ascending index order; every page is
+ * PROTO_PAGE_BYTES but the volume's very last, which may be short. Encoders read
+ * page_index and page_hashes (host order, page_count each, the caller's);
+ * decoders set entries_le to the little-endian entries in the frame (read them
+ * with proto_pages_index and proto_pages_hash) and data into the frame.
+ */
+struct proto_pages {
+	uint64_t block;
+	uint64_t block_hash;
+	uint16_t codec; /* enum proto_codec, over the pages' bytes in order */
+	uint32_t page_count;
+	uint32_t plaintext_bytes;
+	const uint32_t *page_index; /* encode */
+	const uint64_t *page_hashes;
+	const uint8_t *entries_le; /* decode */
+	const uint8_t *data;
+	uint32_t data_bytes;
+};
+
 struct proto_zero {
 	uint64_t first_block;
 	uint32_t block_count;
@@ -138,6 +160,7 @@ struct proto_msg {
 		struct proto_epoch_end epoch_end;
 		struct proto_epoch_ack epoch_ack;
 		struct proto_error error;
+		struct proto_pages pages;
 	} u;
 };
 
@@ -216,6 +239,13 @@ int proto_encode_data_prefix(const struct proto_data *m, uint8_t *buf, size_t ca
 int proto_decode_data(const uint8_t *payload, size_t len, struct proto_data *m);
 /* Hash i (< block_count) of a decoded (hashes_le) or to-be-encoded (hashes) run. */
 uint64_t proto_data_hash(const struct proto_data *m, uint32_t i);
+
+/* PAGES, zero-copy as DATA: the prefix, then m->data sent right after it. */
+int proto_encode_pages(const struct proto_pages *m, uint8_t *buf, size_t cap);
+int proto_encode_pages_prefix(const struct proto_pages *m, uint8_t *buf, size_t cap);
+int proto_decode_pages(const uint8_t *payload, size_t len, struct proto_pages *m);
+uint32_t proto_pages_index(const struct proto_pages *m, uint32_t i);
+uint64_t proto_pages_hash(const struct proto_pages *m, uint32_t i);
 
 int proto_encode_zero(const struct proto_zero *m, uint8_t *buf, size_t cap);
 int proto_decode_zero(const uint8_t *payload, size_t len, struct proto_zero *m);

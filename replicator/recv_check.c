@@ -207,6 +207,57 @@ int recv_check_data(const struct standby *v, const struct proto_data *d, void *d
 	return (int)d->plaintext_bytes;
 }
 
+int recv_check_pages(const struct standby *v, const struct proto_pages *pg, void *dst,
+		     struct recv_verdict *vd)
+{
+	uint32_t block_len, pages, off = 0;
+	uint64_t expect = 0;
+
+	ASSERT(v != NULL);
+	ASSERT(pg != NULL);
+	ASSERT(dst != NULL);
+	/* recv_check_run() came first: the block is inside the volume. */
+	ASSERT(pg->block < v->map.block_count);
+	block_len = standby_block_len(v, pg->block);
+	pages = (block_len + PROTO_PAGE_BYTES - 1) / PROTO_PAGE_BYTES;
+	for (uint32_t i = 0; i < pg->page_count; i++) {
+		uint32_t idx = proto_pages_index(pg, i), len;
+
+		if (idx >= pages || v->map.block_bytes < PROTO_PAGE_BYTES)
+			return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
+						"volume %s: PAGES for block %" PRIu64
+						" names page %u of a %u-byte block",
+						v->cfg->name, pg->block, idx, block_len);
+		len = block_len - idx * PROTO_PAGE_BYTES;
+		expect += len < PROTO_PAGE_BYTES ? len : PROTO_PAGE_BYTES;
+	}
+	if (expect != pg->plaintext_bytes)
+		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
+					"volume %s: PAGES for block %" PRIu64
+					" carries %u plaintext bytes, the geometry says %" PRIu64,
+					v->cfg->name, pg->block, pg->plaintext_bytes, expect);
+	if (codec_decompress(pg->codec == PROTO_CODEC_LZ4 ? CODEC_LZ4 : CODEC_RAW, pg->data,
+			     pg->data_bytes, dst, pg->plaintext_bytes))
+		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_VERIFY,
+					"volume %s: PAGES for block %" PRIu64
+					" does not decompress",
+					v->cfg->name, pg->block);
+	for (uint32_t i = 0; i < pg->page_count; i++) {
+		uint32_t len = block_len - proto_pages_index(pg, i) * PROTO_PAGE_BYTES;
+
+		if (len > PROTO_PAGE_BYTES)
+			len = PROTO_PAGE_BYTES;
+		if (delta_hash((const char *)dst + off, len) != proto_pages_hash(pg, i))
+			return recv_verdict_set(
+				vd, RECV_VERDICT_ERROR, PROTO_ERR_VERIFY,
+				"volume %s: page %u of block %" PRIu64
+				" does not match the sender's xxh3; epoch aborted, nothing applied",
+				v->cfg->name, proto_pages_index(pg, i), pg->block);
+		off += len;
+	}
+	return 0;
+}
+
 int recv_check_end(const struct standby *v, const struct proto_epoch_begin *eb,
 		   const struct recv_runs *runs, const struct proto_epoch_end *ee, uint64_t *root,
 		   struct recv_verdict *vd)

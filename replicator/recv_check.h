@@ -69,6 +69,14 @@ int recv_check_run(const struct standby *v, struct recv_runs *runs, uint64_t fir
  */
 int recv_check_data(const struct standby *v, const struct proto_data *d, void *dst,
 		    uint64_t *hashes, struct recv_verdict *vd);
+
+/*
+ * PAGES for one block (after recv_check_run for it): every page index inside
+ * the block, the plaintext size the geometry gives, the data decompressed into
+ * dst (PROTO_BLOCK_BYTES_MAX bytes), every page's xxh3. 0 or a verdict.
+ */
+int recv_check_pages(const struct standby *v, const struct proto_pages *pg, void *dst,
+		     struct recv_verdict *vd);
 /* EPOCH_END: the epoch and block count it names, then the Merkle root of the
  * standby's map against the source's; *root gets the map's root. */
 int recv_check_end(const struct standby *v, const struct proto_epoch_begin *eb,

@@ -57,8 +57,8 @@ int recv_epoch_welcome(struct recv_peer *p, const struct standby *v, const struc
 		.version = PROTO_VERSION_MAX,
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
-		.capabilities = h->capabilities &
-				(PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME),
+		.capabilities = h->capabilities & (PROTO_CAP_LZ4 | PROTO_CAP_RESUME |
+						   PROTO_CAP_CAPTURE_TIME | PROTO_CAP_PAGES),
 	};
 	int n;
 
@@ -120,6 +120,9 @@ struct rx {
 	uint32_t inflight;
 	uint64_t bytes_since_cursor;
 	bool zero_out_unsupported; /* the standby refused a zero-out: write zeros */
+	/* PAGES: the whole block, read from the standby and completed (aligned,
+	 * allocated at the first PAGES frame, block_bytes long). */
+	uint8_t *block_buf;
 };
 
 /*
@@ -138,6 +141,10 @@ struct rx_sink {
 	int (*data_dst)(struct rx *x, uint32_t *buf, void **dst);
 	int (*data)(struct rx *x, const struct proto_data *d, uint32_t buf, const void *dst);
 	int (*zero)(struct rx *x, uint64_t first, uint32_t count);
+	/* Some pages of one block, verified and decompressed into page_data; NULL
+	 * where PAGES is not accepted (a full sync sends whole blocks). Returns 0
+	 * and the block's hash to record, or -errno with x->vd. */
+	int (*pages)(struct rx *x, const struct proto_pages *pg, const uint8_t *page_data);
 	int (*frame_done)(struct rx *x); /* may be NULL */
 	/* At EPOCH_END: seal before the checks, durable after them (each may be
 	 * NULL). sync: every write reaped and the device flushed, then the checks;
@@ -471,6 +478,53 @@ static int journal_sink_zero(struct rx *x, uint64_t first, uint32_t count)
 	return r ? journal_verdict(x, r) : 0;
 }
 
+/*
+ * PAGES: the block as the standby holds it (the last committed epoch, applied:
+ * the volume is ours alone and the previous epoch's apply finished before it
+ * was released), the pages laid over it, and the whole journaled as one DATA
+ * block under the sender's block hash, which journal_add_data checks before it
+ * writes anything. A mismatch means the source changed outside the pages sent:
+ * PROTO_ERR_PAGES, so the sender scans everything next.
+ */
+static int journal_sink_pages(struct rx *x, const struct proto_pages *pg, const uint8_t *page_data)
+{
+	struct standby *v = x->v;
+	uint32_t len = standby_block_len(v, pg->block), off = 0;
+	uint32_t a = v->dev.dio_offset_align > 1 ? v->dev.dio_offset_align : 1;
+	uint32_t rlen = (len + a - 1) / a * a;
+	int r;
+
+	if (!x->block_buf) {
+		x->block_buf = kfio_buf_alloc(v->map.block_bytes);
+		if (!x->block_buf)
+			return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_INTERNAL,
+						"volume %s: out of memory for a block",
+						v->cfg->name);
+	}
+	if ((uint64_t)pg->block * v->map.block_bytes + rlen > v->dev.size_bytes)
+		rlen = len;
+	r = kfio_dev_pread_all(&v->dev, x->block_buf, rlen, pg->block * v->map.block_bytes);
+	if (r) {
+		standby_fail(v, "%s", v->dev.err_msg);
+		return rx_io_verdict(x);
+	}
+	for (uint32_t i = 0; i < pg->page_count; i++) {
+		uint32_t at = proto_pages_index(pg, i) * PROTO_PAGE_BYTES;
+		uint32_t n = len - at < PROTO_PAGE_BYTES ? len - at : PROTO_PAGE_BYTES;
+
+		memcpy(x->block_buf + at, page_data + off, n);
+		off += n;
+	}
+	r = journal_add_data(v->j, pg->block, 1, x->block_buf, len, &pg->block_hash);
+	if (r == -EBADMSG)
+		return recv_verdict_set(
+			&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_PAGES,
+			"volume %s: block %" PRIu64
+			": the %u pages sent and the standby's other pages do not make the source's block (the source changed outside the pages its write tracker marked); epoch aborted, nothing applied",
+			v->cfg->name, pg->block, pg->page_count);
+	return r ? journal_verdict(x, r) : 0;
+}
+
 /* Durable once journal_commit returns: only then the ack. */
 static int journal_sink_durable(struct rx *x)
 {
@@ -504,6 +558,7 @@ static const struct rx_sink journal_sink = {
 	.data_dst = journal_sink_data_dst,
 	.data = journal_sink_data,
 	.zero = journal_sink_zero,
+	.pages = journal_sink_pages,
 	.frame_done = NULL,
 	.seal = NULL,
 	.durable = journal_sink_durable,
@@ -532,6 +587,23 @@ static int rx_data(struct rx *x, const struct rx_sink *k, const struct proto_dat
 		return r;
 	for (uint32_t i = 0; i < d->block_count; i++)
 		map_set(&x->v->map, d->first_block + i, x->p->hashes[i]);
+	return 0;
+}
+
+static int rx_pages(struct rx *x, const struct rx_sink *k, const struct proto_pages *pg)
+{
+	int r;
+
+	if (!k->pages)
+		return recv_check_unexpected(x->v, x->eb, PROTO_PAGES, &x->vd);
+	r = recv_check_run(x->v, &x->runs, pg->block, 1, &x->vd);
+	if (!r)
+		r = recv_check_pages(x->v, pg, x->p->plain, &x->vd);
+	if (!r)
+		r = k->pages(x, pg, x->p->plain);
+	if (r)
+		return r;
+	map_set(&x->v->map, pg->block, pg->block_hash);
 	return 0;
 }
 
@@ -612,6 +684,9 @@ static int rx_loop(struct rx *x, const struct rx_sink *k)
 		case PROTO_ZERO:
 			r = rx_zero(x, k, &msg.u.zero);
 			break;
+		case PROTO_PAGES:
+			r = rx_pages(x, k, &msg.u.pages);
+			break;
 		case PROTO_EPOCH_END:
 			r = k->seal ? k->seal(x) : 0;
 			if (!r)
@@ -640,11 +715,15 @@ int recv_epoch_run(struct recv_peer *p, struct standby *v, const struct proto_he
 		   const struct proto_epoch_begin *eb)
 {
 	struct rx x = { .p = p, .v = v, .h = h, .eb = eb };
+	int r;
 
 	ASSERT(p != NULL);
 	ASSERT(v != NULL);
 	ASSERT(h != NULL);
 	ASSERT(eb != NULL);
 	ASSERT(eb->generation == h->generation); /* recv_check_begin */
-	return rx_loop(&x, eb->flags & PROTO_EPOCH_INITIAL_SYNC ? &sync_sink : &journal_sink);
+	r = rx_loop(&x, eb->flags & PROTO_EPOCH_INITIAL_SYNC ? &sync_sink : &journal_sink);
+	if (x.block_buf)
+		kfio_buf_free(x.block_buf, v->map.block_bytes);
+	return r;
 }

@@ -43,6 +43,7 @@
 
 #include "clock.h"
 #include "codec.h"
+#include "delta.h"
 #include "conn.h"
 #include "kfio.h"
 #include "map.h"
@@ -70,6 +71,14 @@ struct send_ctx {
 	uint64_t size_bytes;
 	uint8_t *prefix;  /* SENDER_PREFIX_BYTES */
 	uint8_t *scratch; /* plaintext for a resumed run that straddles the cursor */
+	/* PAGES (a tracked epoch, granted by the receiver): the tracker's pending
+	 * pages; blocks with some pages unmarked go as their marked pages. */
+	const uint64_t *pages;
+	uint32_t pages_per_block;
+	uint8_t *page_buf;  /* the marked pages of one block, gathered */
+	uint8_t *codec_buf; /* codec output: codec_bound(SCAN_BATCH_BYTES_MAX) */
+	uint32_t page_index[PROTO_PAGES_MAX];
+	uint64_t page_hash[PROTO_PAGES_MAX];
 };
 
 static void set_msg(struct sender_result *res, const char *fmt, ...)
@@ -144,6 +153,148 @@ static int send_straddling(struct send_ctx *s, const struct scan_batch *b)
 			 s->scratch + off, b->payload_bytes - off, b->payload_bytes - off);
 }
 
+/* Marked pages of block b: their count, and the block's page count. */
+static uint32_t block_marked_pages(const struct send_ctx *s, uint64_t b, uint32_t *block_pages)
+{
+	uint64_t len = s->size_bytes - b * s->block_bytes;
+	uint32_t n = 0, pages;
+
+	if (len > s->block_bytes)
+		len = s->block_bytes;
+	pages = (uint32_t)((len + PROTO_PAGE_BYTES - 1) / PROTO_PAGE_BYTES);
+	for (uint32_t i = 0; i < pages; i++) {
+		uint64_t p = b * s->pages_per_block + i;
+
+		n += (s->pages[p / 64] >> (p % 64)) & 1;
+	}
+	*block_pages = pages;
+	return n;
+}
+
+static bool batch_has_partial(const struct send_ctx *s, const struct scan_batch *b)
+{
+	for (uint32_t i = 0; i < b->block_count; i++) {
+		uint32_t pages, marked = block_marked_pages(s, b->first_block + i, &pages);
+
+		if (marked < pages)
+			return true;
+	}
+	return false;
+}
+
+/* A run of whole blocks from plaintext, compressed here when that pays. */
+static int send_plain_run(struct send_ctx *s, uint64_t first, uint32_t count,
+			  const uint64_t *hashes, const uint8_t *plain, uint32_t bytes)
+{
+	enum codec_kind codec;
+	int n = codec_compress(plain, bytes, s->codec_buf, codec_bound(SCAN_BATCH_BYTES_MAX),
+			       &codec);
+
+	if (n < 0)
+		return n;
+	return send_data(s, first, count, codec, hashes, codec == CODEC_LZ4 ? s->codec_buf : plain,
+			 codec == CODEC_LZ4 ? (uint32_t)n : bytes, bytes);
+}
+
+/* The marked pages of block b (plain: the block's bytes), as one PAGES frame. */
+static int send_pages(struct send_ctx *s, uint64_t b, uint64_t block_hash, const uint8_t *plain,
+		      uint32_t block_len)
+{
+	struct proto_pages pg = { .block = b, .block_hash = block_hash };
+	uint32_t bytes = 0;
+	enum codec_kind codec;
+	int n, rc;
+
+	for (uint32_t i = 0; i * PROTO_PAGE_BYTES < block_len; i++) {
+		uint64_t p = b * s->pages_per_block + i;
+		uint32_t len = block_len - i * PROTO_PAGE_BYTES;
+
+		if (!((s->pages[p / 64] >> (p % 64)) & 1))
+			continue;
+		if (len > PROTO_PAGE_BYTES)
+			len = PROTO_PAGE_BYTES;
+		memcpy(s->page_buf + bytes, plain + i * PROTO_PAGE_BYTES, len);
+		s->page_index[pg.page_count] = i;
+		s->page_hash[pg.page_count++] = delta_hash(plain + i * PROTO_PAGE_BYTES, len);
+		bytes += len;
+	}
+	n = codec_compress(s->page_buf, bytes, s->codec_buf, codec_bound(SCAN_BATCH_BYTES_MAX),
+			   &codec);
+	if (n < 0)
+		return n;
+	pg.codec = codec == CODEC_LZ4 ? PROTO_CODEC_LZ4 : PROTO_CODEC_RAW;
+	pg.plaintext_bytes = bytes;
+	pg.page_index = s->page_index;
+	pg.page_hashes = s->page_hash;
+	pg.data = codec == CODEC_LZ4 ? s->codec_buf : s->page_buf;
+	pg.data_bytes = codec == CODEC_LZ4 ? (uint32_t)n : bytes;
+	n = proto_encode_pages_prefix(&pg, s->prefix, SENDER_PREFIX_BYTES);
+	if (n < 0)
+		return n;
+	rc = conn_send(s->conn, s->prefix, (size_t)n);
+	if (!rc)
+		rc = conn_send(s->conn, pg.data, pg.data_bytes);
+	if (!rc) {
+		s->res->blocks_sent++;
+		s->res->blocks_partial++;
+		s->res->payload_bytes += bytes;
+		s->res->data_bytes += pg.data_bytes;
+	}
+	return rc;
+}
+
+/*
+ * A data batch of a tracked epoch with blocks only partly marked: whole blocks
+ * go as DATA runs, the others as PAGES of their marked pages. A page the
+ * tracker did not mark is, by its guarantee, what the standby holds; the
+ * receiver checks that against the block's hash before it keeps anything.
+ */
+static int send_mixed(struct send_ctx *s, const struct scan_batch *b)
+{
+	const uint8_t *plain = b->data;
+	uint32_t run = 0, run_bytes = 0, run_first = 0, run_off = 0, off = 0;
+	int rc;
+
+	if (b->codec == CODEC_LZ4) {
+		rc = codec_decompress(b->codec, b->data, b->data_bytes, s->scratch,
+				      b->payload_bytes);
+		if (rc)
+			return rc;
+		plain = s->scratch;
+	}
+	for (uint32_t i = 0; i < b->block_count; i++) {
+		uint64_t left = s->size_bytes - (b->first_block + i) * s->block_bytes;
+		uint32_t len = left < s->block_bytes ? (uint32_t)left : s->block_bytes, pages;
+		uint32_t marked = block_marked_pages(s, b->first_block + i, &pages);
+
+		if (marked == pages) {
+			if (!run) {
+				run_first = i;
+				run_off = off;
+			}
+			run++;
+			run_bytes += len;
+		} else {
+			if (run) {
+				rc = send_plain_run(s, b->first_block + run_first, run,
+						    b->hashes + run_first, plain + run_off,
+						    run_bytes);
+				if (rc)
+					return rc;
+				run = run_bytes = 0;
+			}
+			rc = send_pages(s, b->first_block + i, b->hashes[i], plain + off, len);
+			if (rc)
+				return rc;
+		}
+		off += len;
+	}
+	if (run)
+		return send_plain_run(s, b->first_block + run_first, run, b->hashes + run_first,
+				      plain + run_off, run_bytes);
+	return 0;
+}
+
 /* Scan sink: runs on a worker thread, one call at a time, in block order. */
 static int sink_batch(const struct scan_batch *b, void *ctx)
 {
@@ -156,6 +307,8 @@ static int sink_batch(const struct scan_batch *b, void *ctx)
 		return send_straddling(s, b);
 	if (b->zero)
 		return send_zero(s, b->first_block, b->block_count);
+	if (s->pages && batch_has_partial(s, b))
+		return send_mixed(s, b);
 	return send_data(s, b->first_block, b->block_count, b->codec, b->hashes, b->data,
 			 b->data_bytes, b->payload_bytes);
 }
@@ -378,6 +531,7 @@ static void explain_send_failure(struct conn *c, struct sender_result *res, cons
 
 	snprintf(send_err, sizeof(send_err), "%s", c->err);
 	if (conn_recv(c, &msg) == 0 && msg.header.type == PROTO_ERROR) {
+		res->receiver_error = msg.u.error.code;
 		set_msg(res, "volume %s: the receiver aborted the epoch: %s (%s)", volume,
 			msg.u.error.message, proto_error_name(msg.u.error.code));
 		return;
@@ -392,7 +546,8 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 	struct proto_hello h = {
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
-		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME,
+		.capabilities =
+			PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME | PROTO_CAP_PAGES,
 		.size_bytes = m->size_bytes,
 		.block_bytes = m->block_bytes,
 		.generation = m->generation,
@@ -740,6 +895,24 @@ static void confirm_tracking(const struct sender_config *cfg, struct tracking *t
 			cfg->volume, res->tracker_missed_blocks);
 }
 
+/* The standby found a block changed outside its marked pages: scan all next. */
+static void report_missed(const struct sender_config *cfg, struct tracking *tr,
+			  struct sender_result *res)
+{
+	char err[400] = "";
+
+	if (tracking_report_missed(tr, err, sizeof(err)))
+		snprintf(
+			res->warning, sizeof(res->warning),
+			"volume %s: the write tracker missed a write and recording that failed (%s): run 'pvrepl send --full-scan'",
+			cfg->volume, err);
+	else
+		snprintf(
+			res->warning, sizeof(res->warning),
+			"volume %s: the standby found a block changed outside the pages the write tracker marked: the next epoch scans the whole device",
+			cfg->volume);
+}
+
 /* capture_ms: when the live reads start (sent only to a peer that expects it). */
 static int send_epoch_begin(const struct sender_config *cfg, struct conn *c,
 			    const struct proto_welcome *w, struct proto_epoch_begin *eb,
@@ -759,7 +932,7 @@ static int send_epoch_begin(const struct sender_config *cfg, struct conn *c,
 /* The scan, streaming DATA and ZERO frames in block order as it goes. */
 static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
 			struct conn *c, const struct proto_epoch_begin *eb, struct tracking *tr,
-			struct sender_result *res)
+			bool pages_granted, struct sender_result *res)
 {
 	struct send_ctx s = { .conn = c,
 			      .tracking = tr,
@@ -777,13 +950,21 @@ static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, s
 
 	s.prefix = malloc(SENDER_PREFIX_BYTES);
 	s.scratch = malloc(SCAN_BATCH_BYTES_MAX);
-	if (!s.prefix || !s.scratch) {
+	scfg.only_pages = tracking_only_pages(tr);
+	/* Partial blocks only in a tracked epoch (its pending bits say which pages
+	 * changed), and only to a receiver that completes them. */
+	if (scfg.only_pages && pages_granted && m->block_bytes > PROTO_PAGE_BYTES) {
+		s.pages = scfg.only_pages;
+		s.pages_per_block = m->block_bytes / PROTO_PAGE_BYTES;
+		s.page_buf = malloc(m->block_bytes);
+		s.codec_buf = malloc(codec_bound(SCAN_BATCH_BYTES_MAX));
+	}
+	if (!s.prefix || !s.scratch || (s.pages && (!s.page_buf || !s.codec_buf))) {
 		rc = -ENOMEM;
 		set_msg(res, "out of memory");
 		goto free_s;
 	}
 	scfg.ordered = true;
-	scfg.only_pages = tracking_only_pages(tr);
 	scfg.page_bytes = KFIO_TRACK_PAGE_BYTES;
 	ep.cfg = cfg;
 	progress_init(&ep.prog, cfg->progress, res->initial_sync ? "sync" : "epoch", cfg->volume,
@@ -809,6 +990,8 @@ static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, s
 free_s:
 	free(s.prefix);
 	free(s.scratch);
+	free(s.page_buf);
+	free(s.codec_buf);
 	return rc;
 }
 
@@ -843,6 +1026,7 @@ static int end_epoch(const struct sender_config *cfg, struct conn *c, const stru
 		return rc;
 	}
 	if (msg.header.type == PROTO_ERROR) {
+		res->receiver_error = msg.u.error.code;
 		set_msg(res, "volume %s: the receiver refused epoch %" PRIu64 ": %s (%s)",
 			cfg->volume, epoch, msg.u.error.message,
 			proto_error_name(msg.u.error.code));
@@ -928,7 +1112,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	rc = send_epoch_begin(cfg, &c, &w, &eb, capture_ms, res);
 	if (rc)
 		goto release;
-	rc = stream_epoch(cfg, &dev, &m, &c, &eb, &tr, res);
+	rc = stream_epoch(cfg, &dev, &m, &c, &eb, &tr, w.capabilities & PROTO_CAP_PAGES, res);
 	if (rc)
 		goto release;
 	rc = end_epoch(cfg, &c, &m, eb.epoch, res);
@@ -945,8 +1129,11 @@ release:
 	conn_release(&c);
 	if (ctx)
 		tls_ctx_free(ctx);
-	if (tracking_open)
+	if (tracking_open) {
+		if (res->receiver_error == PROTO_ERR_PAGES)
+			report_missed(cfg, &tr, res);
 		tracking_close(&tr);
+	}
 	map_release(&m);
 	kfio_dev_close(&dev);
 out:

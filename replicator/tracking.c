@@ -310,9 +310,16 @@ int tracking_confirmed(struct tracking *t, uint64_t epoch, char *err, size_t err
 	return kfio_track_settle(t->track, full, epoch, err, err_len);
 }
 
+int tracking_report_missed(struct tracking *t, char *err, size_t err_len)
+{
+	if (!t->track)
+		return 0;
+	return kfio_track_owe(t->track, KFIO_TRACK_LOSS_REPORTED, err, err_len);
+}
+
 const char *tracking_scan_name(enum tracking_scan s)
 {
-	return s == TRACKING_SCAN_TRACKED ? "tracked" : "full";
+	return s == TRACKING_SCAN_TRACKED ? "tracked" : s == TRACKING_SCAN_FULL ? "full" : "none";
 }
 
 const char *tracking_reason_label(enum tracking_full_reason r)

@@ -52,8 +52,9 @@ struct tracking_config {
 };
 
 enum tracking_scan {
-	TRACKING_SCAN_FULL = 0,
-	TRACKING_SCAN_TRACKED = 1,
+	TRACKING_SCAN_NONE = 0, /* the epoch ended before it chose (no scan ran) */
+	TRACKING_SCAN_FULL = 1,
+	TRACKING_SCAN_TRACKED = 2,
 };
 
 /* Why a full scan, for logs and the metric label (tracking_reason_label). */
@@ -130,7 +131,14 @@ uint64_t tracking_missed_blocks(struct tracking *t);
  */
 int tracking_confirmed(struct tracking *t, uint64_t epoch, char *err, size_t err_len);
 
-/* "tracked" or "full". */
+/*
+ * The receiver found a block whose unmarked pages differ from the source
+ * (PROTO_ERR_PAGES): the tracker missed a write. Owed until a full scan, so the
+ * next epoch scans everything. Returns 0 or -errno with err.
+ */
+int tracking_report_missed(struct tracking *t, char *err, size_t err_len);
+
+/* "tracked", "full" or "none". */
 const char *tracking_scan_name(enum tracking_scan s);
 /* A short label for the metric: off, initial, new, loss, periodic, requested. */
 const char *tracking_reason_label(enum tracking_full_reason r);

@@ -191,6 +191,26 @@ static void gen_proto(void)
 	data.data = plain;
 	data.plaintext_bytes = data.data_bytes = sizeof(plain) - 100;
 	proto_frame(&s, proto_encode_data(&data, frame, sizeof(frame)), "data-tail");
+	/* pages 1 and 3 of a block, raw */
+	{
+		static const uint32_t idx[] = { 1, 3 };
+		static uint8_t pages_plain[2 * PROTO_PAGE_BYTES];
+		uint64_t ph[2];
+		struct proto_pages pg = { .block = 12,
+					  .block_hash = 99,
+					  .codec = PROTO_CODEC_RAW,
+					  .page_count = 2,
+					  .plaintext_bytes = 2 * PROTO_PAGE_BYTES,
+					  .page_index = idx,
+					  .page_hashes = ph,
+					  .data = pages_plain,
+					  .data_bytes = 2 * PROTO_PAGE_BYTES };
+
+		memset(pages_plain, 'p', sizeof(pages_plain));
+		ph[0] = delta_hash(pages_plain, PROTO_PAGE_BYTES);
+		ph[1] = delta_hash(pages_plain + PROTO_PAGE_BYTES, PROTO_PAGE_BYTES);
+		proto_frame(&s, proto_encode_pages(&pg, frame, sizeof(frame)), "pages");
+	}
 	proto_frame(&s, proto_encode_zero(&zero, frame, sizeof(frame)), "zero");
 	proto_frame(&s, proto_encode_keepalive(frame, sizeof(frame)), "keepalive");
 	proto_frame(&s, proto_encode_epoch_end(&end, frame, sizeof(frame)), "epoch-end");

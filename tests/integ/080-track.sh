@@ -11,8 +11,8 @@
 #   1. the initial sync is a full scan ("initial sync") with the tracker on;
 #   2. a no-change epoch is tracked and reads nothing from the source;
 #   3. scattered 4 KiB and 512 B writes, a discard and a zero-out: the epoch is
-#      tracked, reads at most the 16 KiB blocks that hold them, and the standby
-#      is identical; a rewrite of the same bytes is read and sends nothing;
+#      tracked, reads at most the 16 KiB blocks that hold them, sends partly
+#      written blocks as their 4 KiB pages (PAGES), and the standby is identical; a rewrite of the same bytes is read and sends nothing;
 #   4. survival: replicate killed with SIGKILL while a writer runs, more writes,
 #      a restart: every epoch after it is tracked and the standby is identical;
 #   5. `pvrepl track list` shows the tracker attached and settled; a "reboot"
@@ -22,6 +22,10 @@
 #      layer) is missed by tracked epochs (the standby differs: the failure the
 #      net guards against), then `send --full-scan` counts it in
 #      tracker_missed_blocks and repairs the standby;
+#      A tracked write to another page of such a block is sent as PAGES: the
+#      standby, completing the block from its own pages, finds the block hash
+#      wrong, refuses the epoch with nothing applied, and the next epoch is a
+#      full scan ("found by the standby") that repairs it;
 #   7. without CAP_SYS_ADMIN the pinned tracker is still used; without
 #      CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN (setpriv): --track auto
 #      replicates with full scans and says why; --track bpf refuses, naming the
@@ -30,7 +34,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
 trap cleanup_common EXIT
-if [ -n "${KEEP:-}" ]; then fail() { cp -a "$TMP" "$KEEP"; echo "FAIL: $*" >&2; exit 1; }; fi
+if [ -n "${KEEP:-}" ]; then fail() { cp -a "$TMP" "$KEEP" 2>/dev/null; echo "FAIL: $*" >&2; exit 1; }; fi
 [ -d /sys/kernel/btf ] || skip "no BTF in this kernel (/sys/kernel/btf): tp_btf programs cannot load"
 
 certs_make "$TMP"
@@ -117,7 +121,11 @@ read_bytes=$(get source_read_bytes)
 	fail "scattered writes: read $read_bytes bytes for ${#blocks[@]} dirty blocks of $BLOCK"
 [ "$(get blocks_changed)" -le "${#blocks[@]}" ] || fail "more blocks changed than written"
 applied_and_equal "scattered writes"
-echo "scattered: ${#blocks[@]} dirty blocks, read $read_bytes bytes, sent $(get blocks_sent) blocks"
+# Sent as their 4 KiB pages: 42 pages written, 6 blocks discarded or zeroed.
+payload=$(get payload_bytes)
+[ "$(get blocks_partial)" -ge 30 ] && [ "$payload" -le $((42 * 4096 + 6 * BLOCK)) ] ||
+	fail "scattered writes: $(get blocks_partial) partial blocks, $payload payload bytes for 42 written pages"
+echo "scattered: ${#blocks[@]} dirty blocks, read $read_bytes bytes, sent $(get blocks_sent) blocks ($(get blocks_partial) as pages), $payload payload bytes, $(get wire_bytes) on the wire"
 
 # The same bytes written again: read, hashed, nothing sent.
 dd if="$src" of="$TMP/chunk" bs=4096 skip=100 count=4 iflag=direct status=none
@@ -231,6 +239,26 @@ rc=0
 "$PVREPL" status --state-dir "$TMP/sstate" --check >"$TMP/check.out" || rc=$?
 [ "$rc" = 1 ] && grep -q "missed" "$TMP/check.out" ||
 	{ cat "$TMP/check.out" >&2; fail "status --check did not degrade on a missed write (exit $rc)"; }
+
+# A tracked write to another page of a block written behind the tracker's
+# back: the block goes as PAGES, and the standby, completing it from its own
+# pages, finds it does not make the source's block. The epoch is refused with
+# nothing applied, and the next epoch scans everything (reason: a loss).
+printf 'also behind the tracker %.0s' $(seq 200) |
+	dd of="$TMP/src.img" bs=4096 seek=$((20 * 256 + 1)) conv=notrunc,sync oflag=direct status=none
+wr p $((20 * 1048576 + 2 * 4096)) 4096
+before=$(dev_sha "$dst")
+send
+expect scan tracked "a partial block over a missed write"
+expect result failed "a partial block over a missed write"
+grep -q "outside the pages" "$E" || fail "the failure does not say why: $(get message)"
+grep -q "next epoch scans the whole device" "$TMP/e$N.err" || fail "no warning that the next epoch scans everything"
+[ "$(dev_sha "$dst")" = "$before" ] || fail "the refused epoch changed the standby"
+send
+expect scan full "the epoch after the standby found the missed write"
+get full_scan_reason | grep -q "found by the standby" ||
+	fail "the full scan's reason: $(get full_scan_reason)"
+applied_and_equal "the epoch after the standby found the missed write"
 
 # 7. Without the capabilities: auto falls back, bpf refuses, the pins stay.
 command -v setpriv >/dev/null || skip "setpriv missing (util-linux)"

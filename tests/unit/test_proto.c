@@ -68,9 +68,12 @@ static uint64_t hashes_src[PROTO_DATA_BLOCKS_MAX];
 static uint64_t hashes_tmp[PROTO_DATA_BLOCKS_MAX];
 
 static const uint16_t all_types[] = {
-	PROTO_HELLO, PROTO_WELCOME,   PROTO_REFUSE,    PROTO_EPOCH_BEGIN, PROTO_DATA,
-	PROTO_ZERO,  PROTO_EPOCH_END, PROTO_EPOCH_ACK, PROTO_KEEPALIVE,	  PROTO_ERROR,
+	PROTO_HELLO,	 PROTO_WELCOME, PROTO_REFUSE,	 PROTO_EPOCH_BEGIN,
+	PROTO_DATA,	 PROTO_ZERO,	PROTO_EPOCH_END, PROTO_EPOCH_ACK,
+	PROTO_KEEPALIVE, PROTO_ERROR,	PROTO_PAGES,
 };
+static uint32_t pages_idx_src[PROTO_PAGES_MAX];
+static uint32_t pages_idx_tmp[PROTO_PAGES_MAX];
 
 /* ------------------------------------------------------------- helpers */
 
@@ -280,6 +283,37 @@ static void sample_data(struct proto_data *m, uint64_t *rng, uint32_t blocks_max
 	m->data = data_src;
 }
 
+/* 1..PROTO_PAGES_MAX pages at ascending random indexes, the last maybe short. */
+static void sample_pages(struct proto_pages *m, uint64_t *rng)
+{
+	uint32_t idx = 0;
+
+	memset(m, 0, sizeof(*m));
+	/* as many pages as DATA samples blocks (the truncation tests cut every
+	 * frame at every length), at most a block's worth */
+	m->page_count =
+		1 + (uint32_t)below(rng, sample_blocks_max < PROTO_PAGES_MAX ? sample_blocks_max
+									     : PROTO_PAGES_MAX);
+	for (uint32_t i = 0; i < m->page_count; i++) {
+		uint32_t room = PROTO_PAGES_MAX - (m->page_count - i) - idx;
+
+		idx += (uint32_t)below(rng, room / 4 + 1);
+		pages_idx_src[i] = idx++;
+		hashes_src[i] = rnd(rng);
+	}
+	m->block = below(rng, PROTO_BLOCK_COUNT_MAX);
+	m->block_hash = rnd(rng);
+	m->plaintext_bytes = (m->page_count - 1) * PROTO_PAGE_BYTES + PROTO_BLOCK_BYTES_MIN +
+			     (uint32_t)below(rng, PROTO_PAGE_BYTES - PROTO_BLOCK_BYTES_MIN + 1);
+	m->codec = (uint16_t)below(rng, 2);
+	m->data_bytes = m->codec == PROTO_CODEC_RAW
+				? m->plaintext_bytes
+				: 1 + (uint32_t)below(rng, m->plaintext_bytes - 1);
+	m->page_index = pages_idx_src;
+	m->page_hashes = hashes_src;
+	m->data = data_src;
+}
+
 static void sample_zero(struct proto_zero *m, uint64_t *rng)
 {
 	m->block_count = 1 + (uint32_t)below(rng, PROTO_ZERO_BLOCKS_MAX);
@@ -333,6 +367,9 @@ static int encode_sample(uint16_t type, uint64_t *rng, struct proto_msg *msg, ui
 	case PROTO_ERROR:
 		sample_error(&msg->u.error, rng);
 		return proto_encode_error(&msg->u.error, buf, cap);
+	case PROTO_PAGES:
+		sample_pages(&msg->u.pages, rng);
+		return proto_encode_pages(&msg->u.pages, buf, cap);
 	}
 	fail_msg("no sample for type %u", type);
 	return -1;
@@ -364,6 +401,8 @@ static int decode_payload(uint16_t type, const uint8_t *p, size_t n, struct prot
 		return proto_decode_keepalive(p, n);
 	case PROTO_ERROR:
 		return proto_decode_error(p, n, &msg->u.error);
+	case PROTO_PAGES:
+		return proto_decode_pages(p, n, &msg->u.pages);
 	}
 	return -EBADMSG;
 }
@@ -389,6 +428,18 @@ static int reencode(const struct proto_msg *msg, uint8_t *dst, size_t cap)
 		d.hashes = hashes_tmp;
 		d.hashes_le = NULL;
 		return proto_encode_data(&d, dst, cap);
+	case PROTO_PAGES: {
+		struct proto_pages pg = msg->u.pages;
+
+		for (uint32_t i = 0; i < pg.page_count; i++) {
+			pages_idx_tmp[i] = proto_pages_index(&msg->u.pages, i);
+			hashes_tmp[i] = proto_pages_hash(&msg->u.pages, i);
+		}
+		pg.page_index = pages_idx_tmp;
+		pg.page_hashes = hashes_tmp;
+		pg.entries_le = NULL;
+		return proto_encode_pages(&pg, dst, cap);
+	}
 	case PROTO_ZERO:
 		return proto_encode_zero(&msg->u.zero, dst, cap);
 	case PROTO_EPOCH_END:
@@ -466,6 +517,23 @@ static void assert_same_message(const struct proto_msg *want, const struct proto
 		assert_null(b->hashes);
 		for (uint32_t i = 0; i < a->block_count; i++)
 			assert_int_equal(proto_data_hash(b, i), a->hashes[i]);
+		assert_memory_equal(b->data, a->data, a->data_bytes);
+		break;
+	}
+	case PROTO_PAGES: {
+		const struct proto_pages *a = &want->u.pages, *b = &got->u.pages;
+
+		assert_int_equal(b->block, a->block);
+		assert_int_equal(b->block_hash, a->block_hash);
+		assert_int_equal(b->codec, a->codec);
+		assert_int_equal(b->page_count, a->page_count);
+		assert_int_equal(b->plaintext_bytes, a->plaintext_bytes);
+		assert_int_equal(b->data_bytes, a->data_bytes);
+		assert_null(b->page_index);
+		for (uint32_t i = 0; i < a->page_count; i++) {
+			assert_int_equal(proto_pages_index(b, i), a->page_index[i]);
+			assert_int_equal(proto_pages_hash(b, i), a->page_hashes[i]);
+		}
 		assert_memory_equal(b->data, a->data, a->data_bytes);
 		break;
 	}
@@ -937,6 +1005,72 @@ static void test_data_bounds(void **state)
 	expect_data(-EBADMSG, max, 1, PROTO_CODEC_RAW, 0, 4096, 4096, 1, 4096);
 	expect_data(-EBADMSG, UINT64_MAX, 1, PROTO_CODEC_RAW, 0, 4096, 4096, 1, 4096);
 	expect_data(-EBADMSG, UINT64_MAX - 1, 2, PROTO_CODEC_LZ4, 0, 8192, 100, 2, 100);
+}
+
+/* A PAGES payload with fields set by hand, then decoded. */
+static int pages_decode(uint32_t count, uint32_t plaintext, uint16_t codec, uint32_t data_bytes,
+			const uint32_t *idx, uint32_t reserved, size_t payload_delta)
+{
+	struct proto_pages got;
+	uint8_t *p = out;
+	size_t n = PROTO_PAGES_FIXED_BYTES + (size_t)count * PROTO_PAGE_ENTRY_BYTES + data_bytes;
+	uint32_t v;
+
+	memset(out, 0, n + 16);
+	memcpy(p + 16, &codec, 2);
+	memcpy(p + 20, &count, 4);
+	memcpy(p + 24, &plaintext, 4);
+	memcpy(p + 28, &data_bytes, 4);
+	for (uint32_t i = 0; i < count; i++) {
+		v = idx[i];
+		memcpy(p + 32 + i * 16, &v, 4);
+		memcpy(p + 32 + i * 16 + 4, &reserved, 4);
+	}
+	return proto_decode_pages(out, n + payload_delta, &got);
+}
+
+/* PAGES: every bound a receiver relies on is checked by the decoder. */
+static void test_pages_bounds(void **state)
+{
+	static const uint32_t up[] = { 0, 1, 2, 3 }, same[] = { 1, 1 }, down[] = { 2, 1 };
+	static const uint32_t big[] = { PROTO_PAGES_MAX };
+	struct proto_pages m = { .block = 7,
+				 .block_hash = 1,
+				 .codec = PROTO_CODEC_RAW,
+				 .page_count = 2,
+				 .plaintext_bytes = 8192,
+				 .page_index = same,
+				 .page_hashes = hashes_src,
+				 .data = data_src,
+				 .data_bytes = 8192 };
+
+	(void)state;
+	assert_int_equal(pages_decode(4, 4 * 4096, PROTO_CODEC_RAW, 4 * 4096, up, 0, 0), 0);
+	assert_int_equal(pages_decode(2, 4096 + 512, PROTO_CODEC_RAW, 4096 + 512, up, 0, 0), 0);
+	assert_int_equal(pages_decode(2, 8192, PROTO_CODEC_LZ4, 100, up, 0, 0), 0);
+	/* indexes: ascending, distinct, in range; reserved word zero */
+	assert_int_equal(pages_decode(2, 8192, PROTO_CODEC_RAW, 8192, same, 0, 0), -EBADMSG);
+	assert_int_equal(pages_decode(2, 8192, PROTO_CODEC_RAW, 8192, down, 0, 0), -EBADMSG);
+	assert_int_equal(pages_decode(1, 4096, PROTO_CODEC_RAW, 4096, big, 0, 0), -EBADMSG);
+	assert_int_equal(pages_decode(1, 4096, PROTO_CODEC_RAW, 4096, up, 1, 0), -EBADMSG);
+	/* counts and sizes */
+	assert_int_equal(pages_decode(0, 0, PROTO_CODEC_RAW, 0, up, 0, 0), -EBADMSG);
+	assert_int_equal(pages_decode(2, 8193, PROTO_CODEC_RAW, 8193, up, 0, 0), -EBADMSG);
+	assert_int_equal(pages_decode(2, 4096 + 511, PROTO_CODEC_RAW, 4096 + 511, up, 0, 0),
+			 -EBADMSG);
+	assert_int_equal(pages_decode(2, 8192, PROTO_CODEC_RAW, 8191, up, 0, 0), -EBADMSG);
+	assert_int_equal(pages_decode(2, 8192, PROTO_CODEC_LZ4, 8192, up, 0, 0), -EBADMSG);
+	assert_int_equal(pages_decode(2, 8192, 7, 100, up, 0, 0), -EBADMSG);
+	/* the payload's length against the counts */
+	assert_int_equal(pages_decode(2, 8192, PROTO_CODEC_RAW, 8192, up, 0, 1), -EBADMSG);
+	assert_int_equal(pages_decode(2, 8192, PROTO_CODEC_LZ4, 100, up, 0, (size_t)-1), -EBADMSG);
+	/* the encoder refuses what the decoder would */
+	assert_int_equal(proto_encode_pages(&m, frame, sizeof(frame)), -EINVAL);
+	m.page_index = down;
+	assert_int_equal(proto_encode_pages(&m, frame, sizeof(frame)), -EINVAL);
+	m.page_index = up;
+	assert_true(proto_encode_pages(&m, frame, sizeof(frame)) > 0);
+	assert_int_equal(proto_encode_pages_prefix(&m, frame, 10), -ENOSPC);
 }
 
 /* The largest DATA frame: 8192 blocks of 512 bytes, raw, and its zero-copy twin. */
@@ -1566,7 +1700,7 @@ static void test_stream(void **state)
 		assert_true(len > 0);
 		lens[n] = (size_t)len;
 		off += (size_t)len;
-		if (type == PROTO_DATA) /* its source buffers are reused by the next sample */
+		if (type == PROTO_DATA || type == PROTO_PAGES) /* sources reused by the next */
 			want[n].header.type = 0;
 	}
 	off = 0;
@@ -1722,6 +1856,7 @@ int main(void)
 		cmocka_unit_test_setup(test_header_fields, sample_default),
 		cmocka_unit_test_setup(test_data_bounds, sample_default),
 		cmocka_unit_test_setup(test_data_max_and_prefix, sample_default),
+		cmocka_unit_test_setup(test_pages_bounds, sample_default),
 		cmocka_unit_test_setup(test_hello_bounds, sample_default),
 		cmocka_unit_test_setup(test_welcome_bounds, sample_default),
 		cmocka_unit_test_setup(test_messages, sample_default),
