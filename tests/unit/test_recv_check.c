@@ -442,6 +442,66 @@ static void test_data(void **state)
 	standby_fake_release(&v);
 }
 
+/* ------------------------------------------------------------------ PAGES */
+
+enum pages_case { P_OK, P_LAST, P_INDEX, P_BYTES, P_HASH, P_GARBAGE };
+
+/* Blocks of the fake are one page: index 0 is the only page of a block. */
+static void test_pages(void **state)
+{
+	static const struct {
+		const char *name;
+		enum pages_case c;
+		struct want w;
+	} rows[] = {
+		{ "one page, hash matches", P_OK, OK },
+		{ "the short last block's page", P_LAST, OK },
+		{ "a page past the block", P_INDEX, ERROR(PROTO_ERR_PROTOCOL) },
+		{ "plaintext bytes not the geometry's", P_BYTES, ERROR(PROTO_ERR_PROTOCOL) },
+		{ "the page's hash differs", P_HASH, ERROR(PROTO_ERR_VERIFY) },
+		{ "lz4 that does not decompress", P_GARBAGE, ERROR(PROTO_ERR_VERIFY) },
+	};
+	static uint8_t page[BLOCK], dst[PROTO_DATA_PLAINTEXT_MAX];
+	struct standby v;
+
+	(void)state;
+	standby_fake(&v);
+	for (size_t i = 0; i < sizeof(page); i++)
+		page[i] = (uint8_t)(i * 13);
+	for (size_t i = 0; i < ARRAY_SIZE(rows); i++) {
+		struct recv_verdict vd = { 0 };
+		uint32_t idx = rows[i].c == P_INDEX ? 1 : 0;
+		uint32_t bytes = BLOCK;
+		uint64_t h;
+		struct proto_pages pg = { .block = 10, .block_hash = 7, .page_count = 1 };
+		int rc;
+
+		if (rows[i].c == P_LAST) {
+			pg.block = BLOCKS - 1;
+			bytes = standby_block_len(&v, BLOCKS - 1);
+			assert_true(bytes < BLOCK);
+		}
+		h = delta_hash(page, bytes);
+		if (rows[i].c == P_HASH)
+			h ^= 1;
+		pg.codec = rows[i].c == P_GARBAGE ? PROTO_CODEC_LZ4 : PROTO_CODEC_RAW;
+		pg.plaintext_bytes = rows[i].c == P_BYTES ? bytes - 512 : bytes;
+		pg.page_index = &idx;
+		pg.page_hashes = &h;
+		pg.data = rows[i].c == P_GARBAGE ? (const uint8_t *)"\xff\xff\xff\xff" : page;
+		pg.data_bytes = rows[i].c == P_GARBAGE ? 4 : pg.plaintext_bytes;
+		rc = recv_check_pages(&v, &pg, dst, &vd);
+		if (rows[i].w.kind == RECV_VERDICT_NONE) {
+			if (rc != 0)
+				fail_msg("%s: %d (%s)", rows[i].name, rc, vd.message);
+			assert_memory_equal(dst, page, bytes);
+		} else {
+			expect(rc, &vd, rows[i].w, rows[i].name);
+		}
+	}
+	standby_fake_release(&v);
+}
+
 /* -------------------------------------------------------------- EPOCH_END */
 
 static void test_end(void **state)
@@ -483,7 +543,7 @@ int main(void)
 		cmocka_unit_test(test_hello), cmocka_unit_test(test_begin),
 		cmocka_unit_test(test_delta), cmocka_unit_test(test_resume),
 		cmocka_unit_test(test_runs),  cmocka_unit_test(test_data),
-		cmocka_unit_test(test_end),
+		cmocka_unit_test(test_pages), cmocka_unit_test(test_end),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
