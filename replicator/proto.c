@@ -772,6 +772,19 @@ int proto_decode_epoch_begin(const uint8_t *payload, size_t len, struct proto_ep
 
 /* ---------------------------------------------------------------- DATA */
 
+static bool proto_codec_sizes_valid(uint16_t codec, uint32_t data_bytes, uint32_t plaintext_bytes)
+{
+	switch (codec) {
+	case PROTO_CODEC_RAW:
+		return data_bytes == plaintext_bytes;
+	case PROTO_CODEC_LZ4:
+		/* codec keeps lz4 only when it saves bytes: it never expands */
+		return data_bytes >= 1 && data_bytes < plaintext_bytes;
+	default:
+		return false;
+	}
+}
+
 /* The fields of a run, not its pointers (encode checks those separately). */
 static bool proto_data_valid(const struct proto_data *m)
 {
@@ -784,15 +797,7 @@ static bool proto_data_valid(const struct proto_data *m)
 	/* Every block but the last is whole, and no block is below the minimum size. */
 	if (m->plaintext_bytes <= (uint64_t)(m->block_count - 1) * PROTO_BLOCK_BYTES_MIN)
 		return false;
-	switch (m->codec) {
-	case PROTO_CODEC_RAW:
-		return m->data_bytes == m->plaintext_bytes;
-	case PROTO_CODEC_LZ4:
-		/* codec keeps lz4 only when it saves bytes: it never expands */
-		return m->data_bytes >= 1 && m->data_bytes < m->plaintext_bytes;
-	default:
-		return false;
-	}
+	return proto_codec_sizes_valid(m->codec, m->data_bytes, m->plaintext_bytes);
 }
 
 static size_t proto_data_payload_bytes(const struct proto_data *m)
@@ -835,32 +840,51 @@ int proto_encode_data(const struct proto_data *m, uint8_t *buf, size_t cap)
 	return proto_frame_close(&w, PROTO_DATA);
 }
 
+/*
+ * Zero-copy encoders write the header and the payload up to the data, and the
+ * caller sends the data from where it lies. The writer ends where the data
+ * would start; the payload checksum covers the prefix and the data in place.
+ */
+static int proto_prefix_open(struct proto_writer *w, uint8_t *buf, size_t cap, size_t payload_bytes,
+			     uint32_t data_bytes)
+{
+	size_t prefix_bytes = PROTO_HEADER_BYTES + payload_bytes - data_bytes;
+
+	ASSERT(buf != NULL || cap == 0);
+	if (cap < prefix_bytes)
+		return -ENOSPC;
+	w->buf = buf;
+	w->end = prefix_bytes;
+	w->off = PROTO_HEADER_BYTES;
+	return 0;
+}
+
+static int proto_prefix_close(struct proto_writer *w, uint16_t type, size_t payload_bytes,
+			      const uint8_t *data, uint32_t data_bytes)
+{
+	struct delta_stream s;
+
+	ASSERT(w->off == w->end);
+	delta_stream_init(&s, PROTO_SEED_PAYLOAD);
+	delta_stream_update(&s, w->buf + PROTO_HEADER_BYTES, w->end - PROTO_HEADER_BYTES);
+	delta_stream_update(&s, data, data_bytes);
+	proto_header_write(w->buf, type, (uint32_t)payload_bytes, delta_stream_digest(&s));
+	return (int)w->end;
+}
+
 int proto_encode_data_prefix(const struct proto_data *m, uint8_t *buf, size_t cap)
 {
 	struct proto_writer w;
-	struct delta_stream s;
 	size_t payload_bytes;
-	size_t prefix_bytes;
 
 	ASSERT(m != NULL);
 	if (!proto_data_encodable(m))
 		return -EINVAL;
 	payload_bytes = proto_data_payload_bytes(m);
-	prefix_bytes = PROTO_HEADER_BYTES + payload_bytes - m->data_bytes;
-	ASSERT(buf != NULL || cap == 0);
-	if (cap < prefix_bytes)
+	if (proto_prefix_open(&w, buf, cap, payload_bytes, m->data_bytes))
 		return -ENOSPC;
-	/* The writer ends where the data would start: the data stays where it is. */
-	w.buf = buf;
-	w.end = prefix_bytes;
-	w.off = PROTO_HEADER_BYTES;
 	proto_data_put_prefix(&w, m);
-	ASSERT(w.off == w.end);
-	delta_stream_init(&s, PROTO_SEED_PAYLOAD);
-	delta_stream_update(&s, buf + PROTO_HEADER_BYTES, prefix_bytes - PROTO_HEADER_BYTES);
-	delta_stream_update(&s, m->data, m->data_bytes);
-	proto_header_write(buf, PROTO_DATA, (uint32_t)payload_bytes, delta_stream_digest(&s));
-	return (int)prefix_bytes;
+	return proto_prefix_close(&w, PROTO_DATA, payload_bytes, m->data, m->data_bytes);
 }
 
 int proto_decode_data(const uint8_t *payload, size_t len, struct proto_data *m)
@@ -900,18 +924,6 @@ uint64_t proto_data_hash(const struct proto_data *m, uint32_t i)
 }
 
 /* --------------------------------------------------------------- PAGES */
-
-static bool proto_codec_sizes_valid(uint16_t codec, uint32_t data_bytes, uint32_t plaintext_bytes)
-{
-	switch (codec) {
-	case PROTO_CODEC_RAW:
-		return data_bytes == plaintext_bytes;
-	case PROTO_CODEC_LZ4:
-		return data_bytes >= 1 && data_bytes < plaintext_bytes;
-	default:
-		return false;
-	}
-}
 
 static bool proto_pages_valid(const struct proto_pages *m)
 {
@@ -979,27 +991,16 @@ int proto_encode_pages(const struct proto_pages *m, uint8_t *buf, size_t cap)
 int proto_encode_pages_prefix(const struct proto_pages *m, uint8_t *buf, size_t cap)
 {
 	struct proto_writer w;
-	struct delta_stream s;
-	size_t payload_bytes, prefix_bytes;
+	size_t payload_bytes;
 
 	ASSERT(m != NULL);
 	if (!proto_pages_encodable(m))
 		return -EINVAL;
 	payload_bytes = proto_pages_payload_bytes(m);
-	prefix_bytes = PROTO_HEADER_BYTES + payload_bytes - m->data_bytes;
-	ASSERT(buf != NULL || cap == 0);
-	if (cap < prefix_bytes)
+	if (proto_prefix_open(&w, buf, cap, payload_bytes, m->data_bytes))
 		return -ENOSPC;
-	w.buf = buf;
-	w.end = prefix_bytes;
-	w.off = PROTO_HEADER_BYTES;
 	proto_pages_put_prefix(&w, m);
-	ASSERT(w.off == w.end);
-	delta_stream_init(&s, PROTO_SEED_PAYLOAD);
-	delta_stream_update(&s, buf + PROTO_HEADER_BYTES, prefix_bytes - PROTO_HEADER_BYTES);
-	delta_stream_update(&s, m->data, m->data_bytes);
-	proto_header_write(buf, PROTO_PAGES, (uint32_t)payload_bytes, delta_stream_digest(&s));
-	return (int)prefix_bytes;
+	return proto_prefix_close(&w, PROTO_PAGES, payload_bytes, m->data, m->data_bytes);
 }
 
 int proto_decode_pages(const uint8_t *payload, size_t len, struct proto_pages *m)
