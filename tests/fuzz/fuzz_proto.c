@@ -25,10 +25,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static uint8_t frame[PROTO_FRAME_BYTES_MAX];
 static uint8_t again[PROTO_FRAME_BYTES_MAX];
 static uint64_t hashes[PROTO_DATA_BLOCKS_MAX];
+static uint32_t pages_idx[PROTO_PAGES_MAX];
 
 static int reencode(const struct proto_msg *m, uint8_t *buf, size_t cap)
 {
 	struct proto_data d;
+	struct proto_pages pg;
 
 	switch (m->header.type) {
 	case PROTO_HELLO:
@@ -55,6 +57,15 @@ static int reencode(const struct proto_msg *m, uint8_t *buf, size_t cap)
 		return proto_encode_keepalive(buf, cap);
 	case PROTO_ERROR:
 		return proto_encode_error(&m->u.error, buf, cap);
+	case PROTO_PAGES:
+		pg = m->u.pages;
+		for (uint32_t i = 0; i < pg.page_count; i++) {
+			pages_idx[i] = proto_pages_index(&m->u.pages, i);
+			hashes[i] = proto_pages_hash(&m->u.pages, i);
+		}
+		pg.page_index = pages_idx;
+		pg.page_hashes = hashes;
+		return proto_encode_pages(&pg, buf, cap);
 	}
 	abort();
 }
@@ -84,6 +95,8 @@ static int decode_payload(uint16_t type, const uint8_t *p, size_t n, struct prot
 		return proto_decode_keepalive(p, n);
 	case PROTO_ERROR:
 		return proto_decode_error(p, n, &m->u.error);
+	case PROTO_PAGES:
+		return proto_decode_pages(p, n, &m->u.pages);
 	}
 	return -EBADMSG;
 }
