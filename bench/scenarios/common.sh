@@ -21,6 +21,7 @@ RAW=$RESULTS_DIR/$NAME-raw
 WORK=$BENCH_WORK/$NAME.$$
 
 cleanup() {
+	if [ -n "${BENCH_BPFFS:-}" ]; then umount "$BENCH_BPFFS" 2>/dev/null || true; fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -53,6 +54,13 @@ need_tools() {
 	# Every run of a scenario uses the same binaries, even if the build tree is
 	# relinked meanwhile (a linker's half-written output is not executable).
 	cp "$PVREPL" "$TEST_TOOL" "$WORK/bin/"
+	# Senders pin their write trackers in a bpffs of this run's own, unmounted by
+	# cleanup (which detaches them): nothing stays attached to the loop devices.
+	if [ -z "${PVREPL_TRACK_PIN_DIR:-}" ] && [ "$(id -u)" -eq 0 ] && mkdir -p "$WORK/bpffs" &&
+		mount -t bpf -o mode=0700 bpf "$WORK/bpffs"; then
+		BENCH_BPFFS=$WORK/bpffs
+		export PVREPL_TRACK_PIN_DIR=$BENCH_BPFFS
+	fi
 	PVREPL=$WORK/bin/$(basename "$PVREPL")
 	TEST_TOOL=$WORK/bin/$(basename "$TEST_TOOL")
 	local rc=0
