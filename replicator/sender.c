@@ -885,7 +885,7 @@ static void confirm_tracking(const struct sender_config *cfg, struct tracking *t
 		snprintf(
 			res->warning, sizeof(res->warning),
 			"volume %s: epoch %" PRIu64
-			" is confirmed, but the write tracker could not record it (%s): the next epoch may scan everything",
+			" is confirmed, but the write tracker could not record it (%.200s): the next epoch may scan everything",
 			cfg->volume, epoch, err);
 	if (res->tracker_missed_blocks && !res->warning[0])
 		snprintf(
@@ -904,7 +904,7 @@ static void report_missed(const struct sender_config *cfg, struct tracking *tr,
 	if (tracking_report_missed(tr, err, sizeof(err)))
 		snprintf(
 			res->warning, sizeof(res->warning),
-			"volume %s: the write tracker missed a write and recording that failed (%s): run 'pvrepl send --full-scan'",
+			"volume %s: the write tracker missed a write and recording that failed (%.200s): run 'pvrepl send --full-scan'",
 			cfg->volume, err);
 	else
 		snprintf(

@@ -140,7 +140,7 @@ int tracking_open(struct tracking *t, const struct tracking_config *cfg, const s
 			snprintf(err, err_len, "--track bpf: %s (or use --track auto)", why);
 			return rc;
 		}
-		snprintf(t->off_reason, sizeof(t->off_reason), "write tracking unavailable: %s",
+		snprintf(t->off_reason, sizeof(t->off_reason), "write tracking unavailable: %.280s",
 			 why);
 		return 0;
 	}
