@@ -203,8 +203,6 @@ int tracking_plan(struct tracking *t, const struct map *m, bool initial_sync, ch
 	t->tracked_bytes = t->harvest.pending_pages * KFIO_TRACK_PAGE_BYTES;
 	if (initial_sync)
 		plan_full(t, TRACKING_FULL_INITIAL, "initial sync");
-	else if (t->harvest.loss)
-		plan_full(t, TRACKING_FULL_LOSS, "%s", t->harvest.reason);
 	else if (!t->record_valid)
 		plan_full(t, TRACKING_FULL_NEW,
 			  "no tracking record in %s yet (a new or reset state directory)",
@@ -225,6 +223,10 @@ int tracking_plan(struct tracking *t, const struct map *m, bool initial_sync, ch
 			  "the tracker settled epoch %" PRIu64 " but the map holds epoch %" PRIu64
 			  " (a state directory restored from an older copy?)",
 			  t->info.settled_tag, m->epoch);
+	/* After the instance checks: a new instance owes ATTACHED too, and "the
+	 * tracker was replaced" says more. */
+	else if (t->harvest.loss)
+		plan_full(t, TRACKING_FULL_LOSS, "%s", t->harvest.reason);
 	else if (t->cfg.force_full)
 		plan_full(t, TRACKING_FULL_REQUESTED, "a full scan was requested");
 	else if (now - t->record_full_unix >= (int64_t)(t->cfg.full_scan_interval_ms / 1000))

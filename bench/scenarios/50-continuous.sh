@@ -84,18 +84,6 @@ SAMPLER_PID=
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T_SCENARIO=$EPOCHREALTIME
 
-# stop_pid PID: SIGTERM, 10 s, then SIGKILL; reaps it (a child of this shell).
-stop_pid() {
-	local p=$1 i
-	[ -n "$p" ] || return 0
-	kill -TERM "$p" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$p" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
-}
 teardown() {
 	set +e
 	stop_pid "$SAMPLER_PID"

@@ -70,6 +70,19 @@ need_tools() {
 	[ "$rc" -eq 2 ] || die "$TEST_TOOL does not run (being rebuilt?); run again"
 }
 
+# stop_pid PID: SIGTERM, 10 s, then SIGKILL; by PID, reaped (a child of this shell).
+stop_pid() {
+	local p=$1 i
+	[ -n "$p" ] || return 0
+	kill -TERM "$p" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+}
+
 drop_caches() {
 	sync
 	echo 3 >/proc/sys/vm/drop_caches
