@@ -122,7 +122,6 @@ enum kfio_track_loss {
 	KFIO_TRACK_LOSS_PASSTHROUGH = 1u << 2, /* SG_IO / NVMe passthrough writes */
 	KFIO_TRACK_LOSS_OVERFLOW = 1u << 3,    /* a request too large to mark */
 	KFIO_TRACK_LOSS_DETACHED = 1u << 4,    /* pinned programs found detached */
-	KFIO_TRACK_LOSS_REPORTED = 1u << 5,    /* the caller found a change unmarked */
 };
 
 struct kfio_track;
@@ -197,10 +196,6 @@ bool kfio_track_live_any(const struct kfio_track *t, uint64_t offset, uint64_t l
  */
 int kfio_track_settle(struct kfio_track *t, bool full_scan, uint64_t tag, char *err,
 		      size_t err_len);
-
-/* Records a loss the caller found (KFIO_TRACK_LOSS_REPORTED: data changed where
- * nothing was marked) as owed, like the tracker's own. 0 or -errno with err. */
-int kfio_track_owe(struct kfio_track *t, unsigned loss, char *err, size_t err_len);
 
 /* Unpins the tracker of `name` (its programs detach once nothing holds them).
  * 0 when there was none to remove too; -errno with err otherwise. */

@@ -759,8 +759,6 @@ static void loss_words(unsigned loss, const struct kfio_track_harvest *h, char *
 	ADD(KFIO_TRACK_LOSS_PASSTHROUGH,
 	    "%" PRIu64 " passthrough commands (SG_IO/NVMe) were sent to the disk", h->passthrough);
 	ADD(KFIO_TRACK_LOSS_OVERFLOW, "%" PRIu64 " requests were too large to mark", h->overflows);
-	ADD(KFIO_TRACK_LOSS_REPORTED, "%s",
-	    "a block changed outside the pages the tracker marked (found by the standby)");
 #undef ADD
 }
 
@@ -852,12 +850,6 @@ int kfio_track_settle(struct kfio_track *t, bool full_scan, uint64_t tag, char *
 		t->meta.owed = 0;
 	t->meta.settled_tag = tag;
 	t->info.settled_tag = tag;
-	return write_meta(t, err, err_len);
-}
-
-int kfio_track_owe(struct kfio_track *t, unsigned loss, char *err, size_t err_len)
-{
-	t->meta.owed |= loss;
 	return write_meta(t, err, err_len);
 }
 

@@ -47,7 +47,6 @@ static const char *owed_words(unsigned owed, char *buf, size_t len)
 		{ KFIO_TRACK_LOSS_RECURSION, "recursion-misses" },
 		{ KFIO_TRACK_LOSS_PASSTHROUGH, "passthrough" },
 		{ KFIO_TRACK_LOSS_OVERFLOW, "overflow" },
-		{ KFIO_TRACK_LOSS_REPORTED, "reported" },
 	};
 	size_t n = 0;
 

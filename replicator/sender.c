@@ -74,6 +74,7 @@ struct send_ctx {
 	/* PAGES (a tracked epoch, granted by the receiver): the tracker's pending
 	 * pages; blocks with some pages unmarked go as their marked pages. */
 	const uint64_t *pages;
+	const struct kfio_track *track; /* its live marks count too */
 	uint32_t pages_per_block;
 	uint8_t *page_buf;  /* the marked pages of one block, gathered */
 	uint8_t *codec_buf; /* codec output: codec_bound(SCAN_BATCH_BYTES_MAX) */
@@ -153,6 +154,19 @@ static int send_straddling(struct send_ctx *s, const struct scan_batch *b)
 			 s->scratch + off, b->payload_bytes - off, b->payload_bytes - off);
 }
 
+/*
+ * Page p counts as changed when the harvest found it (pending) or a write to it
+ * completed since (live): such a write may be in the block just read, and a
+ * page left out would make the block disagree with its hash on the standby. A
+ * write still in flight now is the residual race, which the receiver's check
+ * of the whole block catches (PROTO_ERR_PAGES, whole blocks on the retry).
+ */
+static bool page_marked(const struct send_ctx *s, uint64_t p)
+{
+	return ((s->pages[p / 64] >> (p % 64)) & 1) ||
+	       kfio_track_live_any(s->track, p * PROTO_PAGE_BYTES, PROTO_PAGE_BYTES);
+}
+
 /* Marked pages of block b: their count, and the block's page count. */
 static uint32_t block_marked_pages(const struct send_ctx *s, uint64_t b, uint32_t *block_pages)
 {
@@ -165,7 +179,7 @@ static uint32_t block_marked_pages(const struct send_ctx *s, uint64_t b, uint32_
 	for (uint32_t i = 0; i < pages; i++) {
 		uint64_t p = b * s->pages_per_block + i;
 
-		n += (s->pages[p / 64] >> (p % 64)) & 1;
+		n += page_marked(s, p);
 	}
 	*block_pages = pages;
 	return n;
@@ -209,7 +223,7 @@ static int send_pages(struct send_ctx *s, uint64_t b, uint64_t block_hash, const
 		uint64_t p = b * s->pages_per_block + i;
 		uint32_t len = block_len - i * PROTO_PAGE_BYTES;
 
-		if (!((s->pages[p / 64] >> (p % 64)) & 1))
+		if (!page_marked(s, p))
 			continue;
 		if (len > PROTO_PAGE_BYTES)
 			len = PROTO_PAGE_BYTES;
@@ -895,24 +909,6 @@ static void confirm_tracking(const struct sender_config *cfg, struct tracking *t
 			cfg->volume, res->tracker_missed_blocks);
 }
 
-/* The standby found a block changed outside its marked pages: scan all next. */
-static void report_missed(const struct sender_config *cfg, struct tracking *tr,
-			  struct sender_result *res)
-{
-	char err[400] = "";
-
-	if (tracking_report_missed(tr, err, sizeof(err)))
-		snprintf(
-			res->warning, sizeof(res->warning),
-			"volume %s: the write tracker missed a write and recording that failed (%.200s): run 'pvrepl send --full-scan'",
-			cfg->volume, err);
-	else
-		snprintf(
-			res->warning, sizeof(res->warning),
-			"volume %s: the standby found a block changed outside the pages the write tracker marked: the next epoch scans the whole device",
-			cfg->volume);
-}
-
 /* capture_ms: when the live reads start (sent only to a peer that expects it). */
 static int send_epoch_begin(const struct sender_config *cfg, struct conn *c,
 			    const struct proto_welcome *w, struct proto_epoch_begin *eb,
@@ -953,8 +949,10 @@ static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, s
 	scfg.only_pages = tracking_only_pages(tr);
 	/* Partial blocks only in a tracked epoch (its pending bits say which pages
 	 * changed), and only to a receiver that completes them. */
-	if (scfg.only_pages && pages_granted && m->block_bytes > PROTO_PAGE_BYTES) {
+	if (scfg.only_pages && pages_granted && m->block_bytes > PROTO_PAGE_BYTES &&
+	    tracking_pages_allowed(tr)) {
 		s.pages = scfg.only_pages;
+		s.track = tr->track;
 		s.pages_per_block = m->block_bytes / PROTO_PAGE_BYTES;
 		s.page_buf = malloc(m->block_bytes);
 		s.codec_buf = malloc(codec_bound(SCAN_BATCH_BYTES_MAX));
@@ -1130,8 +1128,12 @@ release:
 	if (ctx)
 		tls_ctx_free(ctx);
 	if (tracking_open) {
-		if (res->receiver_error == PROTO_ERR_PAGES)
-			report_missed(cfg, &tr, res);
+		tracking_pages_outcome(&tr, res->outcome == SENDER_OK, res->blocks_partial > 0);
+		if (res->outcome != SENDER_OK && res->blocks_partial && !res->warning[0])
+			snprintf(
+				res->warning, sizeof(res->warning),
+				"volume %s: the epoch failed after it sent partial blocks: the next attempt sends whole blocks",
+				cfg->volume);
 		tracking_close(&tr);
 	}
 	map_release(&m);

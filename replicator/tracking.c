@@ -312,11 +312,37 @@ int tracking_confirmed(struct tracking *t, uint64_t epoch, char *err, size_t err
 	return kfio_track_settle(t->track, full, epoch, err, err_len);
 }
 
-int tracking_report_missed(struct tracking *t, char *err, size_t err_len)
+/*
+ * PAGES are declined after an epoch that sent some and failed: the receiver
+ * may have found a block whose unsent pages changed between the harvest and
+ * the read (a write racing the epoch, marked only afterwards). Whole blocks
+ * cannot disagree with their hash, so the next attempt sends those. The marker
+ * decides nothing after a crash (PAGES again, at worst one more retry): it is
+ * created and removed without fsync.
+ */
+bool tracking_pages_allowed(const struct tracking *t)
 {
-	if (!t->track)
-		return 0;
-	return kfio_track_owe(t->track, KFIO_TRACK_LOSS_REPORTED, err, err_len);
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/%s", t->state_dir, TRACKING_WHOLE_FILE);
+	return access(path, F_OK) != 0;
+}
+
+void tracking_pages_outcome(const struct tracking *t, bool epoch_ok, bool sent_pages)
+{
+	char path[4200];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", t->state_dir, TRACKING_WHOLE_FILE);
+	if (epoch_ok) {
+		unlink(path);
+		return;
+	}
+	if (!sent_pages)
+		return;
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
 }
 
 const char *tracking_scan_name(enum tracking_scan s)

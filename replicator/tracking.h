@@ -34,6 +34,7 @@
 #include "map.h"
 
 #define TRACKING_FILE			       "track"
+#define TRACKING_WHOLE_FILE		       "track.whole" /* the next epoch sends whole blocks */
 #define TRACKING_FULL_SCAN_INTERVAL_MS_DEFAULT (24ull * 3600 * 1000)
 /* Blocks a full scan checks again at its end before it calls them missed. */
 #define TRACKING_MISSED_CANDIDATES_MAX 4096u
@@ -132,11 +133,12 @@ uint64_t tracking_missed_blocks(struct tracking *t);
 int tracking_confirmed(struct tracking *t, uint64_t epoch, char *err, size_t err_len);
 
 /*
- * The receiver found a block whose unmarked pages differ from the source
- * (PROTO_ERR_PAGES): the tracker missed a write. Owed until a full scan, so the
- * next epoch scans everything. Returns 0 or -errno with err.
+ * Whether this epoch may send PAGES (false after an epoch that sent some and
+ * failed: the next sends whole blocks), and the outcome that decides the next:
+ * an epoch that succeeded allows PAGES again.
  */
-int tracking_report_missed(struct tracking *t, char *err, size_t err_len);
+bool tracking_pages_allowed(const struct tracking *t);
+void tracking_pages_outcome(const struct tracking *t, bool epoch_ok, bool sent_pages);
 
 /* "tracked", "full" or "none". */
 const char *tracking_scan_name(enum tracking_scan s);
