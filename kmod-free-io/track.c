@@ -642,6 +642,28 @@ static void fill_info(struct kfio_track *t)
 	snprintf(i->pin_dir, sizeof(i->pin_dir), "%s", t->dir);
 }
 
+/* An empty tracker for pin_root/name (no descriptor open); NULL: out of memory
+ * or a path too long, with err. */
+static struct kfio_track *track_new(const char *pin_root, const char *name, int *rc, char *err,
+				    size_t err_len)
+{
+	struct kfio_track *t = calloc(1, sizeof(*t));
+
+	*rc = -ENOMEM;
+	if (!t)
+		return NULL;
+	t->meta_fd = t->live_fd = t->pending_fd = t->stats_fd = -1;
+	t->link_fd[0] = t->link_fd[1] = t->prog_fd[0] = t->prog_fd[1] = -1;
+	if ((size_t)snprintf(t->dir, sizeof(t->dir), "%s/%s", pin_root, name) >=
+	    sizeof(t->dir) - 8) {
+		kfio_fmt(err, err_len, "tracker pin path %s/%s is too long", pin_root, name);
+		free(t);
+		*rc = -ENAMETOOLONG;
+		return NULL;
+	}
+	return t;
+}
+
 int kfio_track_open(struct kfio_track **out, const struct kfio_dev *dev, const char *pin_root,
 		    const char *name, char *err, size_t err_len)
 {
@@ -666,17 +688,9 @@ int kfio_track_open(struct kfio_track **out, const struct kfio_dev *dev, const c
 	rc = ensure_root(pin_root, err, err_len);
 	if (rc)
 		return rc;
-	t = calloc(1, sizeof(*t));
+	t = track_new(pin_root, name, &rc, err, err_len);
 	if (!t)
-		return -ENOMEM;
-	t->meta_fd = t->live_fd = t->pending_fd = t->stats_fd = -1;
-	t->link_fd[0] = t->link_fd[1] = t->prog_fd[0] = t->prog_fd[1] = -1;
-	if ((size_t)snprintf(t->dir, sizeof(t->dir), "%s/%s", pin_root, name) >=
-	    sizeof(t->dir) - 8) {
-		kfio_fmt(err, err_len, "tracker pin path %s/%s is too long", pin_root, name);
-		free(t);
-		return -ENAMETOOLONG;
-	}
+		return rc;
 	rc = pickup(t, &g, why, sizeof(why));
 	if (rc == -EPERM || rc == -EACCES) {
 		/* Not ours to judge: a tracker we may not read is left as it is. */
@@ -892,13 +906,9 @@ int kfio_track_inspect(const char *pin_root, const char *name, struct kfio_track
 		kfio_fmt(err, err_len, "tracker name '%s' is not valid", name);
 		return -EINVAL;
 	}
-	t = calloc(1, sizeof(*t));
+	t = track_new(pin_root ? pin_root : KFIO_TRACK_PIN_ROOT_DEFAULT, name, &rc, err, err_len);
 	if (!t)
-		return -ENOMEM;
-	t->meta_fd = t->live_fd = t->pending_fd = t->stats_fd = -1;
-	t->link_fd[0] = t->link_fd[1] = t->prog_fd[0] = t->prog_fd[1] = -1;
-	snprintf(t->dir, sizeof(t->dir), "%s/%s", pin_root ? pin_root : KFIO_TRACK_PIN_ROOT_DEFAULT,
-		 name);
+		return rc;
 	rc = pickup(t, NULL, err, err_len);
 	out->attached = !t->detached;
 	if (!rc) {

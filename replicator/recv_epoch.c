@@ -243,15 +243,25 @@ static int sync_buf(struct rx *x, uint32_t *idx)
 	return 0;
 }
 
+/*
+ * The O_DIRECT length of bytes at block first of the standby: rounded up to
+ * the device's alignment (the volume's short tail is aligned on devices), but
+ * never past the end of a file, whose size need not be.
+ */
+static uint32_t standby_io_len(const struct standby *v, uint64_t first, uint32_t bytes)
+{
+	uint32_t a = v->dev.dio_offset_align > 1 ? v->dev.dio_offset_align : 1;
+	uint32_t len = (bytes + a - 1) / a * a;
+
+	return first * v->map.block_bytes + len > v->dev.size_bytes ? bytes : len;
+}
+
 static int sync_write(struct rx *x, uint32_t buf, uint64_t first, uint32_t bytes)
 {
 	struct standby *v = x->v;
-	uint32_t a = v->dev.dio_offset_align > 1 ? v->dev.dio_offset_align : 1;
-	uint32_t len = (bytes + a - 1) / a * a; /* the volume's tail is aligned on devices */
+	uint32_t len = standby_io_len(v, first, bytes);
 	int rc;
 
-	if ((uint64_t)first * v->map.block_bytes + len > v->dev.size_bytes)
-		len = bytes;
 	rc = kfio_queue_write(v->q, 0, buf, first * v->map.block_bytes, len, first);
 	if (!rc)
 		rc = kfio_queue_submit(v->q);
@@ -483,15 +493,14 @@ static int journal_sink_zero(struct rx *x, uint64_t first, uint32_t count)
  * the volume is ours alone and the previous epoch's apply finished before it
  * was released), the pages laid over it, and the whole journaled as one DATA
  * block under the sender's block hash, which journal_add_data checks before it
- * writes anything. A mismatch means the source changed outside the pages sent:
- * PROTO_ERR_PAGES, so the sender scans everything next.
+ * writes anything. A mismatch means the source changed outside the pages sent
+ * (a write racing the epoch, or one the tracker missed): PROTO_ERR_PAGES, and
+ * the sender's next attempt sends whole blocks.
  */
 static int journal_sink_pages(struct rx *x, const struct proto_pages *pg, const uint8_t *page_data)
 {
 	struct standby *v = x->v;
 	uint32_t len = standby_block_len(v, pg->block), off = 0;
-	uint32_t a = v->dev.dio_offset_align > 1 ? v->dev.dio_offset_align : 1;
-	uint32_t rlen = (len + a - 1) / a * a;
 	int r;
 
 	if (!x->block_buf) {
@@ -501,9 +510,8 @@ static int journal_sink_pages(struct rx *x, const struct proto_pages *pg, const 
 						"volume %s: out of memory for a block",
 						v->cfg->name);
 	}
-	if ((uint64_t)pg->block * v->map.block_bytes + rlen > v->dev.size_bytes)
-		rlen = len;
-	r = kfio_dev_pread_all(&v->dev, x->block_buf, rlen, pg->block * v->map.block_bytes);
+	r = kfio_dev_pread_all(&v->dev, x->block_buf, standby_io_len(v, pg->block, len),
+			       pg->block * v->map.block_bytes);
 	if (r) {
 		standby_fail(v, "%s", v->dev.err_msg);
 		return rx_io_verdict(x);

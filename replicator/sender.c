@@ -167,15 +167,19 @@ static bool page_marked(const struct send_ctx *s, uint64_t p)
 	       kfio_track_live_any(s->track, p * PROTO_PAGE_BYTES, PROTO_PAGE_BYTES);
 }
 
+/* Block b's bytes: block_bytes, less the tail of the volume's last block. */
+static uint32_t block_len(const struct send_ctx *s, uint64_t b)
+{
+	uint64_t left = s->size_bytes - b * s->block_bytes;
+
+	return left < s->block_bytes ? (uint32_t)left : s->block_bytes;
+}
+
 /* Marked pages of block b: their count, and the block's page count. */
 static uint32_t block_marked_pages(const struct send_ctx *s, uint64_t b, uint32_t *block_pages)
 {
-	uint64_t len = s->size_bytes - b * s->block_bytes;
-	uint32_t n = 0, pages;
+	uint32_t n = 0, pages = (block_len(s, b) + PROTO_PAGE_BYTES - 1) / PROTO_PAGE_BYTES;
 
-	if (len > s->block_bytes)
-		len = s->block_bytes;
-	pages = (uint32_t)((len + PROTO_PAGE_BYTES - 1) / PROTO_PAGE_BYTES);
 	for (uint32_t i = 0; i < pages; i++) {
 		uint64_t p = b * s->pages_per_block + i;
 
@@ -277,8 +281,7 @@ static int send_mixed(struct send_ctx *s, const struct scan_batch *b)
 		plain = s->scratch;
 	}
 	for (uint32_t i = 0; i < b->block_count; i++) {
-		uint64_t left = s->size_bytes - (b->first_block + i) * s->block_bytes;
-		uint32_t len = left < s->block_bytes ? (uint32_t)left : s->block_bytes, pages;
+		uint32_t len = block_len(s, b->first_block + i), pages;
 		uint32_t marked = block_marked_pages(s, b->first_block + i, &pages);
 
 		if (marked == pages) {
@@ -545,7 +548,6 @@ static void explain_send_failure(struct conn *c, struct sender_result *res, cons
 
 	snprintf(send_err, sizeof(send_err), "%s", c->err);
 	if (conn_recv(c, &msg) == 0 && msg.header.type == PROTO_ERROR) {
-		res->receiver_error = msg.u.error.code;
 		set_msg(res, "volume %s: the receiver aborted the epoch: %s (%s)", volume,
 			msg.u.error.message, proto_error_name(msg.u.error.code));
 		return;
@@ -1024,7 +1026,6 @@ static int end_epoch(const struct sender_config *cfg, struct conn *c, const stru
 		return rc;
 	}
 	if (msg.header.type == PROTO_ERROR) {
-		res->receiver_error = msg.u.error.code;
 		set_msg(res, "volume %s: the receiver refused epoch %" PRIu64 ": %s (%s)",
 			cfg->volume, epoch, msg.u.error.message,
 			proto_error_name(msg.u.error.code));

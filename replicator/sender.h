@@ -95,7 +95,6 @@ struct sender_result {
 	uint64_t blocks_zero;
 	uint64_t blocks_sent;	 /* data + zero blocks on the wire */
 	uint64_t blocks_partial; /* of them, sent as their changed 4 KiB pages (PAGES) */
-	uint16_t receiver_error; /* PROTO_ERR_* of the receiver's ERROR frame, 0: none */
 	uint64_t payload_bytes;	 /* plaintext of the data blocks sent */
 	uint64_t data_bytes;	 /* after compression */
 	uint64_t wire_bytes;	 /* everything sent on the connection, TLS included */
