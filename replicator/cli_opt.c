@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cli_opt.h"
+#include "kfio.h"
 #include "scan.h"
 
 void cli_err(const char *fmt, ...)
@@ -228,4 +229,24 @@ const char *cli_config_path(int argc, char **argv)
 			path = argv[++i];
 	}
 	return path;
+}
+
+int cli_opt_pin_dir(const char *what, const char *arg, const char **dir)
+{
+	if (arg[0] != '/') {
+		cli_err("%s%s: expected an absolute path on bpffs, e.g. %s", what, arg,
+			KFIO_TRACK_PIN_ROOT_DEFAULT);
+		return -EINVAL;
+	}
+	*dir = arg;
+	return 0;
+}
+
+int cli_env_pin_dir(const char **dir)
+{
+	const char *v = getenv("PVREPL_TRACK_PIN_DIR");
+
+	if (!v || !v[0])
+		return 0;
+	return cli_opt_pin_dir("PVREPL_TRACK_PIN_DIR=", v, dir);
 }

@@ -33,6 +33,11 @@ int cli_opt_timeout(const char *arg, unsigned *ms);	  /* --timeout: 100ms..1h */
 int cli_opt_rate(const char *opt, const char *arg, uint64_t *bytes_per_s);
 int cli_opt_verbosity(const char *arg, int *level);		  /* -v 0..3 */
 int cli_opt_log_format(const char *arg, enum log_format *format); /* text or json */
+/* Where write trackers are pinned: an absolute path (what names it, followed
+ * by the value in the error: "--track-pin-dir " or "VAR="). cli_env_pin_dir takes PVREPL_TRACK_PIN_DIR into *dir when
+ * it is set (unchanged when not). Both return 0 or -EINVAL with the error said. */
+int cli_opt_pin_dir(const char *what, const char *arg, const char **dir);
+int cli_env_pin_dir(const char **dir);
 /* The FILE of --config FILE, --config=FILE, -c FILE or -cFILE (and of the
  * abbreviations getopt_long accepts, --conf FILE...) in argv, before getopt runs
  * (the file is the bottom layer: flags parsed later override it); NULL if absent. */

@@ -185,12 +185,8 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 			o->cfg.tracking.full_scan_interval_ms = v;
 			break;
 		case OPT_TRACK_PIN_DIR:
-			if (optarg[0] != '/') {
-				cli_err("--track-pin-dir %s: expected an absolute path on bpffs, e.g. %s",
-					optarg, KFIO_TRACK_PIN_ROOT_DEFAULT);
+			if (cli_opt_pin_dir("--track-pin-dir ", optarg, &o->cfg.tracking.pin_root))
 				return -EINVAL;
-			}
-			o->cfg.tracking.pin_root = optarg;
 			break;
 		case OPT_FULL_SCAN:
 			if (replicate) {
@@ -423,9 +419,7 @@ int cmd_send(int argc, char **argv)
 
 	init_opts(&o);
 	/* As for `replicate` (config.c), the variable sets the default pin root. */
-	if (getenv("PVREPL_TRACK_PIN_DIR") && getenv("PVREPL_TRACK_PIN_DIR")[0] == '/')
-		o.cfg.tracking.pin_root = getenv("PVREPL_TRACK_PIN_DIR");
-	if (parse_send_opts(argc, argv, &o, false)) {
+	if (cli_env_pin_dir(&o.cfg.tracking.pin_root) || parse_send_opts(argc, argv, &o, false)) {
 		fputs("Run 'pvrepl send --help' for the options.\n", stderr);
 		return CLI_EXIT_USAGE;
 	}

@@ -127,7 +127,8 @@ static int track_parse(int argc, char **argv, const char *optstring, struct list
 	while ((c = getopt_long(argc, argv, optstring, track_opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			lc->root = optarg;
+			if (cli_opt_pin_dir("--pin-dir ", optarg, &lc->root))
+				return CLI_EXIT_USAGE;
 			break;
 		case 'o':
 			if (cli_opt_output(optarg, &lc->fmt))
@@ -151,9 +152,8 @@ int cmd_track(int argc, char **argv)
 	const char *verb;
 	int rc;
 
-	lc.root = getenv("PVREPL_TRACK_PIN_DIR");
-	if (lc.root && lc.root[0] != '/')
-		lc.root = NULL;
+	if (cli_env_pin_dir(&lc.root))
+		return CLI_EXIT_USAGE;
 	optind = 0;
 	rc = track_parse(argc, argv, "+o:h", &lc);
 	if (rc >= 0)
