@@ -93,6 +93,7 @@
 
 static uint64_t g_seed;
 static char g_pin_root[64];
+static bool g_mounted_bpffs; /* this process mounted BPFFS: unmounted at the end */
 static pid_t g_owner;
 
 /* The 64 MiB loop device every test shares, and fds onto it for the writes. */
@@ -179,6 +180,8 @@ static void pins_cleanup(void)
 	pins_clear();
 	rmdir(g_pin_root);
 	g_pin_root[0] = '\0';
+	if (g_mounted_bpffs && !umount(BPFFS))
+		g_mounted_bpffs = false;
 }
 
 static const int fatal_sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT };
@@ -214,6 +217,7 @@ static void pins_setup(void)
 		if (mount("bpf", BPFFS, "bpf", 0, "mode=0700"))
 			tu_skip("no bpffs at %s and mounting one failed: %s", BPFFS,
 				strerror(errno));
+		g_mounted_bpffs = true;
 	}
 	g_owner = getpid();
 	/* bpffs refuses names with a dot. */
