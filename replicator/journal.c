@@ -75,6 +75,7 @@ int (*journal_io_hook)(struct kfio_queue *q, const struct journal_io_point *p);
 #define JOURNAL_BUF_POOL_FIRST 2u
 #define JOURNAL_BUF_NONE       UINT32_MAX
 #define JOURNAL_REAP_BATCH     32u
+#define JOURNAL_SUBMIT_BATCH   8u
 /* Hashes converted to little-endian per step of a record checksum (4 KiB of stack). */
 #define JOURNAL_HASH_CHUNK	512u
 #define JOURNAL_BLOCK_COUNT_MAX (1ull << 32)
@@ -121,7 +122,9 @@ struct journal {
 	uint64_t record_count;
 	struct delta_stream chain;
 
-	/* the record being streamed out: buffer wbuf holds wfill bytes for woff */
+	/* The record stream of the open epoch: buffer wbuf holds wfill bytes for
+	 * woff, written when it is full or at the commit (records are not written
+	 * one by one: a scattered epoch is thousands of 20 KiB records). */
 	uint32_t wbuf;
 	uint32_t wfill;
 	uint64_t woff;
@@ -136,6 +139,7 @@ struct journal {
 	int32_t read_res;
 
 	uint64_t io_index;
+	uint32_t unsubmitted; /* batched writes queued since the last submit */
 	char err[JOURNAL_ERR_MAX];
 };
 
@@ -289,7 +293,12 @@ static bool journal_check_invariants(const struct journal *j)
 		JRN_INVARIANT(((seen[k / 64] >> (k % 64)) & 1) == 0);
 		seen[k / 64] |= 1ull << (k % 64);
 	}
-	JRN_INVARIANT(j->wbuf == JOURNAL_BUF_NONE && j->wfill == 0);
+	/* Outside an open epoch nothing is buffered; inside one, a partly filled
+	 * buffer of whole 4 KiB units may wait for more records. */
+	if (j->state != JOURNAL_OPEN)
+		JRN_INVARIANT(j->wbuf == JOURNAL_BUF_NONE && j->wfill == 0);
+	JRN_INVARIANT(j->wbuf != JOURNAL_BUF_NONE || j->wfill == 0);
+	JRN_INVARIANT(j->wfill % JOURNAL_DISK_ALIGN_BYTES == 0 && j->wfill < j->buf_bytes);
 	JRN_INVARIANT(j->win_buf == JOURNAL_BUF_NONE && j->win_len <= j->buf_bytes);
 
 	/* The record stream (invariant 5): 4 KiB-aligned, inside the file. A record
@@ -299,7 +308,8 @@ static bool journal_check_invariants(const struct journal *j)
 	JRN_INVARIANT(j->record_count <= j->tail / JOURNAL_DISK_ALIGN_BYTES);
 	JRN_INVARIANT(j->woff % JOURNAL_DISK_ALIGN_BYTES == 0);
 	JRN_INVARIANT(j->woff >= JOURNAL_DISK_RECORDS_OFFSET && j->woff <= j->journal_bytes);
-	JRN_INVARIANT(j->state != JOURNAL_OPEN || j->woff == JOURNAL_DISK_RECORDS_OFFSET + j->tail);
+	JRN_INVARIANT(j->state != JOURNAL_OPEN ||
+		      j->woff + j->wfill == JOURNAL_DISK_RECORDS_OFFSET + j->tail);
 	JRN_INVARIANT(j->sb.records_bytes % JOURNAL_DISK_ALIGN_BYTES == 0);
 	JRN_INVARIANT(j->sb.records_bytes <= j->area_bytes);
 
@@ -322,8 +332,9 @@ static bool journal_check_invariants(const struct journal *j)
 	JRN_INVARIANT(!j->sb_inflight || j->sb_unflushed);
 	/* Between calls nothing is in flight but record writes, each holding one
 	 * pool buffer, and the superblock write: flushes, reads and the standby
-	 * writes of an apply are waited for. So no pool buffer leaked. */
-	JRN_INVARIANT(kfio_queue_inflight(j->q) ==
+	 * writes of an apply are waited for. The buffer being filled is held but
+	 * not in flight. So no pool buffer leaked. */
+	JRN_INVARIANT(kfio_queue_inflight(j->q) + (j->wbuf != JOURNAL_BUF_NONE ? 1u : 0u) ==
 		      j->pool_count - j->free_count + (j->sb_inflight ? 1u : 0u));
 	/* The state in memory is the superblock's, except an epoch dropped in memory
 	 * (journal_abort, an add_* error): EMPTY over an OPEN superblock. */
@@ -576,8 +587,14 @@ static int jrn_point(struct journal *j, const char *what, unsigned dev_idx, uint
 	return 0;
 }
 
-static int jrn_write(struct journal *j, unsigned dev_idx, uint32_t buf_idx, uint64_t offset,
-		     uint32_t len, const char *what)
+/*
+ * Queues a write; it is submitted at once, or (batch) with the next
+ * JOURNAL_SUBMIT_BATCH - 1 batched writes: the apply of a scattered epoch is
+ * thousands of block writes, one system call each otherwise. Whatever waits
+ * for a completion submits what is queued first (kfio_queue_reap).
+ */
+static int jrn_write_queue(struct journal *j, unsigned dev_idx, uint32_t buf_idx,
+			   uint64_t offset, uint32_t len, const char *what, bool batch)
 {
 	int rc;
 
@@ -599,7 +616,16 @@ static int jrn_write(struct journal *j, unsigned dev_idx, uint32_t buf_idx, uint
 			j->free_bufs[j->free_count++] = buf_idx;
 		return jrn_fail(j, rc, "%s", kfio_queue_err(j->q));
 	}
+	if (batch && ++j->unsubmitted < JOURNAL_SUBMIT_BATCH)
+		return 0;
+	j->unsubmitted = 0;
 	return jrn_submit(j);
+}
+
+static int jrn_write(struct journal *j, unsigned dev_idx, uint32_t buf_idx, uint64_t offset,
+		     uint32_t len, const char *what)
+{
+	return jrn_write_queue(j, dev_idx, buf_idx, offset, len, what, false);
 }
 
 /* Flushes dev_idx and waits for it and for everything queued before it. */
@@ -891,8 +917,7 @@ static void jrn_record_done(struct journal *j, uint64_t rec_bytes, uint64_t chec
 	j->tail += rec_bytes;
 	j->record_count++;
 	delta_stream_update(&j->chain, &le, sizeof(le));
-	ASSERT(j->wbuf == JOURNAL_BUF_NONE);
-	ASSERT(j->woff == JOURNAL_DISK_RECORDS_OFFSET + j->tail);
+	ASSERT(j->woff + j->wfill == JOURNAL_DISK_RECORDS_OFFSET + j->tail);
 	ASSERT(journal_check_invariants(j));
 }
 
@@ -1369,8 +1394,6 @@ static int jrn_record_end(struct journal *j, int rc, uint64_t rec_bytes, uint64_
 {
 	if (rc == 0)
 		rc = jrn_put_pad(j);
-	if (rc == 0)
-		rc = jrn_put_emit(j);
 	if (rc != 0) {
 		jrn_epoch_drop(j);
 		return rc;
@@ -1430,8 +1453,7 @@ static int jrn_add_data(struct journal *j, uint64_t first_block, uint32_t block_
 			  plaintext_bytes);
 	checksum = jrn_record_checksum(&h, hashes, block_count, false);
 	h.checksum = htole64(checksum);
-	ASSERT(j->wbuf == JOURNAL_BUF_NONE);
-	ASSERT(j->woff == JOURNAL_DISK_RECORDS_OFFSET + j->tail);
+	ASSERT(j->woff + j->wfill == JOURNAL_DISK_RECORDS_OFFSET + j->tail);
 	rc = jrn_put(j, &h, sizeof(h));
 	for (uint32_t i = 0; rc == 0 && i < block_count; i += JOURNAL_HASH_CHUNK) {
 		uint32_t n =
@@ -1497,14 +1519,16 @@ static int jrn_commit(struct journal *j)
 	rc = jrn_check_open(j, "journal_commit");
 	if (rc != 0)
 		return rc;
-	ASSERT(j->wbuf == JOURNAL_BUF_NONE);
 	/*
 	 * 1. Every record (and the OPEN superblock) durable before the commit
 	 *    superblock is written: a COMMITTED superblock must never name records
-	 *    that a power cut could still lose (invariant 2). The flush drains the
-	 *    queue, so it covers every record write queued before it.
+	 *    that a power cut could still lose (invariant 2). The last records go
+	 *    out first; the flush drains the queue, so it covers every record
+	 *    write queued before it.
 	 */
-	rc = jrn_flush(j, JOURNAL_DEV_JOURNAL);
+	rc = jrn_put_emit(j);
+	if (rc == 0)
+		rc = jrn_flush(j, JOURNAL_DEV_JOURNAL);
 	if (rc != 0)
 		goto drop;
 	j->sb.record_count = j->record_count;
@@ -1708,8 +1732,9 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 				continue;
 			}
 			/* the buffer comes back to the pool when the write completes */
-			rc = jrn_write(j, JOURNAL_DEV_STANDBY, dbuf, first * j->block_bytes,
-				       (uint32_t)jrn_run_bytes(j, first, n), "standby");
+			rc = jrn_write_queue(j, JOURNAL_DEV_STANDBY, dbuf, first * j->block_bytes,
+					     (uint32_t)jrn_run_bytes(j, first, n), "standby",
+					     true);
 			dbuf = JOURNAL_BUF_NONE;
 			if (rc != 0)
 				goto put_bufs;

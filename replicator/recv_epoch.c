@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "journal.h"
@@ -106,6 +107,24 @@ static int send_ack(struct recv_peer *p, const struct standby *v, uint64_t epoch
 
 /* ------------------------------------------------------------ the epoch */
 
+/*
+ * PAGES blocks being completed: each waits for its read of the standby's
+ * block (into the registered buffer of the same index) with the pages to lay
+ * over it. Up to RX_PAGES_INFLIGHT reads overlap, within RX_PAGES_MEM_BYTES of
+ * buffers and copies: a scattered epoch is thousands of them, and one at a
+ * time each would cost the standby's read latency.
+ */
+#define RX_PAGES_INFLIGHT  32u
+#define RX_PAGES_MEM_BYTES (8u << 20)
+
+struct rx_page_slot {
+	uint64_t block;
+	uint64_t hash;
+	uint32_t page_count;
+	uint32_t *index; /* the pages' indices in the block, in the order of pages */
+	uint8_t *pages;	 /* their bytes (the tail block's last page may be short) */
+};
+
 /* One epoch in flight. */
 struct rx {
 	struct recv_peer *p;
@@ -120,9 +139,13 @@ struct rx {
 	uint32_t inflight;
 	uint64_t bytes_since_cursor;
 	bool zero_out_unsupported; /* the standby refused a zero-out: write zeros */
-	/* PAGES: the whole block, read from the standby and completed (aligned,
-	 * allocated at the first PAGES frame, block_bytes long). */
-	uint8_t *block_buf;
+	/* PAGES: set up at the first PAGES frame (rx_pages_setup). */
+	struct kfio_queue *pq; /* reads of the standby, one buffer per slot */
+	struct rx_page_slot *ps;
+	uint32_t ps_count;
+	uint32_t *ps_free; /* free slots, a stack */
+	uint32_t ps_free_count;
+	bool pq_broken; /* reaping failed: what is in flight cannot be waited for */
 };
 
 /*
@@ -434,10 +457,13 @@ static int journal_verdict(struct rx *x, int r)
 	return rx_io_verdict(x);
 }
 
+static int rx_pages_drain(struct rx *x, bool keep);
+
 static void journal_sink_abort(struct rx *x)
 {
 	struct standby *v = x->v;
 
+	rx_pages_drain(x, false);
 	if (v->j && !v->failed)
 		journal_abort(v->j);
 	standby_reload_map(v);
@@ -488,49 +514,188 @@ static int journal_sink_zero(struct rx *x, uint64_t first, uint32_t count)
 	return r ? journal_verdict(x, r) : 0;
 }
 
-/*
- * PAGES: the block as the standby holds it (the last committed epoch, applied:
- * the volume is ours alone and the previous epoch's apply finished before it
- * was released), the pages laid over it, and the whole journaled as one DATA
- * block under the sender's block hash, which journal_add_data checks before it
- * writes anything. A mismatch means the source changed outside the pages sent
- * (a write racing the epoch, or one the tracker missed): PROTO_ERR_PAGES, and
- * the sender's next attempt sends whole blocks.
- */
-static int journal_sink_pages(struct rx *x, const struct proto_pages *pg, const uint8_t *page_data)
+/* ----------------------------------------------- PAGES, read and completed */
+
+static int rx_pages_setup(struct rx *x)
 {
 	struct standby *v = x->v;
-	uint32_t len = standby_block_len(v, pg->block), off = 0;
-	int r;
+	uint32_t bb = v->map.block_bytes, ppb = (bb + PROTO_PAGE_BYTES - 1) / PROTO_PAGE_BYTES;
+	uint32_t n = RX_PAGES_MEM_BYTES / (2 * bb);
+	struct kfio_dev *devs[1] = { &v->dev };
+	char err[STANDBY_ERR_MAX];
+	int rc;
 
-	if (!x->block_buf) {
-		x->block_buf = kfio_buf_alloc(v->map.block_bytes);
-		if (!x->block_buf)
-			return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_INTERNAL,
-						"volume %s: out of memory for a block",
-						v->cfg->name);
+	if (n > RX_PAGES_INFLIGHT)
+		n = RX_PAGES_INFLIGHT;
+	if (n == 0)
+		n = 1;
+	struct kfio_queue_config qc = {
+		.backend = v->rcfg->backend,
+		.depth = n,
+		.buf_count = n,
+		.buf_bytes = (bb + KFIO_MEM_ALIGN - 1) / KFIO_MEM_ALIGN * KFIO_MEM_ALIGN,
+	};
+
+	x->ps = calloc(n, sizeof(*x->ps));
+	x->ps_free = calloc(n, sizeof(*x->ps_free));
+	if (!x->ps || !x->ps_free)
+		goto oom;
+	x->ps_count = n;
+	for (uint32_t i = 0; i < n; i++) {
+		x->ps[i].index = calloc(ppb, sizeof(*x->ps[i].index));
+		x->ps[i].pages = malloc(bb);
+		if (!x->ps[i].index || !x->ps[i].pages)
+			goto oom;
+		x->ps_free[x->ps_free_count++] = n - 1 - i;
 	}
-	r = kfio_dev_pread_all(&v->dev, x->block_buf, standby_io_len(v, pg->block, len),
-			       pg->block * v->map.block_bytes);
-	if (r) {
-		standby_fail(v, "%s", v->dev.err_msg);
+	rc = kfio_queue_new(&x->pq, &qc, devs, 1, err, sizeof(err));
+	if (rc) {
+		standby_fail(v, "%s: reading blocks to complete their pages: %s", v->cfg->device,
+			     err);
 		return rx_io_verdict(x);
 	}
-	for (uint32_t i = 0; i < pg->page_count; i++) {
-		uint32_t at = proto_pages_index(pg, i) * PROTO_PAGE_BYTES;
+	return 0;
+oom:
+	return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_INTERNAL,
+				"volume %s: out of memory for %u blocks being completed",
+				v->cfg->name, n);
+}
+
+static void rx_pages_free(struct rx *x)
+{
+	if (x->pq)
+		kfio_queue_free(x->pq);
+	for (uint32_t i = 0; x->ps && i < x->ps_count; i++) {
+		free(x->ps[i].index);
+		free(x->ps[i].pages);
+	}
+	free(x->ps);
+	free(x->ps_free);
+}
+
+/*
+ * A block whose read finished: the block as the standby holds it (the last
+ * committed epoch, applied: the volume is ours alone and the previous epoch's
+ * apply finished before it was released), the pages laid over it, and the
+ * whole journaled as one DATA block under the sender's block hash, which
+ * journal_add_data checks before it writes anything. A mismatch means the
+ * source changed outside the pages sent (a write racing the epoch, or one the
+ * tracker missed): PROTO_ERR_PAGES, and the sender's next attempt sends whole
+ * blocks.
+ */
+static int rx_pages_complete(struct rx *x, const struct kfio_cqe *c)
+{
+	struct standby *v = x->v;
+	struct rx_page_slot *s = &x->ps[c->user_data];
+	uint8_t *buf = kfio_queue_buf(x->pq, (uint32_t)c->user_data);
+	uint32_t len = standby_block_len(v, s->block), off = 0;
+	int r;
+
+	if (c->res < 0 || (uint32_t)c->res < len) {
+		standby_fail(v, "%s: standby read of block %" PRIu64 " at offset %" PRIu64 " failed: %s",
+			     v->cfg->device, s->block, c->offset,
+			     c->res < 0 ? strerror(-c->res) : "short read");
+		return rx_io_verdict(x);
+	}
+	for (uint32_t i = 0; i < s->page_count; i++) {
+		uint32_t at = s->index[i] * PROTO_PAGE_BYTES;
 		uint32_t n = len - at < PROTO_PAGE_BYTES ? len - at : PROTO_PAGE_BYTES;
 
-		memcpy(x->block_buf + at, page_data + off, n);
+		memcpy(buf + at, s->pages + off, n);
 		off += n;
 	}
-	r = journal_add_data(v->j, pg->block, 1, x->block_buf, len, &pg->block_hash);
+	r = journal_add_data(v->j, s->block, 1, buf, len, &s->hash);
 	if (r == -EBADMSG)
 		return recv_verdict_set(
 			&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_PAGES,
 			"volume %s: block %" PRIu64
 			": the %u pages sent and the standby's other pages do not make the source's block (the source changed outside the pages its write tracker marked); epoch aborted, nothing applied",
-			v->cfg->name, pg->block, pg->page_count);
+			v->cfg->name, s->block, s->page_count);
 	return r ? journal_verdict(x, r) : 0;
+}
+
+/*
+ * Reaps finished reads (waiting for min_wait of them) and completes their
+ * blocks; with keep false (an aborted epoch) only frees their slots. After the
+ * first failure the rest are freed, not completed: the epoch is lost.
+ */
+static int rx_pages_reap(struct rx *x, unsigned min_wait, bool keep)
+{
+	struct kfio_cqe cqes[RX_PAGES_INFLIGHT];
+	int n, rc = 0;
+
+	n = kfio_queue_reap(x->pq, cqes, ARRAY_SIZE(cqes), min_wait);
+	if (n < 0) {
+		x->pq_broken = true;
+		standby_fail(x->v, "%s: %s", x->v->cfg->device, kfio_queue_err(x->pq));
+		return rx_io_verdict(x);
+	}
+	for (int i = 0; i < n; i++) {
+		ASSERT(cqes[i].user_data < x->ps_count);
+		if (keep && !rc)
+			rc = rx_pages_complete(x, &cqes[i]);
+		x->ps_free[x->ps_free_count++] = (uint32_t)cqes[i].user_data;
+	}
+	return rc;
+}
+
+/* Every read finished, completed (keep) or dropped. */
+static int rx_pages_drain(struct rx *x, bool keep)
+{
+	int rc = 0;
+
+	while (x->pq && !x->pq_broken && kfio_queue_inflight(x->pq)) {
+		int r = rx_pages_reap(x, 1, keep && !rc);
+
+		if (r && !rc)
+			rc = r;
+	}
+	return rc;
+}
+
+/* PAGES: the pages kept and the standby's block read; completed when it is in. */
+static int journal_sink_pages(struct rx *x, const struct proto_pages *pg, const uint8_t *page_data)
+{
+	struct standby *v = x->v;
+	uint32_t len = standby_block_len(v, pg->block), idx;
+	struct rx_page_slot *s;
+	int r;
+
+	if (!x->pq) {
+		r = rx_pages_setup(x);
+		if (r)
+			return r;
+	}
+	while (!x->ps_free_count) {
+		r = rx_pages_reap(x, 1, true);
+		if (r)
+			return r;
+	}
+	idx = x->ps_free[--x->ps_free_count];
+	s = &x->ps[idx];
+	s->block = pg->block;
+	s->hash = pg->block_hash;
+	s->page_count = pg->page_count;
+	for (uint32_t i = 0; i < pg->page_count; i++)
+		s->index[i] = proto_pages_index(pg, i);
+	memcpy(s->pages, page_data, pg->plaintext_bytes); /* recv_check_pages: <= len */
+	r = kfio_queue_read(x->pq, 0, idx, pg->block * v->map.block_bytes,
+			    standby_io_len(v, pg->block, len), idx);
+	if (!r)
+		r = kfio_queue_submit(x->pq);
+	if (r < 0) {
+		x->ps_free[x->ps_free_count++] = idx;
+		standby_fail(v, "%s", kfio_queue_err(x->pq));
+		return rx_io_verdict(x);
+	}
+	/* Complete whatever is already in, without waiting. */
+	return rx_pages_reap(x, 0, true);
+}
+
+/* EPOCH_END: every block of the epoch is in the journal before the checks. */
+static int journal_sink_seal(struct rx *x)
+{
+	return rx_pages_drain(x, true);
 }
 
 /* Durable once journal_commit returns: only then the ack. */
@@ -568,7 +733,7 @@ static const struct rx_sink journal_sink = {
 	.zero = journal_sink_zero,
 	.pages = journal_sink_pages,
 	.frame_done = NULL,
-	.seal = NULL,
+	.seal = journal_sink_seal,
 	.durable = journal_sink_durable,
 	.apply = journal_sink_apply,
 	.lost = journal_sink_lost,
@@ -731,7 +896,6 @@ int recv_epoch_run(struct recv_peer *p, struct standby *v, const struct proto_he
 	ASSERT(eb != NULL);
 	ASSERT(eb->generation == h->generation); /* recv_check_begin */
 	r = rx_loop(&x, eb->flags & PROTO_EPOCH_INITIAL_SYNC ? &sync_sink : &journal_sink);
-	if (x.block_buf)
-		kfio_buf_free(x.block_buf, v->map.block_bytes);
+	rx_pages_free(&x);
 	return r;
 }

@@ -584,7 +584,7 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 	struct kfio_queue_config qc;
 	struct kfio_dev *devs[1] = { dev };
 	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
-	uint32_t bufs;
+	uint32_t bufs, depth;
 	void *zero_block;
 	int rc;
 
@@ -620,7 +620,9 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 	c->sink = sink;
 	c->block_bytes = m->block_bytes;
 	/* Requests are whole blocks, so a block never straddles two chunks. */
-	c->chunk_bytes = cfg->read_bytes ? cfg->read_bytes : SCAN_READ_BYTES_DEFAULT;
+	c->chunk_bytes = cfg->read_bytes	? cfg->read_bytes
+			 : cfg->only_pages ? SCAN_TRACKED_READ_BYTES_DEFAULT
+					   : SCAN_READ_BYTES_DEFAULT;
 	c->chunk_bytes = (c->chunk_bytes + c->block_bytes - 1) / c->block_bytes * c->block_bytes;
 	c->batch_bytes = cfg->batch_bytes ? cfg->batch_bytes : c->chunk_bytes;
 	if (c->batch_bytes > SCAN_BATCH_BYTES_MAX)
@@ -643,11 +645,13 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 
 	/* Enough buffers to keep the queue full while every worker holds one and
 	 * one more chunk per worker waits in `ready`. */
-	bufs = (cfg->queue_depth ? cfg->queue_depth : SCAN_QUEUE_DEPTH_DEFAULT) +
-	       2 * c->worker_count;
+	depth = cfg->queue_depth     ? cfg->queue_depth
+		: cfg->only_pages ? SCAN_TRACKED_QUEUE_DEPTH_DEFAULT
+				  : SCAN_QUEUE_DEPTH_DEFAULT;
+	bufs = depth + 2 * c->worker_count;
 	qc = (struct kfio_queue_config){
 		.backend = cfg->backend,
-		.depth = cfg->queue_depth ? cfg->queue_depth : SCAN_QUEUE_DEPTH_DEFAULT,
+		.depth = depth,
 		.buf_count = bufs,
 		.buf_bytes = c->chunk_bytes,
 	};
