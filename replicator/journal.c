@@ -593,8 +593,8 @@ static int jrn_point(struct journal *j, const char *what, unsigned dev_idx, uint
  * thousands of block writes, one system call each otherwise. Whatever waits
  * for a completion submits what is queued first (kfio_queue_reap).
  */
-static int jrn_write_queue(struct journal *j, unsigned dev_idx, uint32_t buf_idx,
-			   uint64_t offset, uint32_t len, const char *what, bool batch)
+static int jrn_write_queue(struct journal *j, unsigned dev_idx, uint32_t buf_idx, uint64_t offset,
+			   uint32_t len, const char *what, bool batch)
 {
 	int rc;
 
@@ -1733,8 +1733,7 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 			}
 			/* the buffer comes back to the pool when the write completes */
 			rc = jrn_write_queue(j, JOURNAL_DEV_STANDBY, dbuf, first * j->block_bytes,
-					     (uint32_t)jrn_run_bytes(j, first, n), "standby",
-					     true);
+					     (uint32_t)jrn_run_bytes(j, first, n), "standby", true);
 			dbuf = JOURNAL_BUF_NONE;
 			if (rc != 0)
 				goto put_bufs;

@@ -592,9 +592,10 @@ static int rx_pages_complete(struct rx *x, const struct kfio_cqe *c)
 	int r;
 
 	if (c->res < 0 || (uint32_t)c->res < len) {
-		standby_fail(v, "%s: standby read of block %" PRIu64 " at offset %" PRIu64 " failed: %s",
-			     v->cfg->device, s->block, c->offset,
-			     c->res < 0 ? strerror(-c->res) : "short read");
+		standby_fail(
+			v, "%s: standby read of block %" PRIu64 " at offset %" PRIu64 " failed: %s",
+			v->cfg->device, s->block, c->offset,
+			c->res < 0 ? strerror(-c->res) : "short read");
 		return rx_io_verdict(x);
 	}
 	for (uint32_t i = 0; i < s->page_count; i++) {

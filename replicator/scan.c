@@ -620,7 +620,7 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 	c->sink = sink;
 	c->block_bytes = m->block_bytes;
 	/* Requests are whole blocks, so a block never straddles two chunks. */
-	c->chunk_bytes = cfg->read_bytes	? cfg->read_bytes
+	c->chunk_bytes = cfg->read_bytes   ? cfg->read_bytes
 			 : cfg->only_pages ? SCAN_TRACKED_READ_BYTES_DEFAULT
 					   : SCAN_READ_BYTES_DEFAULT;
 	c->chunk_bytes = (c->chunk_bytes + c->block_bytes - 1) / c->block_bytes * c->block_bytes;
@@ -645,7 +645,7 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 
 	/* Enough buffers to keep the queue full while every worker holds one and
 	 * one more chunk per worker waits in `ready`. */
-	depth = cfg->queue_depth     ? cfg->queue_depth
+	depth = cfg->queue_depth  ? cfg->queue_depth
 		: cfg->only_pages ? SCAN_TRACKED_QUEUE_DEPTH_DEFAULT
 				  : SCAN_QUEUE_DEPTH_DEFAULT;
 	bufs = depth + 2 * c->worker_count;

@@ -24,17 +24,17 @@
 #include "kfio.h"
 #include "map.h"
 
-#define SCAN_READ_BYTES_DEFAULT	 (1u << 20)
+#define SCAN_READ_BYTES_DEFAULT (1u << 20)
 /* A tracked scan (only_pages) reads scattered blocks: smaller reads, more of
  * them in flight, so one slow read holds back less (the same 17 MiB of
  * buffers with 2 workers). */
 #define SCAN_TRACKED_READ_BYTES_DEFAULT	 (256u << 10)
 #define SCAN_TRACKED_QUEUE_DEPTH_DEFAULT 64u
-#define SCAN_QUEUE_DEPTH_DEFAULT 16u
-#define SCAN_WORKERS_MAX	 64u
-#define SCAN_BATCH_BYTES_MAX	 (4u << 20)
-#define SCAN_BLOCK_BYTES_MIN	 4096u
-#define SCAN_BLOCK_BYTES_MAX	 (1u << 20)
+#define SCAN_QUEUE_DEPTH_DEFAULT	 16u
+#define SCAN_WORKERS_MAX		 64u
+#define SCAN_BATCH_BYTES_MAX		 (4u << 20)
+#define SCAN_BLOCK_BYTES_MIN		 4096u
+#define SCAN_BLOCK_BYTES_MAX		 (1u << 20)
 /* Chosen by the block-size sweep: see docs/CHANGE-DETECTION.md. */
 #define SCAN_BLOCK_BYTES_DEFAULT (16u << 10)
 
