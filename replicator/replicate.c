@@ -284,6 +284,9 @@ struct job {
 	struct metrics *m; /* NULL without --metrics-addr */
 	struct metrics_volume *mv;
 	struct sender_abort abort;
+	/* The TLS context of the epochs (cfg.tls), made at the first and again
+	 * after a reload (which may change the directory or the name). */
+	struct tls_ctx *tls;
 	struct watch watch;
 	const struct replicate_ops *ops; /* the output hooks */
 	pthread_t thread;
@@ -379,6 +382,8 @@ static void job_take_reload(struct job *j)
 	j->have_next = false;
 	pthread_mutex_unlock(&j->lock);
 	j->o.cfg.abort = &j->abort;
+	tls_ctx_free(j->tls);
+	j->tls = NULL;
 	if (j->m) {
 		j->o.cfg.alive = alive_heartbeat;
 		j->o.cfg.alive_ctx = j->m;
@@ -492,6 +497,26 @@ static enum job_turn job_after_failure(struct job *j, struct job_loop *loop,
 	return JOB_TURN_AGAIN;
 }
 
+/*
+ * The epoch's TLS context: the job's, made once. When it cannot be made, the
+ * epoch makes its own and fails with the reason (and this is tried again at the
+ * next epoch).
+ */
+static void job_tls(struct job *j)
+{
+	struct tls_config tc = {
+		.dir = j->o.cfg.tls_dir,
+		.server = false,
+		.server_name = j->o.cfg.server_name,
+		.insecure_plaintext = j->o.cfg.insecure_plaintext,
+	};
+	char err[256];
+
+	if (!j->tls && tls_ctx_new(&j->tls, &tc, err, sizeof(err)))
+		j->tls = NULL;
+	j->o.cfg.tls = j->tls;
+}
+
 /* One turn: a reload if one came, then the wait for the route or one epoch. */
 static enum job_turn job_take_turn(struct job *j, struct job_loop *loop)
 {
@@ -506,6 +531,7 @@ static enum job_turn job_take_turn(struct job *j, struct job_loop *loop)
 	start = cli_now_s();
 	if (j->mv && loop->retry)
 		metrics_add(&j->mv->reconnects_total, 1);
+	job_tls(j);
 	sender_run_epoch(&j->o.cfg, &r);
 	if (r.outcome == SENDER_OK)
 		loop->last_ok = start;
@@ -605,6 +631,8 @@ static void job_join(struct job *j)
 		return;
 	pthread_join(j->thread, NULL);
 	watch_stop(&j->watch);
+	tls_ctx_free(j->tls);
+	j->tls = NULL;
 	pthread_mutex_destroy(&j->lock);
 	j->started = false;
 }

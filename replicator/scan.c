@@ -633,6 +633,14 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 	c->worker_count = cfg->workers ? cfg->workers : online_cpus();
 	if (c->worker_count > SCAN_WORKERS_MAX)
 		c->worker_count = SCAN_WORKERS_MAX;
+	/* Nothing marked: no queue, buffers or threads (setting them up is most of
+	 * a tracked no-change epoch: registering buffers zeroes them). */
+	if (cfg->only_pages && stats->bytes_planned == 0) {
+		stats->seconds = clock_mono_s() - t0;
+		stats->cpu_seconds = clock_cpu_s() - cpu0;
+		rc = 0;
+		goto free_ctx;
+	}
 
 	zero_block = calloc(1, c->block_bytes);
 	if (!zero_block) {
@@ -649,6 +657,16 @@ int scan_run(struct kfio_dev *dev, struct map *m, const struct scan_config *cfg,
 		: cfg->only_pages ? SCAN_TRACKED_QUEUE_DEPTH_DEFAULT
 				  : SCAN_QUEUE_DEPTH_DEFAULT;
 	bufs = depth + 2 * c->worker_count;
+	/* A tracked scan makes at most one read per marked block: no more
+	 * requests or buffers than that. */
+	if (cfg->only_pages) {
+		uint64_t reads = (stats->bytes_planned + c->block_bytes - 1) / c->block_bytes;
+
+		if (depth > reads)
+			depth = (uint32_t)reads;
+		if (bufs > reads)
+			bufs = (uint32_t)reads;
+	}
 	qc = (struct kfio_queue_config){
 		.backend = cfg->backend,
 		.depth = depth,

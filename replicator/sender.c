@@ -499,7 +499,9 @@ static int connect_peer(const struct sender_config *cfg, struct tls_ctx **ctx, s
 	char err[512] = "";
 	int fd, rc;
 
-	rc = tls_ctx_new(ctx, &tc, err, sizeof(err));
+	if (cfg->tls)
+		*ctx = cfg->tls;
+	rc = cfg->tls ? 0 : tls_ctx_new(ctx, &tc, err, sizeof(err));
 	if (rc) {
 		set_msg(res, "volume %s: TLS setup from %s failed: %s", cfg->volume,
 			cfg->tls_dir ? cfg->tls_dir : "(none)", err);
@@ -1126,7 +1128,7 @@ release:
 	/* Withdrawn before the close, so a shutdown cannot reach a reused fd. */
 	abort_withdraw(cfg->abort);
 	conn_release(&c);
-	if (ctx)
+	if (ctx && ctx != cfg->tls)
 		tls_ctx_free(ctx);
 	if (tracking_open) {
 		tracking_pages_outcome(&tr, res->outcome == SENDER_OK, res->blocks_partial > 0);

@@ -59,6 +59,11 @@ struct sender_config {
 	void (*alive)(void *ctx);
 	void *alive_ctx;
 	struct sender_abort *abort; /* may be NULL */
+	/* A TLS context made from tls_dir and server_name and kept across epochs
+	 * (may be NULL: each epoch makes its own). Borrowed: a daemon's, which
+	 * spares every epoch the few milliseconds of making one; tls_connect
+	 * reloads it when the files change. */
+	struct tls_ctx *tls;
 	struct scan_config scan;
 	struct tracking_config tracking;
 };
