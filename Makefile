@@ -126,14 +126,15 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)./$(BUILD)/pvrepl demo
 
+SUITE ?= all
 test: all $(UNIT_BIN)
-	$(Q)BUILD=$(BUILD) bash tests/run.sh
+	$(Q)BUILD=$(BUILD) SUITE=$(SUITE) bash tests/run.sh
 
 check:
 	$(Q)$(MAKE) --no-print-directory BUILD=build-asan \
 		OPT="-O1 -g -fno-omit-frame-pointer" \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
-		EXTRA_LDFLAGS="-fsanitize=address,undefined" test
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" SUITE=fault test
 
 # make fuzz FUZZ_SECONDS=10: the library and the targets are built again by clang
 # with coverage for libFuzzer (fuzzer-no-link) and ASan + UBSan, under build-fuzz/;

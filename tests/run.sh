@@ -4,6 +4,9 @@
 # Exit 0 = pass, 77 = skipped (the test printed why), anything else = fail.
 # Ends with the line CI reads: "N passed, N failed, N skipped".
 # TESTS="pattern" runs only the tests whose name contains pattern.
+# SUITE=fault runs the unit tests and only the integration scripts marked
+# "# suite: fault" (crashes, refusals, bad input: the paths a sanitizer should
+# see); make check runs that suite under ASan + UBSan, make test runs all once.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -38,6 +41,7 @@ for t in "$BUILD"/tests/unit/test_*; do
 done
 for t in tests/integ/[0-9][0-9][0-9]-*.sh; do
 	[ -e "$t" ] || continue
+	if [ "${SUITE:-all}" = fault ] && ! grep -q '^# suite: fault' "$t"; then continue; fi
 	run_one "integ/$(basename "$t" .sh)" bash "$t"
 done
 

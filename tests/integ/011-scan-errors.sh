@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# suite: fault (also run under ASan + UBSan by make check)
 # SPDX-License-Identifier: Apache-2.0
 # Bad inputs to `pvrepl scan` get a clear error naming the path and the fix, the
 # documented exit code, and change nothing on disk.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# suite: fault (also run under ASan + UBSan by make check)
 # SPDX-License-Identifier: Apache-2.0
 # Crash consistency of the standby: kill -9 the receiver at points spread over an
 # incremental epoch that rewrites 30% of a 64 MiB volume (receiving, journaling,

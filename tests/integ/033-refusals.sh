@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# suite: fault (also run under ASan + UBSan by make check)
 # SPDX-License-Identifier: Apache-2.0
 # Everything the receiver must refuse is refused before anything is written, with a
 # clear message on both sides: the sender's stderr / JSON (and exit code) and the

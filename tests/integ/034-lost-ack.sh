@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# suite: fault (also run under ASan + UBSan by make check)
 # SPDX-License-Identifier: Apache-2.0
 # A lost ack: the receiver committed epoch N but the sender never saw the ack.
 # The sender recorded N's changes in map.pending before asking for the ack; on

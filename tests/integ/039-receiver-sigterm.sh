@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# suite: fault (also run under ASan + UBSan by make check)
 # SPDX-License-Identifier: Apache-2.0
 # SIGTERM stops the receiver promptly even with a sync in flight: the epoch is
 # aborted cleanly (the standby stays `syncing`, never offered as consistent), the

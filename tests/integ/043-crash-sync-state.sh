@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# suite: fault (also run under ASan + UBSan by make check)
 # SPDX-License-Identifier: Apache-2.0
 # A first full sync killed mid-way resumes from its cursor (invariant 8), and
 # invariant 1 of DESIGN.md holds at every crash point of a full resync: the standby is

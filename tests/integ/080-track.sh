@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# suite: fault (also run under ASan + UBSan by make check)
 # SPDX-License-Identifier: Apache-2.0
 # Write tracking end to end: an epoch reads only what the eBPF tracker marked,
 # and falls back to a full scan, saying why, whenever it cannot trust it.
