@@ -45,8 +45,9 @@
 #define JOURNAL_DISK_STATE_APPLIED   4u /* the standby holds the epoch, durably */
 
 /* Record types. */
-#define JOURNAL_DISK_RECORD_DATA 1u
-#define JOURNAL_DISK_RECORD_ZERO 2u
+#define JOURNAL_DISK_RECORD_DATA    1u
+#define JOURNAL_DISK_RECORD_ZERO    2u
+#define JOURNAL_DISK_RECORD_BARRIER 3u /* apply: standby writes before it complete first */
 
 /*
  * The superblock, at the start of a 4096-byte slot whose other bytes are zero.
@@ -84,17 +85,22 @@ _Static_assert(sizeof(struct journal_disk_super) <= 512, "superblock must fit on
  * block_count little-endian uint64 xxh3-64 hashes of the blocks' plaintext, zero
  * padding to 4 KiB, then the blocks, each padded with zeros to block_bytes (only
  * the volume's last block can be short), then zero padding to 4 KiB. A ZERO
- * record is the header alone in one 4 KiB unit. checksum covers the header with
- * checksum = 0 and the hashes, SEED_RECORD; the hashes cover the data.
+ * record is the header alone in one 4 KiB unit. A BARRIER record is the header
+ * alone in one 4 KiB unit, first_block, block_count and plaintext_bytes 0:
+ * the apply waits for every standby write of the records before it before it
+ * writes any of the records after it (the rounds of an epoch may write a block
+ * twice; the later must win). checksum covers the header with checksum = 0 and
+ * the hashes, SEED_RECORD; the hashes cover the data. Every record, a barrier
+ * too, is in the commit checksum's chain.
  */
 struct journal_disk_record {
 	uint64_t magic;		  /* JOURNAL_DISK_RECORD_MAGIC */
-	uint32_t type;		  /* JOURNAL_DISK_RECORD_DATA | _ZERO */
-	uint32_t block_count;	  /* >= 1 */
+	uint32_t type;		  /* JOURNAL_DISK_RECORD_DATA | _ZERO | _BARRIER */
+	uint32_t block_count;	  /* >= 1; BARRIER: 0 */
 	uint64_t first_block;	  /* first_block + block_count <= the volume's blocks */
 	uint64_t epoch;		  /* the superblock's epoch */
 	uint64_t record_index;	  /* 0, 1, ... within the epoch */
-	uint32_t plaintext_bytes; /* DATA: the run's bytes (short tail included); ZERO: 0 */
+	uint32_t plaintext_bytes; /* DATA: the run's bytes (short tail included); else 0 */
 	uint32_t reserved0;	  /* zero */
 	uint64_t reserved1;	  /* zero */
 	uint64_t checksum;	  /* header (this field 0) + hashes, SEED_RECORD */

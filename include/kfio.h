@@ -181,6 +181,15 @@ void kfio_track_get_info(const struct kfio_track *t, struct kfio_track_info *inf
  */
 int kfio_track_harvest(struct kfio_track *t, struct kfio_track_harvest *h, char *err,
 		       size_t err_len);
+/*
+ * The same, and moved_bits (kfio_track_words() words) receives exactly the bits
+ * this harvest moved from live: what was written since the previous harvest,
+ * for an epoch read in rounds.
+ */
+int kfio_track_harvest_round(struct kfio_track *t, struct kfio_track_harvest *h,
+			     uint64_t *moved_bits, char *err, size_t err_len);
+/* Words (uint64_t) of the tracker's bitmaps. */
+uint64_t kfio_track_words(const struct kfio_track *t);
 
 /* The pending bitmap (pages bits, one per KFIO_TRACK_PAGE_BYTES; owned by t). */
 const uint64_t *kfio_track_pending(const struct kfio_track *t);

@@ -63,8 +63,9 @@ enum proto_type {
 	PROTO_KEEPALIVE = 9,
 	PROTO_ERROR = 10,
 	PROTO_PAGES = 11, /* some 4 KiB pages of one block (PROTO_CAP_PAGES) */
+	PROTO_ROUND = 12, /* an epoch's next round of frames starts (PROTO_CAP_ROUNDS) */
 };
-#define PROTO_TYPE_MAX 11u
+#define PROTO_TYPE_MAX 12u
 
 /* ----------------------------------------------------------------- limits */
 
@@ -85,6 +86,8 @@ enum proto_type {
 /* PAGES: the unit of a partial block, and the most pages one frame carries. */
 #define PROTO_PAGE_BYTES 4096u
 #define PROTO_PAGES_MAX	 (PROTO_BLOCK_BYTES_MAX / PROTO_PAGE_BYTES)
+/* The most rounds one epoch may have: ROUND frames number 2..PROTO_ROUNDS_MAX. */
+#define PROTO_ROUNDS_MAX 64u
 
 /* Fixed payload parts; see docs/PROTOCOL.md for the offsets. */
 #define PROTO_HELLO_FIXED_BYTES	  136u
@@ -102,6 +105,7 @@ enum proto_type {
 #define PROTO_ERROR_FIXED_BYTES	   8u
 #define PROTO_PAGES_FIXED_BYTES	   32u
 #define PROTO_PAGE_ENTRY_BYTES	   16u /* page index u32, zero u32, xxh3 u64 */
+#define PROTO_ROUND_BYTES	   16u
 
 #define PROTO_HELLO_PAYLOAD_MAX \
 	(PROTO_HELLO_FIXED_BYTES + PROTO_HISTORY_MAX * PROTO_HISTORY_ENTRY_BYTES)
@@ -123,6 +127,10 @@ _Static_assert(PROTO_PAGES_PAYLOAD_MAX <= PROTO_FRAME_PAYLOAD_MAX, "PAGES fits a
 /* Incremental epochs may send PAGES: the changed 4 KiB pages of a block with the
  * block's new hash; the receiver completes the block from its standby. */
 #define PROTO_CAP_PAGES (1ull << 3)
+/* An incremental epoch may come in rounds: after ROUND the frames start again in
+ * ascending block order and may repeat blocks of earlier rounds (the later wins);
+ * the final round is read at the capture instant. */
+#define PROTO_CAP_ROUNDS (1ull << 4)
 
 /* On the wire: the values of codec.h's enum codec_kind (checked in proto.c). */
 enum proto_codec {
@@ -141,6 +149,10 @@ enum proto_state {
 #define PROTO_EPOCH_RESUMED	     (1u << 2)
 #define PROTO_EPOCH_FLAGS_KNOWN \
 	(PROTO_EPOCH_INITIAL_SYNC | PROTO_EPOCH_CRASH_CONSISTENT | PROTO_EPOCH_RESUMED)
+
+/* ROUND flags. */
+#define PROTO_ROUND_FINAL	(1u << 0)
+#define PROTO_ROUND_FLAGS_KNOWN PROTO_ROUND_FINAL
 
 enum proto_refuse_reason {
 	PROTO_REFUSE_VERSION = 1,

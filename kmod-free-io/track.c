@@ -779,6 +779,12 @@ static void loss_words(unsigned loss, const struct kfio_track_harvest *h, char *
 int kfio_track_harvest(struct kfio_track *t, struct kfio_track_harvest *h, char *err,
 		       size_t err_len)
 {
+	return kfio_track_harvest_round(t, h, NULL, err, err_len);
+}
+
+int kfio_track_harvest_round(struct kfio_track *t, struct kfio_track_harvest *h,
+			     uint64_t *moved_bits, char *err, size_t err_len)
+{
 	uint64_t misses = 0, moved = 0, pend = 0;
 	unsigned loss = 0;
 	struct track_stats st;
@@ -814,6 +820,8 @@ int kfio_track_harvest(struct kfio_track *t, struct kfio_track_harvest *h, char 
 		 * seen are cleared, so one marked meanwhile stays live. */
 		uint64_t w = __atomic_load_n(&t->live[i], __ATOMIC_ACQUIRE);
 
+		if (moved_bits)
+			moved_bits[i] = w;
 		if (w) {
 			__atomic_store_n(&t->pending[i], t->pending[i] | w, __ATOMIC_RELEASE);
 			__atomic_fetch_and(&t->live[i], ~w, __ATOMIC_ACQ_REL);
@@ -839,6 +847,11 @@ int kfio_track_harvest(struct kfio_track *t, struct kfio_track_harvest *h, char 
 const uint64_t *kfio_track_pending(const struct kfio_track *t)
 {
 	return t->pending;
+}
+
+uint64_t kfio_track_words(const struct kfio_track *t)
+{
+	return t->words;
 }
 
 bool kfio_track_live_any(const struct kfio_track *t, uint64_t offset, uint64_t len)

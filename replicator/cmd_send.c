@@ -52,6 +52,16 @@ static void send_usage(FILE *f, bool replicate)
 		"                           blocks the tracker missed\n"
 		"      --track-pin-dir DIR  where the tracker is pinned (bpffs; default\n"
 		"                           $PVREPL_TRACK_PIN_DIR or %s)\n"
+		"      --capture MODE       auto (default): freeze the file system mounted from\n"
+		"                           the device for the end of each epoch, so the standby\n"
+		"                           is one instant of it, where there is one (else live\n"
+		"                           reads, said so in status); freeze: that or an error;\n"
+		"                           none: live reads (not one instant)\n"
+		"      --freeze-path DIR    a directory of the file system to freeze (default:\n"
+		"                           its mount point, found from the device)\n"
+		"      --freeze-timeout DURATION  the longest freeze (default 2s): a watchdog\n"
+		"                           thaws then, or when pvrepl dies, and the epoch is\n"
+		"                           aborted\n"
 		"%s"
 		"      --progress MODE      auto, tty, log or none (default auto)\n"
 		"  -o, --output FMT         text (default) or json%s\n"
@@ -117,6 +127,9 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 		OPT_FULL_SCAN_INTERVAL,
 		OPT_TRACK_PIN_DIR,
 		OPT_FULL_SCAN,
+		OPT_CAPTURE,
+		OPT_FREEZE_PATH,
+		OPT_FREEZE_TIMEOUT,
 	};
 	static const struct option opts[] = {
 		{ "volume", required_argument, NULL, 'n' },
@@ -147,6 +160,9 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 		{ "full-scan-interval", required_argument, NULL, OPT_FULL_SCAN_INTERVAL },
 		{ "track-pin-dir", required_argument, NULL, OPT_TRACK_PIN_DIR },
 		{ "full-scan", no_argument, NULL, OPT_FULL_SCAN },
+		{ "capture", required_argument, NULL, OPT_CAPTURE },
+		{ "freeze-path", required_argument, NULL, OPT_FREEZE_PATH },
+		{ "freeze-timeout", required_argument, NULL, OPT_FREEZE_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -187,6 +203,28 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 		case OPT_TRACK_PIN_DIR:
 			if (cli_opt_pin_dir("--track-pin-dir ", optarg, &o->cfg.tracking.pin_root))
 				return -EINVAL;
+			break;
+		case OPT_CAPTURE:
+			if (capture_mode_parse(optarg, &o->cfg.capture.mode)) {
+				cli_err("--capture %s: expected auto, none or freeze", optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_FREEZE_PATH:
+			if (!*optarg) {
+				cli_err("--freeze-path: expected a directory of the file system to freeze");
+				return -EINVAL;
+			}
+			o->cfg.capture.freeze_path = optarg;
+			break;
+		case OPT_FREEZE_TIMEOUT:
+			if (cli_parse_duration(optarg, &v) || v < CAPTURE_FREEZE_TIMEOUT_MS_MIN ||
+			    v > CAPTURE_FREEZE_TIMEOUT_MS_MAX) {
+				cli_err("--freeze-timeout %s: expected a duration from 10ms to 60s, e.g. 2s",
+					optarg);
+				return -EINVAL;
+			}
+			o->cfg.capture.freeze_timeout_ms = (uint32_t)v;
 			break;
 		case OPT_FULL_SCAN:
 			if (replicate) {
@@ -363,6 +401,13 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 	out_u64(o, "source_read_bytes", "Read from the source", r->read_bytes, OUT_UNIT_BYTES);
 	out_u64(o, "tracker_missed_blocks", "Changed blocks the tracker missed",
 		r->tracker_missed_blocks, OUT_UNIT_NONE);
+	out_str(o, "capture", "Capture", capture_mode_name(r->capture));
+	out_str(o, "capture_note", "Why not one instant",
+		r->crash_consistent ? "" : r->capture_note);
+	out_bool(o, "crash_consistent", "One instant of the source", r->crash_consistent);
+	out_u64(o, "rounds", "Rounds of reads", r->rounds, OUT_UNIT_NONE);
+	out_f64(o, "freeze_ms", "Frozen for (ms)", r->freeze_ms, OUT_UNIT_NONE);
+	out_u64(o, "freeze_read_bytes", "Read while frozen", r->freeze_read_bytes, OUT_UNIT_BYTES);
 	out_u64(o, "blocks_scanned", "Blocks scanned", r->blocks_scanned, OUT_UNIT_NONE);
 	out_u64(o, "blocks_changed", "Blocks changed", r->blocks_changed, OUT_UNIT_NONE);
 	out_u64(o, "blocks_zero", "Zero blocks (markers)", r->blocks_zero, OUT_UNIT_NONE);
@@ -486,12 +531,19 @@ static int send_build(void *ctx, struct config *conf, struct replicate_opts *spe
 		o->cfg.tracking.full_scan_interval_ms = cs->full_scan_interval_ms;
 		if (cs->track_pin_dir[0])
 			o->cfg.tracking.pin_root = cs->track_pin_dir;
+		if (cs->capture[0]) /* checked by config */
+			capture_mode_parse(cs->capture, &o->cfg.capture.mode);
+		o->cfg.capture.freeze_timeout_ms = (uint32_t)cs->freeze_timeout_ms;
 		if (cv) {
 			o->cfg.volume = cv->name;
 			if (cv->device[0])
 				o->cfg.device = cv->device;
 			if (cv->state_dir[0])
 				o->cfg.state_dir = cv->state_dir;
+			if (cv->capture[0])
+				capture_mode_parse(cv->capture, &o->cfg.capture.mode);
+			if (cv->freeze_path[0])
+				o->cfg.capture.freeze_path = cv->freeze_path;
 		}
 		if (parse_send_opts(a->argc, a->argv, o, true)) {
 			snprintf(err, err_len, "Run 'pvrepl replicate --help' for the options.");

@@ -247,14 +247,16 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 		snprintf(msg, sizeof(msg), "%s: %s", status_state_name(s->state),
 			 s->last_error[0] && lvl != CHECK_OK ? s->last_error : "ok");
 		condition(v, "Ready", lvl == CHECK_OK, why, msg, s->state_since_unix);
+		/* True only for one instant of the source: an epoch read live is
+		 * complete but may be torn (a database on it may not open). */
 		condition(
-			v, "Consistent", s->consistent,
+			v, "Consistent", s->consistent && s->crash_consistent,
 			s->consistent ? (s->crash_consistent ? "CrashConsistent" : "LiveRead")
 				      : "NoCompleteEpoch",
 			s->consistent
 				? (s->crash_consistent
-					   ? "the standby holds one point-in-time epoch"
-					   : "the standby holds one epoch, read live (not crash-consistent)")
+					   ? "the standby holds one instant of the source (a captured epoch)"
+					   : "the standby holds a complete epoch read live, not one instant of the source: a database on it may be torn (--capture freeze, or the file system could not be frozen)")
 				: "no complete epoch yet",
 			s->consistent_point_ms / 1000);
 		out_append(root, "volumes", v);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cli_opt.h"
+#include "capture.h"
 #include "config.h"
 #include "pvrepl_assert.h"
 #include "scan.h"
@@ -44,6 +45,7 @@ enum config_type {
 	TYPE_BLOCK,    /* a power of two from SCAN_BLOCK_BYTES_MIN to _MAX */
 	TYPE_ALLOW,    /* a comma list of certificate names, repeatable */
 	TYPE_TRACK,    /* auto, bpf or off */
+	TYPE_CAPTURE,  /* auto, none or freeze */
 };
 
 struct config_key {
@@ -107,11 +109,20 @@ static const struct config_key config_keys[] = {
 		TYPE_DURATION, 1000, UINT64_MAX, false, "a duration of at least 1s, e.g. 24h"),
 	STR_KEY(SEC_SENDER, config_sender, "track_pin_dir", track_pin_dir, TYPE_ABSPATH, false,
 		"an absolute path on bpffs, e.g. /sys/fs/bpf/pvrepl"),
+	STR_KEY(SEC_SENDER, config_sender, "capture", capture, TYPE_CAPTURE, false,
+		"auto, none or freeze"),
+	NUM_KEY(SEC_SENDER, config_sender, "freeze_timeout", freeze_timeout_ms, TYPE_DURATION,
+		CAPTURE_FREEZE_TIMEOUT_MS_MIN, CAPTURE_FREEZE_TIMEOUT_MS_MAX, false,
+		"a duration from 10ms to 60s, e.g. 2s"),
 
 	STR_KEY(SEC_VOLUME, config_volume, "device", device, TYPE_ABSPATH, true,
 		"an absolute path, e.g. /dev/vg0/data"),
 	STR_KEY(SEC_VOLUME, config_volume, "state_dir", state_dir, TYPE_PATH, false,
 		"the sender's state directory for this volume"),
+	STR_KEY(SEC_VOLUME, config_volume, "capture", capture, TYPE_CAPTURE, false,
+		"auto, none or freeze"),
+	STR_KEY(SEC_VOLUME, config_volume, "freeze_path", freeze_path, TYPE_ABSPATH, false,
+		"an absolute path in the file system on the device, e.g. /var/lib/postgresql"),
 	{ SEC_VOLUME, "allow", TYPE_ALLOW, 0, 0, 0, 0, false,
 	  "certificate names, one per line or a comma list" },
 };
@@ -282,6 +293,11 @@ static int config_set(const struct config_key *k, void *base, const char *value,
 		break;
 	case TYPE_ABSPATH:
 		rc = *value == '/' ? 0 : -EINVAL;
+		break;
+	case TYPE_CAPTURE:
+		rc = strcmp(value, "auto") && strcmp(value, "none") && strcmp(value, "freeze")
+			     ? -EINVAL
+			     : 0;
 		break;
 	case TYPE_TRACK:
 		rc = strcmp(value, "auto") && strcmp(value, "bpf") && strcmp(value, "off") ? -EINVAL
@@ -605,6 +621,9 @@ static const struct {
 	{ "PVREPL_TRACK", SEC_SENDER, "track" },
 	{ "PVREPL_FULL_SCAN_INTERVAL", SEC_SENDER, "full_scan_interval" },
 	{ "PVREPL_TRACK_PIN_DIR", SEC_SENDER, "track_pin_dir" },
+	{ "PVREPL_CAPTURE", SEC_SENDER, "capture" },
+	{ "PVREPL_FREEZE_TIMEOUT", SEC_SENDER, "freeze_timeout" },
+	{ "PVREPL_FREEZE_PATH", SEC_VOLUME, "freeze_path" },
 	{ "PVREPL_DEVICE", SEC_VOLUME, "device" },
 	{ "PVREPL_ALLOW", SEC_VOLUME, "allow" },
 };

@@ -29,6 +29,12 @@
  *   5. Every journal I/O is 4 KiB-aligned and inside the preallocated file; an
  *      I/O error is sticky (-EIO until reopened): the disk state is then known
  *      only to journal_recover.
+ *   6. The apply (and so the replay) writes the standby in record order across a
+ *      BARRIER record: jrn_walk queues no standby write of a record after a
+ *      barrier until every standby write of the records before it has completed
+ *      (jrn_walk_barrier). Between barriers writes are in flight together and
+ *      may complete in any order, so only a barrier lets a later round of an
+ *      epoch rewrite a block an earlier round wrote.
  * journal_check_invariants() checks the in-memory side of these (and of the
  * state diagram below) on entry to and exit from every public function that
  * changes state; it is called only from ASSERT.
@@ -41,13 +47,14 @@
  *   ┌──► EMPTY / APPLIED ◄───────────────────────────────────────────────┐
  *   │        │ journal_begin: OPEN superblock (flushed with the records)   │
  *   │        ▼                                                             │
- *   │      OPEN ─── journal_add_data / journal_add_zero: verify, append    │
+ *   │      OPEN ─── journal_add_data / _add_zero / _add_barrier: verify,   │
+ *   │        │         append (a barrier is a header-only record)          │
  *   │        │                                                             │
  *   │        │ journal_commit: flush records, COMMITTED superblock, flush  │
  *   │        ▼            (the epoch may be acknowledged from here)        │
  *   │    COMMITTED ── journal_apply / journal_recover (replay): verify all,│
- *   │                 write the standby, flush it, APPLIED superblock,     │
- *   │                 flush ───────────────────────────────────────────────┘
+ *   │                 write the standby (draining it at each barrier),     │
+ *   │                 flush it, APPLIED superblock, flush ─────────────────┘
  *   │
  *   └── OPEN: journal_abort or an add_* error (in memory), journal_recover
  *       (EMPTY superblock, flushed); any state: journal_reset (for a resync).
@@ -1512,6 +1519,34 @@ int journal_add_zero(struct journal *j, uint64_t first_block, uint32_t block_cou
 	return JRN_CHECKED(j, jrn_add_zero(j, first_block, block_count));
 }
 
+/* A barrier has no run (jrn_check_run refuses block_count 0): only the room. */
+static int jrn_add_barrier(struct journal *j)
+{
+	struct journal_disk_record h;
+	uint64_t rec_bytes, checksum;
+	int rc;
+
+	rc = jrn_check_open(j, "journal_add_barrier");
+	if (rc != 0)
+		return rc;
+	rec_bytes = jrn_record_bytes(j, JOURNAL_DISK_RECORD_BARRIER, 0);
+	ASSERT(rec_bytes == JOURNAL_DISK_ALIGN_BYTES);
+	rc = jrn_check_room(j, rec_bytes);
+	if (rc != 0)
+		return rc;
+	jrn_record_header(j, &h, JOURNAL_DISK_RECORD_BARRIER, 0, 0, 0);
+	checksum = jrn_record_checksum(&h, NULL, 0, false);
+	h.checksum = htole64(checksum);
+	rc = jrn_put(j, &h, sizeof(h));
+	return jrn_record_end(j, rc, rec_bytes, checksum);
+}
+
+int journal_add_barrier(struct journal *j)
+{
+	ASSERT(j != NULL);
+	return JRN_CHECKED(j, jrn_add_barrier(j));
+}
+
 static int jrn_commit(struct journal *j)
 {
 	int rc;
@@ -1606,14 +1641,21 @@ static int jrn_record_load(struct journal *j, uint32_t buf, uint64_t off, uint64
 		why = "bad magic";
 	else if (r->epoch != j->sb.epoch || r->record_index != index)
 		why = "it belongs to another epoch or position (a stale record)";
-	else if (r->type != JOURNAL_DISK_RECORD_DATA && r->type != JOURNAL_DISK_RECORD_ZERO)
+	else if (r->type != JOURNAL_DISK_RECORD_DATA && r->type != JOURNAL_DISK_RECORD_ZERO &&
+		 r->type != JOURNAL_DISK_RECORD_BARRIER)
 		why = "unknown record type";
 	else if (d.reserved0 != 0 || d.reserved1 != 0)
 		why = "non-zero reserved field";
-	else if (r->block_count == 0 || r->first_block >= j->volume_blocks ||
-		 r->block_count > j->volume_blocks - r->first_block ||
-		 (r->type == JOURNAL_DISK_RECORD_DATA &&
-		  r->block_count > JOURNAL_RECORD_BLOCKS_MAX))
+	else if (r->type == JOURNAL_DISK_RECORD_BARRIER &&
+		 (r->first_block != 0 || r->block_count != 0))
+		why = "a barrier with a block run";
+	else if (r->type == JOURNAL_DISK_RECORD_BARRIER && r->plaintext_bytes != 0)
+		why = "a barrier with plaintext";
+	else if (r->type != JOURNAL_DISK_RECORD_BARRIER &&
+		 (r->block_count == 0 || r->first_block >= j->volume_blocks ||
+		  r->block_count > j->volume_blocks - r->first_block ||
+		  (r->type == JOURNAL_DISK_RECORD_DATA &&
+		   r->block_count > JOURNAL_RECORD_BLOCKS_MAX)))
 		why = "its block run is outside the volume";
 	else if (r->type == JOURNAL_DISK_RECORD_DATA &&
 		 r->plaintext_bytes != jrn_run_bytes(j, r->first_block, r->block_count))
@@ -1650,9 +1692,32 @@ static int jrn_record_load(struct journal *j, uint32_t buf, uint64_t off, uint64
 }
 
 /*
+ * At a BARRIER record of the apply pass (invariant 6): every standby write queued
+ * so far completes before the walk queues another. Batched writes not yet
+ * submitted go out first, then the queue drains: a write still in flight could
+ * otherwise land after a later record's write of the same block.
+ */
+static int jrn_walk_barrier(struct journal *j)
+{
+	int rc = 0;
+
+	if (j->unsubmitted > 0) {
+		j->unsubmitted = 0;
+		rc = jrn_submit(j);
+	}
+	if (rc == 0)
+		rc = jrn_drain(j);
+	if (rc == 0 && kfio_queue_inflight(j->q) != 0)
+		rc = jrn_fail(j, -EIO, "%s: the standby writes before a barrier did not complete",
+			      j->standby->path);
+	return rc;
+}
+
+/*
  * One pass over the committed records. verify only (apply false): reads and
- * checks everything, writes nothing. apply: the same checks, then each chunk is
- * written to the standby and on_block called per block.
+ * checks everything, writes nothing (a barrier is only a link of the chain).
+ * apply: the same checks, then each chunk is written to the standby and on_block
+ * called per block; at a barrier the standby writes before it complete first.
  */
 static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, void *ctx,
 		    uint64_t *blocks)
@@ -1684,6 +1749,11 @@ static int jrn_walk(struct journal *j, bool apply, journal_block_fn on_block, vo
 			 sizeof(struct journal_disk_record);
 		data_off = JOURNAL_DISK_RECORDS_OFFSET + off +
 			   jrn_header_section_bytes(r.type, r.block_count);
+		if (apply && r.type == JOURNAL_DISK_RECORD_BARRIER) {
+			rc = jrn_walk_barrier(j);
+			if (rc != 0)
+				goto put_bufs;
+		}
 
 		for (uint64_t c = 0; r.type == JOURNAL_DISK_RECORD_DATA && c < r.block_count;
 		     c += per_chunk) {

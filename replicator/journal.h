@@ -164,6 +164,15 @@ int journal_add_data(struct journal *j, uint64_t first_block, uint32_t block_cou
 		     const void *plaintext, uint32_t plaintext_bytes, const uint64_t *hashes);
 /* Appends a ZERO record (a run of all-zero blocks); errors as journal_add_data. */
 int journal_add_zero(struct journal *j, uint64_t first_block, uint32_t block_count);
+/*
+ * Appends a BARRIER record (a header, no blocks): the apply and the replay let
+ * every standby write of the records before it complete before they write any
+ * block of the records after it, so a block written again after a barrier (a
+ * later round of the epoch) ends up with the later bytes. Records between two
+ * barriers may reach the standby in any order: they must not repeat a block.
+ * -ENOSPC when it does not fit (epoch aborted), -EINVAL without an open epoch.
+ */
+int journal_add_barrier(struct journal *j);
 
 /*
  * Makes the epoch durable: flush the records, write the COMMITTED superblock with
@@ -176,9 +185,10 @@ int journal_commit(struct journal *j);
 /*
  * Applies the committed (or, again, the applied) epoch: verifies every record
  * and block read back from the journal before the first standby write, writes
- * the blocks (zero runs as zeros) to the standby, calls on_block(block, hash) for
- * each (before the standby flush: the caller persists its map only after 0 is
- * returned), flushes the standby, then writes and flushes the APPLIED
+ * the blocks (zero runs as zeros; every write before a barrier completes before
+ * one after it is queued) to the standby, calls on_block(block, hash) for each
+ * in record order (before the standby flush: the caller persists its map only
+ * after 0 is returned), flushes the standby, then writes and flushes the APPLIED
  * superblock. Idempotent. on_block may be NULL; its non-zero return stops the
  * apply with that value (the journal stays COMMITTED: apply again). -EBADMSG for
  * damaged records (standby untouched), -EIO sticky.

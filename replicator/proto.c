@@ -42,6 +42,7 @@
  *   SENDING                                             RECEIVING
  *     proto_encode_data_prefix ── DATA ───────────────►   proto_decode_data, proto_data_hash,
  *     proto_encode_zero ───────── ZERO ───────────────►   proto_decode_zero: verify, journal
+ *     proto_encode_round ──────── ROUND ──────────────►   proto_decode_round: the next round
  *     proto_encode_epoch_end ──── EPOCH_END ──────────►   proto_decode_epoch_end → COMMITTING
  *   WAIT_ACK                                            COMMITTING: journal, commit, flush
  *     proto_decode_epoch_ack ◄─── EPOCH_ACK ───────────   proto_encode_epoch_ack → IDLE
@@ -68,6 +69,7 @@ _Static_assert(PROTO_DATA_BLOCKS_MAX * 8ull + PROTO_DATA_FIXED_BYTES + PROTO_DAT
 _Static_assert(PROTO_FRAME_BYTES_MAX <= 0x7fffffffu, "frame lengths fit an int");
 _Static_assert(PROTO_MESSAGE_BYTES_MAX <= 0xffffu, "message_len is a u16");
 _Static_assert(PROTO_ZERO_BLOCKS_MAX <= PROTO_BLOCK_COUNT_MAX, "zero run bound");
+_Static_assert(PROTO_ROUND_BYTES == 4u + 4u + 8u, "ROUND: round, flags, capture_unix_ms");
 
 /* Bytes of the header covered by header_checksum. */
 #define PROTO_HEADER_CHECKED_BYTES offsetof(struct proto_header, header_checksum)
@@ -100,6 +102,7 @@ static const struct proto_type_info proto_types[PROTO_TYPE_MAX + 1] = {
 	/* one page entry and at least one byte of data */
 	[PROTO_PAGES] = { "PAGES", PROTO_PAGES_FIXED_BYTES + PROTO_PAGE_ENTRY_BYTES + 1u,
 			  PROTO_PAGES_PAYLOAD_MAX, false },
+	[PROTO_ROUND] = { "ROUND", PROTO_ROUND_BYTES, PROTO_ROUND_BYTES, false },
 };
 
 static const struct proto_type_info *proto_type_info(uint16_t type)
@@ -1100,6 +1103,51 @@ int proto_decode_zero(const uint8_t *payload, size_t len, struct proto_zero *m)
 	return proto_zero_valid(m) ? 0 : -EBADMSG;
 }
 
+/* --------------------------------------------------------------- ROUND */
+
+static bool proto_round_valid(const struct proto_round *m)
+{
+	bool final = (m->flags & PROTO_ROUND_FINAL) != 0;
+
+	/* Round 1 starts implicitly after EPOCH_BEGIN: no frame names it. */
+	if (m->round < 2 || m->round > PROTO_ROUNDS_MAX)
+		return false;
+	if ((m->flags & ~PROTO_ROUND_FLAGS_KNOWN) != 0)
+		return false;
+	/* The capture instant belongs to the final round alone (invariant 2). */
+	return final == (m->capture_unix_ms != 0);
+}
+
+int proto_encode_round(const struct proto_round *m, uint8_t *buf, size_t cap)
+{
+	struct proto_writer w;
+	int err;
+
+	ASSERT(m != NULL);
+	if (!proto_round_valid(m))
+		return -EINVAL;
+	err = proto_frame_open(&w, buf, cap, PROTO_ROUND_BYTES);
+	if (err < 0)
+		return err;
+	proto_put_u32(&w, m->round);
+	proto_put_u32(&w, m->flags);
+	proto_put_u64(&w, m->capture_unix_ms);
+	return proto_frame_close(&w, PROTO_ROUND);
+}
+
+int proto_decode_round(const uint8_t *payload, size_t len, struct proto_round *m)
+{
+	struct proto_reader r;
+
+	ASSERT(m != NULL);
+	memset(m, 0, sizeof(*m));
+	proto_reader_init(&r, payload, len);
+	if (proto_get_u32(&r, &m->round) < 0 || proto_get_u32(&r, &m->flags) < 0 ||
+	    proto_get_u64(&r, &m->capture_unix_ms) < 0 || proto_reader_end(&r) < 0)
+		return -EBADMSG;
+	return proto_round_valid(m) ? 0 : -EBADMSG;
+}
+
 /* ----------------------------------------------------------- EPOCH_END */
 
 static bool proto_epoch_end_valid(const struct proto_epoch_end *m)
@@ -1288,6 +1336,9 @@ int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *msg)
 		break;
 	case PROTO_PAGES:
 		err = proto_decode_pages(payload, n, &msg->u.pages);
+		break;
+	case PROTO_ROUND:
+		err = proto_decode_round(payload, n, &msg->u.round);
 		break;
 	default:
 		/* proto_decode_header accepted only known types */

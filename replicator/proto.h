@@ -130,6 +130,18 @@ struct proto_zero {
 	uint32_t block_count;
 };
 
+/*
+ * An epoch's next round starts (PROTO_CAP_ROUNDS): the frames after it start
+ * again in ascending block order and may repeat blocks of earlier rounds.
+ * Round 1 starts implicitly after EPOCH_BEGIN, so the first ROUND of an epoch
+ * says 2.
+ */
+struct proto_round {
+	uint32_t round;		  /* the round that starts: 2..PROTO_ROUNDS_MAX */
+	uint32_t flags;		  /* PROTO_ROUND_* */
+	uint64_t capture_unix_ms; /* FINAL: the capture instant (Unix ms), != 0; else 0 */
+};
+
 struct proto_epoch_end {
 	uint64_t epoch;
 	uint64_t block_count;
@@ -161,6 +173,7 @@ struct proto_msg {
 		struct proto_epoch_ack epoch_ack;
 		struct proto_error error;
 		struct proto_pages pages;
+		struct proto_round round;
 	} u;
 };
 
@@ -249,6 +262,9 @@ uint64_t proto_pages_hash(const struct proto_pages *m, uint32_t i);
 
 int proto_encode_zero(const struct proto_zero *m, uint8_t *buf, size_t cap);
 int proto_decode_zero(const uint8_t *payload, size_t len, struct proto_zero *m);
+
+int proto_encode_round(const struct proto_round *m, uint8_t *buf, size_t cap);
+int proto_decode_round(const uint8_t *payload, size_t len, struct proto_round *m);
 
 int proto_encode_epoch_end(const struct proto_epoch_end *m, uint8_t *buf, size_t cap);
 int proto_decode_epoch_end(const uint8_t *payload, size_t len, struct proto_epoch_end *m);

@@ -267,6 +267,12 @@ int recv_check_end(const struct standby *v, const struct proto_epoch_begin *eb,
 	ASSERT(runs != NULL);
 	ASSERT(ee != NULL);
 	ASSERT(root != NULL);
+	if ((eb->flags & PROTO_EPOCH_CRASH_CONSISTENT) && !runs->final)
+		return recv_verdict_set(
+			vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
+			"volume %s: epoch %" PRIu64
+			" says it is one instant of the source but ended without its final (captured) round",
+			v->cfg->name, eb->epoch);
 	if (ee->epoch != eb->epoch || ee->block_count != runs->blocks)
 		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_EPOCH,
 					"volume %s: EPOCH_END for epoch %" PRIu64 " with %" PRIu64
@@ -282,6 +288,30 @@ int recv_check_end(const struct standby *v, const struct proto_epoch_begin *eb,
 					" the standby's Merkle root %016" PRIx64
 					" differs from the source's %016" PRIx64,
 					v->cfg->name, eb->epoch, *root, ee->merkle_root);
+	return 0;
+}
+
+int recv_check_round(const struct standby *v, const struct proto_epoch_begin *eb,
+		     struct recv_runs *runs, const struct proto_round *r, struct recv_verdict *vd)
+{
+	ASSERT(v != NULL);
+	ASSERT(eb != NULL);
+	ASSERT(runs != NULL);
+	ASSERT(r != NULL);
+	if (!(eb->flags & PROTO_EPOCH_CRASH_CONSISTENT) || (eb->flags & PROTO_EPOCH_INITIAL_SYNC))
+		return recv_verdict_set(
+			vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
+			"volume %s: ROUND in epoch %" PRIu64
+			", which is not an incremental epoch captured at one instant",
+			v->cfg->name, eb->epoch);
+	if (runs->final || r->round != runs->round + 2)
+		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
+					"volume %s: ROUND %u in epoch %" PRIu64 " after round %u%s",
+					v->cfg->name, r->round, eb->epoch, runs->round + 1,
+					runs->final ? ", the final one" : "");
+	runs->round++;
+	runs->final = r->flags & PROTO_ROUND_FINAL;
+	runs->next_block = 0;
 	return 0;
 }
 

@@ -43,6 +43,8 @@ int recv_verdict_set(struct recv_verdict *vd, enum recv_verdict_kind kind, uint1
 struct recv_runs {
 	uint64_t next_block; /* runs must start at or after it */
 	uint64_t blocks;     /* blocks received */
+	uint32_t round;	     /* the round (PROTO_CAP_ROUNDS) minus one: 0 in the first */
+	bool final;	     /* the final round (read at the capture instant) started */
 };
 
 /* HELLO against the volume: version, sticky failure, identity, size, block size,
@@ -82,6 +84,14 @@ int recv_check_pages(const struct standby *v, const struct proto_pages *pg, void
 int recv_check_end(const struct standby *v, const struct proto_epoch_begin *eb,
 		   const struct recv_runs *runs, const struct proto_epoch_end *ee, uint64_t *root,
 		   struct recv_verdict *vd);
+/*
+ * ROUND: the next round in sequence, in an incremental epoch that says it is
+ * one instant (PROTO_EPOCH_CRASH_CONSISTENT) and only that one's final round,
+ * none after the final. Starts the round in runs (ascending order again). 0 or
+ * a verdict.
+ */
+int recv_check_round(const struct standby *v, const struct proto_epoch_begin *eb,
+		     struct recv_runs *runs, const struct proto_round *r, struct recv_verdict *vd);
 /* Any other frame inside an epoch. */
 int recv_check_unexpected(const struct standby *v, const struct proto_epoch_begin *eb,
 			  uint16_t type, struct recv_verdict *vd);

@@ -58,8 +58,9 @@ int recv_epoch_welcome(struct recv_peer *p, const struct standby *v, const struc
 		.version = PROTO_VERSION_MAX,
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
-		.capabilities = h->capabilities & (PROTO_CAP_LZ4 | PROTO_CAP_RESUME |
-						   PROTO_CAP_CAPTURE_TIME | PROTO_CAP_PAGES),
+		.capabilities = h->capabilities &
+				(PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME |
+				 PROTO_CAP_PAGES | PROTO_CAP_ROUNDS),
 	};
 	int n;
 
@@ -133,7 +134,10 @@ struct rx {
 	const struct proto_epoch_begin *eb;
 	struct recv_runs runs;
 	struct recv_verdict vd; /* what to tell the sender when the epoch fails */
-	bool begun;		/* the sink holds something its abort must undo */
+	/* After the final ROUND: EPOCH_BEGIN with the capture instant it named
+	 * (x->eb points here then: the commit records that instant). */
+	struct proto_epoch_begin eb_final;
+	bool begun; /* the sink holds something its abort must undo */
 	/* The sync sink's writes: up to STANDBY_WRITE_BUFS in flight. */
 	uint32_t next_buf;
 	uint32_t inflight;
@@ -168,6 +172,9 @@ struct rx_sink {
 	 * where PAGES is not accepted (a full sync sends whole blocks). Returns 0
 	 * and the block's hash to record, or -errno with x->vd. */
 	int (*pages)(struct rx *x, const struct proto_pages *pg, const uint8_t *page_data);
+	/* ROUND: what came before is in, in order, before anything after it (NULL
+	 * where rounds are not accepted: a full sync). */
+	int (*round)(struct rx *x);
 	int (*frame_done)(struct rx *x); /* may be NULL */
 	/* At EPOCH_END: seal before the checks, durable after them (each may be
 	 * NULL). sync: every write reaped and the device flushed, then the checks;
@@ -693,6 +700,23 @@ static int journal_sink_pages(struct rx *x, const struct proto_pages *pg, const 
 	return rx_pages_reap(x, 0, true);
 }
 
+/*
+ * ROUND: the blocks of the round before are all journaled (the PAGES reads
+ * completed), then a barrier: the apply writes nothing of the next round
+ * before every write of this one completed, so a block repeated in it wins.
+ */
+static int journal_sink_round(struct rx *x)
+{
+	int r = rx_pages_drain(x, true);
+
+	if (!r) {
+		r = journal_add_barrier(x->v->j);
+		if (r)
+			r = journal_verdict(x, r);
+	}
+	return r;
+}
+
 /* EPOCH_END: every block of the epoch is in the journal before the checks. */
 static int journal_sink_seal(struct rx *x)
 {
@@ -733,6 +757,7 @@ static const struct rx_sink journal_sink = {
 	.data = journal_sink_data,
 	.zero = journal_sink_zero,
 	.pages = journal_sink_pages,
+	.round = journal_sink_round,
 	.frame_done = NULL,
 	.seal = journal_sink_seal,
 	.durable = journal_sink_durable,
@@ -770,6 +795,14 @@ static int rx_pages(struct rx *x, const struct rx_sink *k, const struct proto_pa
 
 	if (!k->pages)
 		return recv_check_unexpected(x->v, x->eb, PROTO_PAGES, &x->vd);
+	/* A block of an earlier round is not on the standby yet: it cannot be
+	 * completed from there. */
+	if (x->runs.round)
+		return recv_verdict_set(
+			&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
+			"volume %s: PAGES for block %" PRIu64 " in round %u of epoch %" PRIu64
+			"; only the first round may send partial blocks",
+			x->v->cfg->name, pg->block, x->runs.round + 1, x->eb->epoch);
 	r = recv_check_run(x->v, &x->runs, pg->block, 1, &x->vd);
 	if (!r)
 		r = recv_check_pages(x->v, pg, x->p->plain, &x->vd);
@@ -779,6 +812,23 @@ static int rx_pages(struct rx *x, const struct rx_sink *k, const struct proto_pa
 		return r;
 	map_set(&x->v->map, pg->block, pg->block_hash);
 	return 0;
+}
+
+static int rx_round(struct rx *x, const struct rx_sink *k, const struct proto_round *rd)
+{
+	int r;
+
+	if (!k->round)
+		return recv_check_unexpected(x->v, x->eb, PROTO_ROUND, &x->vd);
+	r = recv_check_round(x->v, x->eb, &x->runs, rd, &x->vd);
+	if (!r)
+		r = k->round(x);
+	if (!r && (rd->flags & PROTO_ROUND_FINAL)) {
+		x->eb_final = *x->eb;
+		x->eb_final.capture_unix_ms = rd->capture_unix_ms;
+		x->eb = &x->eb_final;
+	}
+	return r;
 }
 
 static int rx_zero(struct rx *x, const struct rx_sink *k, const struct proto_zero *z)
@@ -860,6 +910,9 @@ static int rx_loop(struct rx *x, const struct rx_sink *k)
 			break;
 		case PROTO_PAGES:
 			r = rx_pages(x, k, &msg.u.pages);
+			break;
+		case PROTO_ROUND:
+			r = rx_round(x, k, &msg.u.round);
 			break;
 		case PROTO_EPOCH_END:
 			r = k->seal ? k->seal(x) : 0;

@@ -223,6 +223,9 @@ static void epoch_metrics(struct metrics_volume *mv, const struct replicate_opts
 	if (r->size_bytes)
 		metrics_set(&mv->volume_size_bytes, (double)r->size_bytes);
 	metrics_add(&mv->changed_blocks_total, r->blocks_changed);
+	if (r->outcome == SENDER_OK)
+		metrics_set_capture(mv, r->crash_consistent ? METRICS_CAPTURE_FREEZE
+							    : METRICS_CAPTURE_NONE);
 	metrics_add(&mv->payload_bytes_total, r->payload_bytes);
 	metrics_add(&mv->sent_bytes_total, r->wire_bytes);
 	metrics_add(&mv->source_read_bytes_total, r->read_bytes);
@@ -263,6 +266,7 @@ struct job_strings {
 	char tls_dir[CONFIG_PATH_MAX];
 	char server_name[CONFIG_ADDR_MAX];
 	char track_pin_dir[CONFIG_PATH_MAX];
+	char freeze_path[CONFIG_PATH_MAX];
 };
 
 /*
@@ -310,6 +314,7 @@ static void opts_point(struct replicate_opts *o, struct job_strings *s)
 	o->cfg.tls_dir = o->cfg.tls_dir ? s->tls_dir : NULL;
 	o->cfg.server_name = o->cfg.server_name ? s->server_name : NULL;
 	o->cfg.tracking.pin_root = o->cfg.tracking.pin_root ? s->track_pin_dir : NULL;
+	o->cfg.capture.freeze_path = o->cfg.capture.freeze_path ? s->freeze_path : NULL;
 }
 
 /* Copies o's strings into s and points o at them. */
@@ -329,6 +334,8 @@ static void opts_own(struct replicate_opts *o, struct job_strings *s)
 	if (o->cfg.tracking.pin_root && o->cfg.tracking.pin_root != s->track_pin_dir)
 		snprintf(s->track_pin_dir, sizeof(s->track_pin_dir), "%s",
 			 o->cfg.tracking.pin_root);
+	if (o->cfg.capture.freeze_path && o->cfg.capture.freeze_path != s->freeze_path)
+		snprintf(s->freeze_path, sizeof(s->freeze_path), "%s", o->cfg.capture.freeze_path);
 #undef COPY
 	opts_point(o, s);
 }

@@ -564,8 +564,8 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 	struct proto_hello h = {
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
-		.capabilities =
-			PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME | PROTO_CAP_PAGES,
+		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME |
+				PROTO_CAP_PAGES | PROTO_CAP_ROUNDS,
 		.size_bytes = m->size_bytes,
 		.block_bytes = m->block_bytes,
 		.generation = m->generation,
@@ -875,6 +875,68 @@ static int open_tracking(const struct sender_config *cfg, const struct kfio_dev 
 	return 0;
 }
 
+/* What the capture can be on this volume (capture.h). */
+static int open_capture(const struct sender_config *cfg, const struct tracking *tr,
+			struct capture *cap, struct sender_result *res)
+{
+	char err[CAPTURE_WHY_MAX + 200] = "";
+	int rc = capture_open(cap, &cfg->capture, cfg->volume, cfg->device, tr->track != NULL, err,
+			      sizeof(err));
+
+	if (rc)
+		set_msg(res, "%s", err);
+	return rc;
+}
+
+/*
+ * This epoch's capture: a freeze at the end of rounds (the flag that says the
+ * standby will be one instant), or live reads, saying why. An initial sync is
+ * read live (its receiver writes the standby directly, without rounds); the
+ * epoch after it is captured. Returns 0, or an error for --capture freeze to a
+ * receiver that cannot take rounds.
+ */
+static int choose_capture(const struct sender_config *cfg, struct capture *cap,
+			  const struct proto_welcome *w, struct proto_epoch_begin *eb,
+			  struct sender_result *res, bool *rounds)
+{
+	char err[CAPTURE_WHY_MAX + 200] = "";
+
+	*rounds = false;
+	res->capture = CAPTURE_NONE;
+	if (cap->mode != CAPTURE_FREEZE) {
+		snprintf(res->capture_note, sizeof(res->capture_note), "%s",
+			 cfg->capture.mode == CAPTURE_NONE ? "--capture none" : cap->why_none);
+		return 0;
+	}
+	if (eb->flags & PROTO_EPOCH_INITIAL_SYNC) {
+		snprintf(res->capture_note, sizeof(res->capture_note),
+			 "an initial sync is read live; the next epoch freezes %.400s", cap->path);
+		return 0;
+	}
+	if (!(w->capabilities & PROTO_CAP_ROUNDS)) {
+		if (cfg->capture.mode == CAPTURE_FREEZE) {
+			set_msg(res,
+				"volume %s: the receiver at %s does not take epochs in rounds (an older pvrepl), which --capture freeze needs: upgrade it, or use --capture none",
+				cfg->volume, cfg->peer);
+			return -EPROTONOSUPPORT;
+		}
+		snprintf(
+			res->capture_note, sizeof(res->capture_note),
+			"the receiver does not take epochs in rounds (an older pvrepl): live reads");
+		return 0;
+	}
+	/* Round 1 starts with the harvest: what the page cache holds goes to the
+	 * device first, so it is read now rather than in a later round. */
+	if (capture_sync(cap, err, sizeof(err))) {
+		set_msg(res, "volume %s: %s", cfg->volume, err);
+		return -EIO;
+	}
+	*rounds = true;
+	res->capture = CAPTURE_FREEZE;
+	eb->flags |= PROTO_EPOCH_CRASH_CONSISTENT;
+	return 0;
+}
+
 /* Full or tracked: harvested just before the reads start. */
 static int plan_scan(const struct sender_config *cfg, struct tracking *tr, const struct map *m,
 		     struct sender_result *res)
@@ -929,10 +991,15 @@ static int send_epoch_begin(const struct sender_config *cfg, struct conn *c,
 	return rc;
 }
 
-/* The scan, streaming DATA and ZERO frames in block order as it goes. */
-static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
+/*
+ * One round of the scan, streaming DATA and ZERO frames in block order as it
+ * goes: every block, or those of only_pages (planned bytes of them). PAGES
+ * only where allowed (the first round of a tracked epoch). Adds to res.
+ */
+static int stream_round(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
 			struct conn *c, const struct proto_epoch_begin *eb, struct tracking *tr,
-			bool pages_granted, struct sender_result *res)
+			const uint64_t *only_pages, uint64_t planned, bool pages_granted,
+			struct sender_result *res, struct scan_stats *out)
 {
 	struct send_ctx s = { .conn = c,
 			      .tracking = tr,
@@ -950,7 +1017,7 @@ static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, s
 
 	s.prefix = malloc(SENDER_PREFIX_BYTES);
 	s.scratch = malloc(SCAN_BATCH_BYTES_MAX);
-	scfg.only_pages = tracking_only_pages(tr);
+	scfg.only_pages = only_pages;
 	/* Partial blocks only in a tracked epoch (its pending bits say which pages
 	 * changed), and only to a receiver that completes them. */
 	if (scfg.only_pages && pages_granted && m->block_bytes > PROTO_PAGE_BYTES &&
@@ -970,18 +1037,19 @@ static int stream_epoch(const struct sender_config *cfg, struct kfio_dev *dev, s
 	scfg.page_bytes = KFIO_TRACK_PAGE_BYTES;
 	ep.cfg = cfg;
 	progress_init(&ep.prog, cfg->progress, res->initial_sync ? "sync" : "epoch", cfg->volume,
-		      scfg.only_pages ? tr->tracked_bytes : dev->size_bytes);
+		      scfg.only_pages ? planned : dev->size_bytes);
 	scfg.progress = on_progress;
 	scfg.progress_ctx = &ep;
 	rc = scan_run(dev, m, &scfg, &sink, &st, err, sizeof(err));
 	progress_finish(&ep.prog, st.bytes_read);
-	res->blocks_scanned = st.blocks_scanned;
-	res->read_bytes = st.bytes_read;
-	res->blocks_changed = st.blocks_changed;
-	res->blocks_zero = st.blocks_zero;
-	res->scan_seconds = st.seconds;
-	res->throttled_seconds = st.throttled_seconds + paced_by_cap(cfg, c, st.seconds);
-	if (!rc)
+	res->blocks_scanned += st.blocks_scanned;
+	res->read_bytes += st.bytes_read;
+	res->blocks_changed += st.blocks_changed;
+	res->blocks_zero += st.blocks_zero;
+	res->scan_seconds += st.seconds;
+	res->throttled_seconds += st.throttled_seconds + paced_by_cap(cfg, c, st.seconds);
+	*out = st;
+	if (!rc && res->rounds == 0)
 		res->tracker_missed_blocks = tracking_missed_blocks(tr);
 	if (rc) {
 		if (c->err[0])
@@ -994,6 +1062,115 @@ free_s:
 	free(s.scratch);
 	free(s.page_buf);
 	free(s.codec_buf);
+	return rc;
+}
+
+/* Rounds after the first, before the final one, at most (then it is final). */
+#define SENDER_ROUNDS_MAX 8u
+/* A round this much shorter than the freeze timeout makes the next one final:
+ * the final set is what was written while it was read. */
+#define SENDER_FINAL_ROUND_SHARE 4u
+
+static int send_round(const struct sender_config *cfg, struct conn *c, uint32_t round, bool final,
+		      int64_t capture_ms, struct sender_result *res)
+{
+	struct proto_round r = { .round = round,
+				 .flags = final ? PROTO_ROUND_FINAL : 0,
+				 .capture_unix_ms = final ? (uint64_t)capture_ms : 0 };
+	int n = proto_encode_round(&r, c->tx, PROTO_FRAME_BYTES_MAX);
+	int rc = n < 0 ? n : conn_send(c, c->tx, (size_t)n);
+
+	if (rc)
+		set_msg(res, "volume %s: sending ROUND %u failed: %s", cfg->volume, round, c->err);
+	return rc;
+}
+
+/*
+ * The capture (capture.h): after the first round, rounds of what was written
+ * meanwhile, each after a syncfs, until one is short against the freeze
+ * timeout; then freeze, harvest, read the last set, thaw. A harvest that finds
+ * nothing ends it without a freeze: nothing was written since the harvest
+ * before it, so everything read is the source as of that moment.
+ * first_seconds: the first round's time. Returns 0, or -errno with
+ * res->message (a freeze the watchdog ended is -ETIMEDOUT: the epoch must not
+ * commit).
+ */
+static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
+			  struct conn *c, const struct proto_epoch_begin *eb, struct tracking *tr,
+			  struct capture *cap, double first_seconds, struct sender_result *res)
+{
+	uint64_t words = kfio_track_words(tr->track);
+	uint64_t *set = calloc(words, sizeof(uint64_t)), *more = calloc(words, sizeof(uint64_t));
+	double last_s = first_seconds, held_ms = 0;
+	char err[CAPTURE_WHY_MAX + 200] = "";
+	struct scan_stats st = { 0 };
+	int rc = 0;
+
+	if (!set || !more) {
+		set_msg(res, "volume %s: out of memory for a round's bitmap", cfg->volume);
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t round = 2;; round++) {
+		bool final = round > SENDER_ROUNDS_MAX ||
+			     last_s * 1e3 * SENDER_FINAL_ROUND_SHARE <= cap->timeout_ms;
+		int64_t instant = clock_unix_ms();
+		uint64_t bytes = 0, more_bytes = 0;
+
+		res->rounds = round;
+		/* The page cache reaches the device now, while writes still flow:
+		 * the freeze then has little left to write. */
+		rc = capture_sync(cap, err, sizeof(err));
+		if (!rc)
+			rc = tracking_round(tr, set, &bytes, err, sizeof(err));
+		if (rc) {
+			set_msg(res, "volume %s: %s", cfg->volume, err);
+			break;
+		}
+		if (bytes == 0) {
+			rc = send_round(cfg, c, round, true, instant, res);
+			break;
+		}
+		if (!final) {
+			rc = send_round(cfg, c, round, false, 0, res);
+			if (!rc)
+				rc = stream_round(cfg, dev, m, c, eb, tr, set, bytes, false, res,
+						  &st);
+			if (rc)
+				break;
+			last_s = st.seconds;
+			continue;
+		}
+		/* The final round: this set and whatever was written since, read
+		 * with the file system frozen. */
+		rc = capture_freeze(cap, err, sizeof(err));
+		if (rc) {
+			set_msg(res, "volume %s: %s", cfg->volume, err);
+			break;
+		}
+		rc = tracking_round(tr, more, &more_bytes, err, sizeof(err));
+		if (rc)
+			set_msg(res, "volume %s: write tracker: %s", cfg->volume, err);
+		for (uint64_t i = 0; !rc && i < words; i++)
+			set[i] |= more[i];
+		if (!rc)
+			rc = send_round(cfg, c, round, true, cap->freeze_unix_ms, res);
+		if (!rc)
+			rc = stream_round(cfg, dev, m, c, eb, tr, set, bytes + more_bytes, false,
+					  res, &st);
+		int t = capture_thaw(cap, &held_ms, err, sizeof(err));
+
+		res->freeze_ms = held_ms;
+		res->freeze_read_bytes = rc ? 0 : st.bytes_read;
+		if (t && !rc) {
+			rc = t;
+			set_msg(res, "volume %s: %s", cfg->volume, err);
+		}
+		break;
+	}
+out:
+	free(set);
+	free(more);
 	return rc;
 }
 
@@ -1073,7 +1250,9 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	struct proto_welcome w;
 	struct proto_epoch_begin eb;
 	struct tracking tr;
-	bool tracking_open = false;
+	struct capture cap = { .fd = -1, .watchdog_fd = -1 };
+	struct scan_stats st;
+	bool tracking_open = false, rounds = false;
 	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
 	uint64_t hello_root;
 	int rc;
@@ -1094,6 +1273,9 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	if (rc)
 		goto release;
 	tracking_open = true;
+	rc = open_capture(cfg, &tr, &cap, res);
+	if (rc)
+		goto release;
 	rc = connect_peer(cfg, &ctx, &c, res);
 	if (rc)
 		goto release;
@@ -1104,6 +1286,9 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	if (rc)
 		goto release;
 	choose_epoch(&m, &w, hello_root, &eb, res);
+	rc = choose_capture(cfg, &cap, &w, &eb, res, &rounds);
+	if (rc)
+		goto release;
 	rc = plan_scan(cfg, &tr, &m, res);
 	if (rc)
 		goto release;
@@ -1113,9 +1298,14 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	rc = send_epoch_begin(cfg, &c, &w, &eb, capture_ms, res);
 	if (rc)
 		goto release;
-	rc = stream_epoch(cfg, &dev, &m, &c, &eb, &tr, w.capabilities & PROTO_CAP_PAGES, res);
+	rc = stream_round(cfg, &dev, &m, &c, &eb, &tr, tracking_only_pages(&tr), tr.tracked_bytes,
+			  w.capabilities & PROTO_CAP_PAGES, res, &st);
+	res->rounds = 1;
+	if (!rc && rounds)
+		rc = capture_rounds(cfg, &dev, &m, &c, &eb, &tr, &cap, st.seconds, res);
 	if (rc)
 		goto release;
+	res->crash_consistent = rounds;
 	rc = end_epoch(cfg, &c, &m, eb.epoch, res);
 	if (rc)
 		goto release;
@@ -1139,6 +1329,7 @@ release:
 				cfg->volume);
 		tracking_close(&tr);
 	}
+	capture_close(&cap);
 	map_release(&m);
 	kfio_dev_close(&dev);
 out:

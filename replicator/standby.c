@@ -187,6 +187,10 @@ static void vol_metrics(struct standby *v, const struct status_record *s, int ok
 			      : s->state == STATUS_INITIAL_SYNC ? METRICS_STATE_INITIAL_SYNC
 								: METRICS_STATE_REPLICATING);
 	metrics_set(&mv->consistent_point_timestamp_seconds, (double)s->consistent_point_ms / 1e3);
+	/* What the standby's epoch is: one instant (a freeze) or live reads. */
+	if (s->consistent)
+		metrics_set_capture(mv, s->crash_consistent ? METRICS_CAPTURE_FREEZE
+							    : METRICS_CAPTURE_NONE);
 	if (s->consistent)
 		metrics_set(&mv->initial_sync_progress_ratio, 1);
 	if (ok < 0)

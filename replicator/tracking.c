@@ -242,6 +242,27 @@ int tracking_plan(struct tracking *t, const struct map *m, bool initial_sync, ch
 	return 0;
 }
 
+int tracking_round(struct tracking *t, uint64_t *set, uint64_t *bytes, char *err, size_t err_len)
+{
+	struct kfio_track_harvest h;
+	int rc;
+
+	ASSERT(t != NULL);
+	ASSERT(t->track != NULL);
+	rc = kfio_track_harvest_round(t->track, &h, set, err, err_len);
+	if (rc)
+		return rc;
+	if (h.loss & ~t->harvest.loss) {
+		snprintf(
+			err, err_len,
+			"the write tracker lost writes during the epoch (%s): what the rounds read is not known to be complete",
+			h.reason);
+		return -EAGAIN;
+	}
+	*bytes = h.harvested_pages * KFIO_TRACK_PAGE_BYTES;
+	return 0;
+}
+
 const uint64_t *tracking_only_pages(const struct tracking *t)
 {
 	return t->track && t->scan == TRACKING_SCAN_TRACKED ? kfio_track_pending(t->track) : NULL;

@@ -112,6 +112,14 @@ void tracking_close(struct tracking *t);
 int tracking_plan(struct tracking *t, const struct map *m, bool initial_sync, char *err,
 		  size_t err_len);
 
+/*
+ * A further round of the epoch (an epoch read in rounds, capture.h): harvests
+ * again; set (kfio_track_words() words) receives exactly what was marked since
+ * the previous harvest, *bytes its size. Returns 0, -EAGAIN with err when the
+ * tracker saw a loss since the epoch's plan (the rounds cannot be trusted), or
+ * -errno with err.
+ */
+int tracking_round(struct tracking *t, uint64_t *set, uint64_t *bytes, char *err, size_t err_len);
 /* The pending bitmap a tracked scan reads (scan_config.only_pages), else NULL. */
 const uint64_t *tracking_only_pages(const struct tracking *t);
 

@@ -110,7 +110,8 @@ static void gen_proto(void)
 	struct proto_hello hello = {
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
-		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME,
+		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME |
+				PROTO_CAP_ROUNDS,
 		.volume_id = { 0x70, 0x76, 0x72, 0x65, 0x70, 0x6c, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 },
 		.volume_name = "fuzzvol",
 		.size_bytes = GEN_BLOCKS * GEN_BLOCK * 1000ull - 100,
@@ -126,7 +127,7 @@ static void gen_proto(void)
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
 		.state = PROTO_STATE_CONSISTENT,
-		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_CAPTURE_TIME,
+		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_CAPTURE_TIME | PROTO_CAP_ROUNDS,
 		.generation = 2,
 		.epoch = 7,
 		.merkle_root = 0x1234567890abcdefull,
@@ -147,6 +148,10 @@ static void gen_proto(void)
 	};
 	struct proto_data data = { .first_block = 10, .block_count = GEN_BLOCKS };
 	struct proto_zero zero = { .first_block = 20, .block_count = 2 };
+	struct proto_round round = { .round = 2 };
+	struct proto_round round_final = { .round = 3,
+					   .flags = PROTO_ROUND_FINAL,
+					   .capture_unix_ms = 1700000000456ull };
 	struct proto_epoch_end end = { .epoch = 8, .block_count = 6, .merkle_root = 42 };
 	struct proto_epoch_ack ack = { .epoch = 8, .generation = 2, .merkle_root = 42 };
 	struct proto_error error = { .code = PROTO_ERR_VERIFY, .message = "block 11 mismatch" };
@@ -162,7 +167,8 @@ static void gen_proto(void)
 	proto_frame(&s, proto_encode_refuse(&refuse, frame, sizeof(frame)), "refuse");
 	stream_write(&s, "stream-refused");
 
-	/* an epoch: both EPOCH_BEGIN sizes, raw and lz4 data, a zero run, the end */
+	/* an epoch: both EPOCH_BEGIN sizes, raw and lz4 data, pages, a zero run, a second
+	 * round and a final one (ROUND), the end */
 	proto_frame(&s, proto_encode_epoch_begin(&begin, frame, sizeof(frame)), "epoch-begin-v1");
 	begin.capture_unix_ms = 1700000000123ull;
 	proto_frame(&s, proto_encode_epoch_begin(&begin, frame, sizeof(frame)), "epoch-begin");
@@ -212,6 +218,13 @@ static void gen_proto(void)
 		proto_frame(&s, proto_encode_pages(&pg, frame, sizeof(frame)), "pages");
 	}
 	proto_frame(&s, proto_encode_zero(&zero, frame, sizeof(frame)), "zero");
+	/* two more rounds, the last one final, each repeating block 10 */
+	proto_frame(&s, proto_encode_round(&round, frame, sizeof(frame)), "round");
+	data.block_count = 1;
+	data.plaintext_bytes = data.data_bytes = GEN_BLOCK;
+	proto_frame(&s, proto_encode_data(&data, frame, sizeof(frame)), "data-round-2");
+	proto_frame(&s, proto_encode_round(&round_final, frame, sizeof(frame)), "round-final");
+	proto_frame(&s, proto_encode_data(&data, frame, sizeof(frame)), "data-round-3");
 	proto_frame(&s, proto_encode_keepalive(frame, sizeof(frame)), "keepalive");
 	proto_frame(&s, proto_encode_epoch_end(&end, frame, sizeof(frame)), "epoch-end");
 	proto_frame(&s, proto_encode_epoch_ack(&ack, frame, sizeof(frame)), "epoch-ack");
@@ -315,10 +328,12 @@ static void jneed(struct journal *j, int rc, const char *what)
 
 /*
  * A journal of fuzz_journal_config's volume left at stop: epoch 5 with two data
- * runs and a zero run (records of 8 + 4 + 8 KiB). The file is sized so that the
- * seed, with its trailing zeros cut, gives fuzz_journal the same file back.
+ * runs and a zero run (records of 8 + 4 + 8 KiB); with barrier, the last data
+ * run is a second round behind a barrier (4 KiB) that writes block 3 again with
+ * other bytes. The file is sized so that the seed, with its trailing zeros cut,
+ * gives fuzz_journal the same file back.
  */
-static void journal_seed(const char *name, enum gen_journal_stop stop)
+static void journal_seed(const char *name, enum gen_journal_stop stop, bool barrier)
 {
 	static uint8_t plain[3 * FUZZ_JOURNAL_BLOCK_BYTES];
 	static uint8_t file[JOURNAL_DISK_RECORDS_OFFSET + FUZZ_JOURNAL_AREA_MAX];
@@ -333,6 +348,7 @@ static void journal_seed(const char *name, enum gen_journal_stop stop)
 	struct journal_recovery rec;
 	struct kfio_dev dev;
 	struct journal *j;
+	uint64_t area_bytes = area[stop] + (barrier ? JOURNAL_DISK_ALIGN_BYTES : 0);
 	size_t n, used;
 	int fd;
 
@@ -344,7 +360,7 @@ static void journal_seed(const char *name, enum gen_journal_stop stop)
 		die(path);
 	need(kfio_dev_open(&dev, path, KFIO_OPEN_WRITE), "kfio_dev_open");
 	fuzz_journal_config(&cfg);
-	cfg.journal_max_bytes = JOURNAL_DISK_RECORDS_OFFSET + area[stop];
+	cfg.journal_max_bytes = JOURNAL_DISK_RECORDS_OFFSET + area_bytes;
 	if (journal_open(&j, dir, &cfg, &dev, err, sizeof(err)) != 0) {
 		fprintf(stderr, "corpus-gen: journal_open: %s\n", err);
 		exit(1);
@@ -361,11 +377,18 @@ static void journal_seed(const char *name, enum gen_journal_stop stop)
 		      "journal_add_data");
 		jneed(j, journal_add_zero(j, 10, 4), "journal_add_zero");
 	}
-	if (stop >= GEN_COMMITTED) {
+	if (stop >= GEN_COMMITTED && barrier) {
+		jneed(j, journal_add_barrier(j), "journal_add_barrier");
+		jneed(j,
+		      journal_add_data(j, 3, 1, plain + FUZZ_JOURNAL_BLOCK_BYTES,
+				       FUZZ_JOURNAL_BLOCK_BYTES, hashes + 1),
+		      "journal_add_data");
+	} else if (stop >= GEN_COMMITTED) {
 		jneed(j, journal_add_data(j, 100, 1, plain, FUZZ_JOURNAL_BLOCK_BYTES, hashes),
 		      "journal_add_data");
-		jneed(j, journal_commit(j), "journal_commit");
 	}
+	if (stop >= GEN_COMMITTED)
+		jneed(j, journal_commit(j), "journal_commit");
 	if (stop == GEN_APPLIED)
 		jneed(j, journal_apply(j, NULL, NULL), "journal_apply");
 	journal_close(j);
@@ -376,11 +399,11 @@ static void journal_seed(const char *name, enum gen_journal_stop stop)
 	n = read_file(dir, JOURNAL_FILE, file, sizeof(file));
 	unlink(path);
 	rmdir(dir);
-	if (n != JOURNAL_DISK_RECORDS_OFFSET + area[stop]) {
+	if (n != JOURNAL_DISK_RECORDS_OFFSET + area_bytes) {
 		fprintf(stderr, "corpus-gen: %s: the journal is %zu bytes\n", name, n);
 		exit(1);
 	}
-	for (used = area[stop]; used > 0 && file[JOURNAL_DISK_RECORDS_OFFSET + used - 1] == 0;)
+	for (used = area_bytes; used > 0 && file[JOURNAL_DISK_RECORDS_OFFSET + used - 1] == 0;)
 		used--;
 	for (unsigned k = 0; k < JOURNAL_DISK_SLOTS; k++)
 		memcpy(in + 1 + k * FUZZ_JOURNAL_SUPER_BYTES, file + k * JOURNAL_DISK_SLOT_BYTES,
@@ -395,10 +418,11 @@ static void journal_seed(const char *name, enum gen_journal_stop stop)
 
 static void gen_journal(void)
 {
-	journal_seed("empty", GEN_EMPTY);
-	journal_seed("open", GEN_OPEN);
-	journal_seed("committed", GEN_COMMITTED);
-	journal_seed("applied", GEN_APPLIED);
+	journal_seed("empty", GEN_EMPTY, false);
+	journal_seed("open", GEN_OPEN, false);
+	journal_seed("committed", GEN_COMMITTED, false);
+	journal_seed("applied", GEN_APPLIED, false);
+	journal_seed("committed-barrier", GEN_COMMITTED, true);
 }
 
 int main(int argc, char **argv)

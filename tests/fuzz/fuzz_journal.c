@@ -94,10 +94,16 @@ static void fix_records(uint8_t *area, uint64_t area_n)
 			 n = fuzz_get_le32(r + REC(block_count));
 		uint64_t first = fuzz_get_le64(r + REC(first_block)), hsec, dsec, sum;
 		struct delta_stream s;
+		bool run_ok = n != 0 && first < VOL_BLOCKS && n <= VOL_BLOCKS - first;
 
-		if (fuzz_get_le64(r + REC(magic)) != JOURNAL_DISK_RECORD_MAGIC || n == 0 ||
-		    first >= VOL_BLOCKS || n > VOL_BLOCKS - first ||
-		    (type != JOURNAL_DISK_RECORD_DATA && type != JOURNAL_DISK_RECORD_ZERO))
+		if (fuzz_get_le64(r + REC(magic)) != JOURNAL_DISK_RECORD_MAGIC)
+			break;
+		/* a barrier has no run; a DATA or ZERO record's run is inside the volume */
+		if (type == JOURNAL_DISK_RECORD_BARRIER && (n != 0 || first != 0))
+			break;
+		if (type != JOURNAL_DISK_RECORD_BARRIER &&
+		    (!run_ok ||
+		     (type != JOURNAL_DISK_RECORD_DATA && type != JOURNAL_DISK_RECORD_ZERO)))
 			break;
 		hsec = round4k(sizeof(struct journal_disk_record) +
 			       (type == JOURNAL_DISK_RECORD_DATA ? 8ull * n : 0));
@@ -242,6 +248,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* a recovered journal takes a new epoch (then drops it) */
 	fuzz_check(journal_begin(j, 1, 1, 0) == 0);
 	fuzz_check(journal_add_zero(j, 0, 1) == 0);
+	fuzz_check(journal_add_barrier(j) == 0);
 	fuzz_check(journal_abort(j) == 0);
 close_j:
 	journal_close(j);

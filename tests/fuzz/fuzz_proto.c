@@ -66,6 +66,8 @@ static int reencode(const struct proto_msg *m, uint8_t *buf, size_t cap)
 		pg.page_index = pages_idx;
 		pg.page_hashes = hashes;
 		return proto_encode_pages(&pg, buf, cap);
+	case PROTO_ROUND:
+		return proto_encode_round(&m->u.round, buf, cap);
 	}
 	abort();
 }
@@ -97,6 +99,8 @@ static int decode_payload(uint16_t type, const uint8_t *p, size_t n, struct prot
 		return proto_decode_error(p, n, &m->u.error);
 	case PROTO_PAGES:
 		return proto_decode_pages(p, n, &m->u.pages);
+	case PROTO_ROUND:
+		return proto_decode_round(p, n, &m->u.round);
 	}
 	return -EBADMSG;
 }

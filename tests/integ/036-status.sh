@@ -52,9 +52,12 @@ assert "primary" in v["peer"], v["peer"]
 conds = {c["type"]: c for c in v["conditions"]}
 for t in ("Ready", "Consistent"):
     c = conds[t]
-    assert c["status"] == "True", c
     for k in ("type", "status", "reason", "message", "lastTransitionTime"):
         assert k in c, f"condition lacks {k}"
+assert conds["Ready"]["status"] == "True", conds["Ready"]
+# A full sync is read live: a complete epoch, but not one instant of the source.
+assert conds["Consistent"]["status"] == "False", conds["Consistent"]
+assert conds["Consistent"]["reason"] == "LiveRead", conds["Consistent"]
 PY
 
 # The receiver goes away: the sender's next epoch fails; status says disconnected.

@@ -68,7 +68,7 @@ rx_status() {
 	"$PVREPL" status --state-dir "$TMP/rstate" -o json | python3 -c '
 import json, sys
 v = json.load(sys.stdin)["volumes"][0]
-c = {x["type"]: x["status"] for x in v["conditions"]}
+c = {x["type"]: x["reason"] for x in v["conditions"]}
 print({"state": v["state"], "epoch": v["epoch"], "consistent": c["Consistent"]}[sys.argv[1]])' "$1"
 }
 
@@ -125,10 +125,11 @@ for p in "${points[@]}"; do
 	state=$(rx_status state) epoch=$(rx_status epoch) cons=$(rx_status consistent)
 	case $state in
 	initial_sync)
-		[ "$cons" = False ] || fail "$p: syncing, but Consistent=$cons"
+		[ "$cons" = NoCompleteEpoch ] || fail "$p: syncing, but the Consistent reason is $cons"
 		n_sync=$((n_sync + 1)) got=syncing ;;
 	replicating)
-		[ "$cons" = True ] || fail "$p: replicating, but Consistent=$cons"
+		# a complete epoch (read live here: LiveRead, not CrashConsistent)
+		[ "$cons" = LiveRead ] || fail "$p: replicating, but the Consistent reason is $cons"
 		sha=$(dev_sha "$dst")
 		if [ "$epoch" = 2 ]; then
 			[ "$sha" = "$old_sha" ] || fail "$p: consistent at epoch 2 but the standby is not epoch 2's image"

@@ -15,7 +15,10 @@
  * a hash mismatch (-EBADMSG, nothing written); an epoch too large (-ENOSPC); a
  * journal of another volume or block size refused; damaged records found at
  * recovery (-EBADMSG, standby untouched); double apply; sticky I/O errors; small
- * blocks with a short last block.
+ * blocks with a short last block. Barriers: a block written again in a later
+ * round ends with the later bytes, applied and replayed, and the first standby
+ * write after a barrier is queued only when nothing is in flight; damaged
+ * barrier headers are refused; an epoch of barriers only applies and replays.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -55,6 +59,7 @@
 enum run_kind {
 	RUN_DATA = 1,
 	RUN_ZERO = 2,
+	RUN_BARRIER = 3, /* first and count 0 */
 };
 
 struct run {
@@ -79,10 +84,11 @@ static const struct run runs_e[] = {
 	{ RUN_DATA, 0, 20, SEED_E },
 	{ RUN_DATA, 40, 8, SEED_E },
 };
-/* Epoch E+1: data runs of one and two buffers, zero runs, the short last block. */
+/* Epoch E+1: data runs of one and two buffers, zero runs, a barrier, the short
+ * last block (test_corrupt_record knows where the first three records are). */
 static const struct run runs_e1[] = {
-	{ RUN_DATA, 0, 3, SEED_E1 }, { RUN_ZERO, 5, 5, 0 },	   { RUN_DATA, 10, 20, SEED_E1 },
-	{ RUN_ZERO, 30, 2, 0 },	     { RUN_DATA, 45, 3, SEED_E1 },
+	{ RUN_DATA, 0, 3, SEED_E1 }, { RUN_ZERO, 5, 5, 0 },    { RUN_DATA, 10, 20, SEED_E1 },
+	{ RUN_ZERO, 30, 2, 0 },	     { RUN_BARRIER, 0, 0, 0 }, { RUN_DATA, 45, 3, SEED_E1 },
 };
 static const struct run runs_e2[] = {
 	{ RUN_DATA, 2, 4, SEED_E2 },
@@ -118,7 +124,7 @@ static void apply_runs(const struct geo *g, unsigned char *img, const struct run
 
 		if (runs[i].kind == RUN_DATA)
 			tu_pattern_fill(img + off, len, off, runs[i].seed);
-		else
+		else if (runs[i].kind == RUN_ZERO)
 			memset(img + off, 0, len);
 	}
 }
@@ -306,7 +312,9 @@ static int run_epoch(struct fix *f, uint64_t epoch, const struct run *runs, unsi
 	if (rc)
 		return rc;
 	for (unsigned i = 0; i < n; i++) {
-		if (runs[i].kind == RUN_ZERO) {
+		if (runs[i].kind == RUN_BARRIER) {
+			rc = journal_add_barrier(f->j);
+		} else if (runs[i].kind == RUN_ZERO) {
 			rc = journal_add_zero(f->j, runs[i].first, runs[i].count);
 		} else {
 			uint64_t off = runs[i].first * g->block_bytes;
@@ -1122,6 +1130,11 @@ static void test_enospc(void **state)
 	assert_int_equal(journal_add_zero(f.j, 0, 1), 0);
 	assert_int_equal(journal_add_zero(f.j, 1, 1), 0);
 	assert_int_equal(journal_add_zero(f.j, 2, 1), -ENOSPC);
+	/* nor a third barrier */
+	assert_int_equal(journal_begin(f.j, 2, GENERATION, 1), 0);
+	assert_int_equal(journal_add_barrier(f.j), 0);
+	assert_int_equal(journal_add_barrier(f.j), 0);
+	assert_int_equal(journal_add_barrier(f.j), -ENOSPC);
 	fix_close(&f);
 	expect_standby(&f, f.img_e, "after -ENOSPC");
 	/* what fits still works */
@@ -1360,6 +1373,399 @@ static void test_min_queue_depth(void **state)
 	fix_teardown(&f);
 }
 
+/* ------------------------------------------------------------ barriers */
+
+#define ORDER_LOG_MAX 256u
+#define BARRIER_B     4u  /* the block every round of test_barrier_rounds writes */
+#define BARRIER_DEPTH 32u /* deep enough for a whole round in flight at once */
+
+/* Every write and flush as the journal queues it, with what is still in flight. */
+static struct {
+	unsigned n;
+	uint64_t crash_at; /* cut power (KEEP) before this standby write; 0: never */
+	uint64_t standby_writes;
+	struct {
+		unsigned dev_idx;
+		bool flush;
+		uint64_t offset;
+		uint32_t inflight; /* requests queued before it and not yet reaped */
+	} io[ORDER_LOG_MAX];
+} ord;
+
+static void order_arm(uint64_t crash_at)
+{
+	memset(&ord, 0, sizeof(ord));
+	ord.crash_at = crash_at;
+	journal_io_hook = NULL;
+}
+
+static int order_hook(struct kfio_queue *q, const struct journal_io_point *p)
+{
+	bool flush = strcmp(p->what, "flush") == 0;
+
+	if (p->dev_idx == JOURNAL_DEV_STANDBY && !flush && ++ord.standby_writes == ord.crash_at) {
+		assert_int_equal(kfio_queue_sim_crash(q, KFIO_CRASH_KEEP, 0), 0);
+		return -EIO;
+	}
+	assert_true(ord.n < ORDER_LOG_MAX);
+	ord.io[ord.n].dev_idx = p->dev_idx;
+	ord.io[ord.n].flush = flush;
+	ord.io[ord.n].offset = p->offset;
+	ord.io[ord.n].inflight = kfio_queue_inflight(q);
+	ord.n++;
+	return 0;
+}
+
+/*
+ * Checks the standby writes order_hook logged for one apply (or replay) of runs:
+ * one per chunk of per_chunk blocks, in record order, and the first one after a
+ * barrier queued only when nothing was in flight any more, i.e. when every write
+ * before the barrier had completed. Returns the most requests that were in
+ * flight at any other standby write: the writes a barrier keeps apart would
+ * otherwise have been in flight together.
+ */
+static uint32_t check_barrier_order(const struct fix *f, const struct run *runs, unsigned n,
+				    uint32_t per_chunk)
+{
+	uint32_t overlap = 0;
+	bool after_barrier = false;
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (runs[i].kind == RUN_BARRIER) {
+			after_barrier = true;
+			continue;
+		}
+		for (uint64_t c = 0; c < runs[i].count; c += per_chunk) {
+			uint64_t off = (runs[i].first + c) * f->g.block_bytes;
+
+			while (k < ord.n &&
+			       (ord.io[k].dev_idx != JOURNAL_DEV_STANDBY || ord.io[k].flush))
+				k++;
+			if (k == ord.n)
+				fail_msg("run %u (block %" PRIu64 "): no standby write", i,
+					 runs[i].first + c);
+			if (ord.io[k].offset != off)
+				fail_msg("run %u: standby write at offset %" PRIu64
+					 ", want %" PRIu64,
+					 i, ord.io[k].offset, off);
+			if (after_barrier && ord.io[k].inflight != 0)
+				fail_msg(
+					"run %u (block %" PRIu64
+					"), the first after a barrier, was queued with %u requests still in flight",
+					i, runs[i].first + c, ord.io[k].inflight);
+			if (!after_barrier && ord.io[k].inflight > overlap)
+				overlap = ord.io[k].inflight;
+			after_barrier = false;
+			k++;
+		}
+	}
+	for (; k < ord.n; k++)
+		assert_true(ord.io[k].dev_idx != JOURNAL_DEV_STANDBY || ord.io[k].flush);
+	return overlap;
+}
+
+/*
+ * Three rounds of one epoch: a barrier first, block BARRIER_B by record 1 and
+ * every other block of 0..23 alone, a zero run; two barriers in a row, BARRIER_B
+ * again with other bytes, a long run, block 0 zeroed; a barrier, BARRIER_B once
+ * more and the short last block; a barrier last.
+ */
+static unsigned barrier_runs(struct run *runs, unsigned max)
+{
+	static const struct run barrier = { RUN_BARRIER, 0, 0, 0 };
+	unsigned n = 0;
+
+	ASSERT(max >= 40);
+	runs[n++] = barrier;
+	runs[n++] = (struct run){ RUN_DATA, BARRIER_B, 1, SEED_E1 };
+	for (uint64_t b = 0; b < 24; b++) {
+		if (b != BARRIER_B)
+			runs[n++] = (struct run){ RUN_DATA, b, 1, SEED_E1 };
+	}
+	runs[n++] = (struct run){ RUN_ZERO, 24, 2, 0 };
+	runs[n++] = barrier;
+	runs[n++] = barrier;
+	runs[n++] = (struct run){ RUN_DATA, BARRIER_B, 1, SEED_E2 };
+	runs[n++] = (struct run){ RUN_DATA, 26, 20, SEED_E2 };
+	runs[n++] = (struct run){ RUN_ZERO, 0, 1, 0 };
+	runs[n++] = barrier;
+	runs[n++] = (struct run){ RUN_DATA, BARRIER_B, 1, SEED_E2 + 1 };
+	runs[n++] = (struct run){ RUN_DATA, 46, 2, SEED_E2 };
+	runs[n++] = barrier;
+	return n;
+}
+
+/*
+ * A block written again after a barrier ends with the later bytes: applied,
+ * replayed after a power cut in the middle of the apply, and on io_uring.
+ *
+ * The sim backend runs each write at once, in order, so the standby's bytes
+ * alone cannot show a reordering; on io_uring one may happen, but not on
+ * demand. So the hook checks the cause: the first write after a barrier is
+ * queued only once every write before it has completed (nothing in flight),
+ * while without the barrier the earlier round would still be in flight: the
+ * window holds the whole record area (no read, so no reap, during the apply)
+ * and the pool holds every write of the epoch.
+ */
+static void test_barrier_rounds(void **state)
+{
+	struct journal_recovery rec;
+	struct kfio_caps caps;
+	struct run runs[40];
+	unsigned char *want;
+	bool committed;
+	struct seen s;
+	struct fix f;
+	unsigned n;
+	int rc;
+
+	(void)state;
+	n = barrier_runs(runs, ARRAY_SIZE(runs));
+	fix_setup(&f, &geo_main, JRN_BYTES, true);
+	want = malloc(f.g.volume_bytes);
+	assert_non_null(want);
+	memcpy(want, f.img_e, f.g.volume_bytes);
+	apply_runs(&f.g, want, runs, n);
+	f.cfg.queue_depth = BARRIER_DEPTH;
+	f.cfg.buf_bytes = JOURNAL_BUF_BYTES_DEFAULT;
+
+	fix_reset(&f);
+	fix_open_recover(&f, &rec, NULL);
+	seen_init(&s, f.g.blocks);
+	order_arm(0);
+	journal_io_hook = order_hook;
+	rc = run_epoch(&f, EPOCH_E + 1, runs, n, true, &committed, &s);
+	journal_io_hook = NULL;
+	if (rc)
+		fail_msg("rounds: %d (%s)", rc, journal_err(f.j));
+	assert_true(check_barrier_order(&f, runs, n, f.cfg.buf_bytes / 8192) >= 20);
+	seen_check(&f.g, &s, want, runs, n);
+	fix_close(&f);
+	expect_standby(&f, want, "rounds applied");
+
+	/* power cut (writes kept) before the 27th standby write: round 1 and the
+	 * first write of round 2 reached the standby; the replay orders its writes
+	 * the same way */
+	fix_reset(&f);
+	fix_open_recover(&f, &rec, NULL);
+	order_arm(27);
+	journal_io_hook = order_hook;
+	rc = run_epoch(&f, EPOCH_E + 1, runs, n, true, &committed, NULL);
+	journal_io_hook = NULL;
+	assert_int_equal(rc, -EIO);
+	assert_true(committed);
+	fix_close(&f);
+	assert_true(memcmp(standby_now(&f), f.img_e, f.g.volume_bytes) != 0);
+	assert_true(memcmp(standby_now(&f), want, f.g.volume_bytes) != 0);
+	order_arm(0);
+	journal_io_hook = order_hook;
+	fix_open_recover(&f, &rec, NULL);
+	journal_io_hook = NULL;
+	assert_int_equal(rec.found, JOURNAL_COMMITTED);
+	assert_int_equal(rec.replayed_epoch, EPOCH_E + 1);
+	assert_int_equal(rec.replayed_blocks, runs_blocks(runs, n));
+	assert_true(check_barrier_order(&f, runs, n, f.cfg.buf_bytes / 8192) >= 20);
+	fix_close(&f);
+	expect_standby(&f, want, "rounds replayed");
+
+	if (kfio_probe(&caps) != 0 || !caps.uring) {
+		print_message(
+			"io_uring is not available: barriers tested on the sim backend only\n");
+	} else {
+		f.cfg.backend = KFIO_BACKEND_URING;
+		f.cfg.buf_bytes = JRN_BUF;
+		fix_reset(&f);
+		fix_open_recover(&f, &rec, NULL);
+		order_arm(0);
+		journal_io_hook = order_hook;
+		rc = run_epoch(&f, EPOCH_E + 1, runs, n, true, &committed, NULL);
+		journal_io_hook = NULL;
+		if (rc)
+			fail_msg("rounds on io_uring: %d (%s)", rc, journal_err(f.j));
+		(void)check_barrier_order(&f, runs, n, JRN_BUF / 8192);
+		fix_close(&f);
+		expect_standby(&f, want, "rounds on io_uring");
+	}
+	seen_free(&s);
+	free(want);
+	fix_teardown(&f);
+}
+
+/*
+ * Re-signs the record header at file offset changed, then the commit checksum
+ * over the records at recs and the newest superblock, as journal_add_* and
+ * journal_commit would have: only the structure checks are left to see it.
+ */
+static void resign_records(const char *jpath, const uint64_t *recs, unsigned n, uint64_t changed)
+{
+	struct journal_disk_super sb[JOURNAL_DISK_SLOTS];
+	struct journal_disk_record h;
+	struct delta_stream st;
+	unsigned k;
+	uint64_t le;
+
+	file_read(jpath, &h, sizeof(h), changed);
+	h.checksum = 0;
+	delta_stream_init(&st, JOURNAL_DISK_SEED_RECORD);
+	delta_stream_update(&st, &h, sizeof(h));
+	h.checksum = htole64(delta_stream_digest(&st));
+	file_write(jpath, &h, sizeof(h), changed);
+	delta_stream_init(&st, JOURNAL_DISK_SEED_CHAIN);
+	for (unsigned i = 0; i < n; i++) {
+		file_read(jpath, &le, sizeof(le),
+			  recs[i] + offsetof(struct journal_disk_record, checksum));
+		delta_stream_update(&st, &le, sizeof(le));
+	}
+	for (k = 0; k < JOURNAL_DISK_SLOTS; k++)
+		file_read(jpath, &sb[k], sizeof(sb[k]), k * JOURNAL_DISK_SLOT_BYTES);
+	k = le64toh(sb[1].sequence) > le64toh(sb[0].sequence) ? 1 : 0;
+	assert_int_equal(le32toh(sb[k].state), JOURNAL_DISK_STATE_COMMITTED);
+	sb[k].records_checksum = htole64(delta_stream_digest(&st));
+	sb[k].checksum = htole64(delta_hash_seeded(
+		&sb[k], offsetof(struct journal_disk_super, checksum), JOURNAL_DISK_SEED_SUPER));
+	file_write(jpath, &sb[k], sizeof(sb[k]), k * JOURNAL_DISK_SLOT_BYTES);
+}
+
+/* A damaged barrier header is refused like any damaged record: by the apply and
+ * by recovery, -EBADMSG, the standby untouched. */
+static void test_corrupt_barrier(void **state)
+{
+	/* record 0: data 0 at 8192 (12 KiB), record 1: the barrier at 20480,
+	 * record 2: data 2 at 24576 */
+	static const struct run runs[] = {
+		{ RUN_DATA, 0, 1, SEED_E1 },
+		{ RUN_BARRIER, 0, 0, 0 },
+		{ RUN_DATA, 2, 1, SEED_E1 },
+	};
+	static const uint64_t recs[] = { 8192, 20480, 24576 };
+	static const struct {
+		size_t field;
+		uint32_t width;
+		uint64_t value;
+		bool resign;
+		const char *want;
+	} cases[] = {
+		{ offsetof(struct journal_disk_record, block_count), 4, 1, true,
+		  "a barrier with a block run" },
+		{ offsetof(struct journal_disk_record, block_count), 4, 1, false,
+		  "a barrier with a block run" },
+		{ offsetof(struct journal_disk_record, first_block), 8, 3, true,
+		  "a barrier with a block run" },
+		{ offsetof(struct journal_disk_record, plaintext_bytes), 4, 8192, true,
+		  "a barrier with plaintext" },
+		{ offsetof(struct journal_disk_record, type), 4, 4, true, "unknown record type" },
+		{ offsetof(struct journal_disk_record, checksum), 8, 1, false,
+		  "checksum mismatch" },
+	};
+	struct journal_recovery rec;
+	struct journal_status js;
+	unsigned char *jcommitted, *want;
+	bool committed;
+	struct fix f;
+	int rc;
+
+	(void)state;
+	fix_setup(&f, &geo_main, JRN_BYTES, true);
+	fix_reset(&f);
+	fix_open_recover(&f, &rec, NULL);
+	rc = run_epoch(&f, EPOCH_E + 1, runs, ARRAY_SIZE(runs), false, &committed, NULL);
+	assert_int_equal(rc, 0);
+	jcommitted = malloc(JRN_BYTES);
+	assert_non_null(jcommitted);
+	file_read(f.jpath, jcommitted, JRN_BYTES, 0);
+
+	/* the apply of a committed epoch reads the records back from the file */
+	{
+		uint32_t one = htole32(1);
+
+		file_write(f.jpath, &one, sizeof(one),
+			   recs[1] + offsetof(struct journal_disk_record, block_count));
+		resign_records(f.jpath, recs, ARRAY_SIZE(recs), recs[1]);
+	}
+	assert_int_equal(journal_apply(f.j, NULL, NULL), -EBADMSG);
+	assert_contains(journal_err(f.j), "record 1 at offset 20480");
+	assert_contains(journal_err(f.j), "a barrier with a block run");
+	fix_close(&f);
+	expect_standby(&f, f.img_e, "a damaged barrier at apply");
+
+	for (unsigned c = 0; c < ARRAY_SIZE(cases); c++) {
+		uint64_t le = htole64(cases[c].value);
+
+		file_write(f.jpath, jcommitted, JRN_BYTES, 0);
+		file_write(f.jpath, &le, cases[c].width, recs[1] + cases[c].field);
+		if (cases[c].resign)
+			resign_records(f.jpath, recs, ARRAY_SIZE(recs), recs[1]);
+		fix_open(&f);
+		rc = journal_recover(f.j, &rec, NULL, NULL);
+		if (rc != -EBADMSG)
+			fail_msg("barrier case %u: recover gave %d (%s)", c, rc, journal_err(f.j));
+		assert_contains(journal_err(f.j), "record 1 at offset 20480");
+		assert_contains(journal_err(f.j), cases[c].want);
+		journal_status(f.j, &js);
+		assert_true(js.need_recover);
+		assert_int_equal(js.state, JOURNAL_COMMITTED);
+		fix_close(&f);
+		expect_standby(&f, f.img_e, "a damaged barrier at recovery");
+	}
+	/* undamaged, the same epoch replays */
+	file_write(f.jpath, jcommitted, JRN_BYTES, 0);
+	fix_open_recover(&f, &rec, NULL);
+	assert_int_equal(rec.replayed_epoch, EPOCH_E + 1);
+	fix_close(&f);
+	want = malloc(f.g.volume_bytes);
+	assert_non_null(want);
+	memcpy(want, f.img_e, f.g.volume_bytes);
+	apply_runs(&f.g, want, runs, ARRAY_SIZE(runs));
+	expect_standby(&f, want, "the barrier epoch replayed");
+	free(want);
+	free(jcommitted);
+	fix_teardown(&f);
+}
+
+/* An epoch of nothing but barriers commits, applies and replays, writing nothing. */
+static void test_barrier_only(void **state)
+{
+	static const struct run one[] = { { RUN_BARRIER, 0, 0, 0 } };
+	static const struct run three[] = {
+		{ RUN_BARRIER, 0, 0, 0 },
+		{ RUN_BARRIER, 0, 0, 0 },
+		{ RUN_BARRIER, 0, 0, 0 },
+	};
+	struct journal_recovery rec;
+	struct journal_status js;
+	bool committed;
+	struct seen s;
+	struct fix f;
+
+	(void)state;
+	fix_setup(&f, &geo_main, JRN_BYTES, true);
+	fix_reset(&f);
+	fix_open_recover(&f, &rec, NULL);
+	assert_int_equal(journal_add_barrier(f.j), -EINVAL);
+	assert_contains(journal_err(f.j), "journal_add_barrier without an open epoch");
+	seen_init(&s, f.g.blocks);
+	assert_int_equal(run_epoch(&f, EPOCH_E + 1, one, ARRAY_SIZE(one), true, &committed, &s), 0);
+	assert_int_equal(s.calls, 0);
+	journal_status(f.j, &js);
+	assert_int_equal(js.state, JOURNAL_APPLIED);
+	assert_int_equal(js.applied_epoch, EPOCH_E + 1);
+	assert_int_equal(js.records_bytes, JOURNAL_DISK_ALIGN_BYTES);
+	/* committed, not applied: recovery replays three barriers */
+	assert_int_equal(
+		run_epoch(&f, EPOCH_E + 2, three, ARRAY_SIZE(three), false, &committed, NULL), 0);
+	fix_close(&f);
+	fix_open_recover(&f, &rec, &s);
+	assert_int_equal(rec.replayed_epoch, EPOCH_E + 2);
+	assert_int_equal(rec.replayed_blocks, 0);
+	assert_int_equal(rec.applied_epoch, EPOCH_E + 2);
+	assert_int_equal(s.calls, 0);
+	fix_close(&f);
+	expect_standby(&f, f.img_e, "epochs of barriers only");
+	seen_free(&s);
+	fix_teardown(&f);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1381,6 +1787,9 @@ int main(void)
 		cmocka_unit_test(test_corrupt_record),
 		cmocka_unit_test(test_double_apply),
 		cmocka_unit_test(test_io_error_sticky),
+		cmocka_unit_test(test_barrier_rounds),
+		cmocka_unit_test(test_corrupt_barrier),
+		cmocka_unit_test(test_barrier_only),
 		cmocka_unit_test(test_crash_matrix),
 		cmocka_unit_test(test_crash_subsets),
 		cmocka_unit_test(test_super_torn),

@@ -70,7 +70,7 @@ static uint64_t hashes_tmp[PROTO_DATA_BLOCKS_MAX];
 static const uint16_t all_types[] = {
 	PROTO_HELLO,	 PROTO_WELCOME, PROTO_REFUSE,	 PROTO_EPOCH_BEGIN,
 	PROTO_DATA,	 PROTO_ZERO,	PROTO_EPOCH_END, PROTO_EPOCH_ACK,
-	PROTO_KEEPALIVE, PROTO_ERROR,	PROTO_PAGES,
+	PROTO_KEEPALIVE, PROTO_ERROR,	PROTO_PAGES,	 PROTO_ROUND,
 };
 static uint32_t pages_idx_src[PROTO_PAGES_MAX];
 static uint32_t pages_idx_tmp[PROTO_PAGES_MAX];
@@ -320,6 +320,17 @@ static void sample_zero(struct proto_zero *m, uint64_t *rng)
 	m->first_block = below(rng, PROTO_BLOCK_COUNT_MAX - m->block_count + 1);
 }
 
+/* Rounds 2..PROTO_ROUNDS_MAX, final or not; a capture time only when final. */
+static void sample_round(struct proto_round *m, uint64_t *rng)
+{
+	memset(m, 0, sizeof(*m));
+	m->round = 2 + (uint32_t)below(rng, PROTO_ROUNDS_MAX - 1);
+	if (below(rng, 2)) {
+		m->flags = PROTO_ROUND_FINAL;
+		m->capture_unix_ms = 1 + rnd(rng) % UINT64_MAX;
+	}
+}
+
 static void sample_error(struct proto_error *m, uint64_t *rng)
 {
 	memset(m, 0, sizeof(*m));
@@ -370,6 +381,9 @@ static int encode_sample(uint16_t type, uint64_t *rng, struct proto_msg *msg, ui
 	case PROTO_PAGES:
 		sample_pages(&msg->u.pages, rng);
 		return proto_encode_pages(&msg->u.pages, buf, cap);
+	case PROTO_ROUND:
+		sample_round(&msg->u.round, rng);
+		return proto_encode_round(&msg->u.round, buf, cap);
 	}
 	fail_msg("no sample for type %u", type);
 	return -1;
@@ -403,6 +417,8 @@ static int decode_payload(uint16_t type, const uint8_t *p, size_t n, struct prot
 		return proto_decode_error(p, n, &msg->u.error);
 	case PROTO_PAGES:
 		return proto_decode_pages(p, n, &msg->u.pages);
+	case PROTO_ROUND:
+		return proto_decode_round(p, n, &msg->u.round);
 	}
 	return -EBADMSG;
 }
@@ -450,6 +466,8 @@ static int reencode(const struct proto_msg *msg, uint8_t *dst, size_t cap)
 		return proto_encode_keepalive(dst, cap);
 	case PROTO_ERROR:
 		return proto_encode_error(&msg->u.error, dst, cap);
+	case PROTO_ROUND:
+		return proto_encode_round(&msg->u.round, dst, cap);
 	}
 	fail_msg("reencode: type %u", msg->header.type);
 	return -1;
@@ -497,6 +515,8 @@ static size_t member_bytes(uint16_t type)
 		return sizeof(struct proto_epoch_ack);
 	case PROTO_ERROR:
 		return sizeof(struct proto_error);
+	case PROTO_ROUND:
+		return sizeof(struct proto_round);
 	}
 	fail_msg("member_bytes: type %u", type);
 	return 0;
@@ -671,6 +691,20 @@ static void test_layout(void **state)
 	assert_int_equal(ld64(p + 24), hs[0]);
 	assert_int_equal(ld64(p + 32), hs[1]);
 	assert_memory_equal(p + 40, data, 3);
+
+	{
+		struct proto_round rd = { .round = 3,
+					  .flags = PROTO_ROUND_FINAL,
+					  .capture_unix_ms = 0x0102030405060708ull };
+
+		assert_int_equal(proto_encode_round(&rd, frame, sizeof(frame)),
+				 PROTO_HEADER_BYTES + 16);
+		assert_int_equal(ld16(frame + 4), PROTO_VERSION_MAX);
+		assert_int_equal(ld16(frame + 6), PROTO_ROUND);
+		assert_int_equal(ld32(p + 0), 3);
+		assert_int_equal(ld32(p + 4), PROTO_ROUND_FINAL);
+		assert_int_equal(ld64(p + 8), 0x0102030405060708ull);
+	}
 }
 
 /*
@@ -891,6 +925,9 @@ static void test_header_fields(void **state)
 			{ PROTO_KEEPALIVE, 1 },
 			{ PROTO_ERROR, PROTO_ERROR_FIXED_BYTES + PROTO_MESSAGE_BYTES_MAX + 1 },
 			{ PROTO_ERROR, 0xffffffffu },
+			{ PROTO_ROUND, 0 },
+			{ PROTO_ROUND, PROTO_ROUND_BYTES - 1 },
+			{ PROTO_ROUND, PROTO_ROUND_BYTES + 1 },
 		};
 
 		for (size_t i = 0; i < ARRAY_SIZE(bad_lengths); i++) {
@@ -1646,6 +1683,74 @@ static void test_epoch_frames(void **state)
 	assert_int_equal(proto_decode_keepalive(p, 1), -EBADMSG);
 }
 
+/* ROUND: the round's range, its flags, and a capture time exactly when FINAL. */
+static void test_round_bounds(void **state)
+{
+	static const struct {
+		uint32_t round, flags;
+		uint64_t capture_unix_ms;
+		bool valid;
+	} cases[] = {
+		{ 2, 0, 0, true },
+		{ PROTO_ROUNDS_MAX, 0, 0, true },
+		{ 2, PROTO_ROUND_FINAL, 1, true },
+		{ PROTO_ROUNDS_MAX, PROTO_ROUND_FINAL, UINT64_MAX, true },
+		{ 0, 0, 0, false },
+		{ 1, 0, 0, false }, /* round 1 starts implicitly after EPOCH_BEGIN */
+		{ 1, PROTO_ROUND_FINAL, 1795000000123ull, false },
+		{ PROTO_ROUNDS_MAX + 1, 0, 0, false },
+		{ PROTO_ROUNDS_MAX + 1, PROTO_ROUND_FINAL, 1795000000123ull, false },
+		{ UINT32_MAX, 0, 0, false },
+		{ 2, 1u << 1, 0, false }, /* unknown flags */
+		{ 2, PROTO_ROUND_FINAL | (1u << 31), 1795000000123ull, false },
+		{ 2, 0, 1795000000123ull, false },  /* a capture time without FINAL */
+		{ 2, PROTO_ROUND_FINAL, 0, false }, /* FINAL without a capture time */
+	};
+	uint8_t *p = out + PROTO_HEADER_BYTES;
+	struct proto_round m, got;
+	struct proto_msg msg;
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		int len;
+
+		m = (struct proto_round){ .round = cases[i].round,
+					  .flags = cases[i].flags,
+					  .capture_unix_ms = cases[i].capture_unix_ms };
+		/* The payload by hand, decoded bare and behind a signed header. */
+		st32(p + 0, cases[i].round);
+		st32(p + 4, cases[i].flags);
+		st64(p + 8, cases[i].capture_unix_ms);
+		len = (int)forge(out, PROTO_ROUND, p, PROTO_ROUND_BYTES);
+		if (!cases[i].valid) {
+			if (proto_encode_round(&m, frame, sizeof(frame)) != -EINVAL)
+				fail_msg("ROUND case %zu encoded", i);
+			if (proto_decode_round(p, PROTO_ROUND_BYTES, &got) != -EBADMSG)
+				fail_msg("ROUND case %zu decoded", i);
+			assert_int_equal(proto_decode(out, (size_t)len, &msg), -EBADMSG);
+			continue;
+		}
+		/* A valid one round-trips byte for byte. */
+		assert_int_equal(proto_encode_round(&m, frame, sizeof(frame)),
+				 PROTO_HEADER_BYTES + PROTO_ROUND_BYTES);
+		assert_int_equal(len, PROTO_HEADER_BYTES + PROTO_ROUND_BYTES);
+		assert_memory_equal(frame, out, (size_t)len);
+		assert_int_equal(proto_decode(frame, (size_t)len, &msg), len);
+		assert_int_equal(msg.header.type, PROTO_ROUND);
+		assert_memory_equal(&msg.u.round, &m, sizeof(m));
+		assert_int_equal(proto_decode_round(p, PROTO_ROUND_BYTES, &got), 0);
+		assert_memory_equal(&got, &m, sizeof(m));
+		assert_int_equal(proto_encode_round(&got, out, sizeof(out)), len);
+		assert_memory_equal(out, frame, (size_t)len);
+		/* and only at its exact size */
+		assert_int_equal(
+			proto_decode_round(frame + PROTO_HEADER_BYTES, PROTO_ROUND_BYTES - 1, &got),
+			-EBADMSG);
+		assert_int_equal(proto_encode_round(&m, frame, (size_t)len - 1), -ENOSPC);
+	}
+	assert_string_equal(proto_type_name(PROTO_ROUND), "ROUND");
+}
+
 /* Encoders never write past cap: each buffer is exactly cap bytes (ASan checks). */
 static void test_encode_nospace(void **state)
 {
@@ -1861,6 +1966,7 @@ int main(void)
 		cmocka_unit_test_setup(test_welcome_bounds, sample_default),
 		cmocka_unit_test_setup(test_messages, sample_default),
 		cmocka_unit_test_setup(test_epoch_frames, sample_default),
+		cmocka_unit_test_setup(test_round_bounds, sample_default),
 		cmocka_unit_test_setup(test_encode_nospace, sample_default),
 		cmocka_unit_test_setup(test_stream, sample_default),
 		cmocka_unit_test_setup(test_version_choose, sample_default),

@@ -537,13 +537,67 @@ static void test_end(void **state)
 	standby_fake_release(&v);
 }
 
+/* Rounds: only in an incremental epoch that says it is one instant, in
+ * sequence, none after the final; each starts the ascending order again; such
+ * an epoch must not end before its final round. */
+static void test_rounds(void **state)
+{
+	struct proto_epoch_begin eb = { .epoch = 8, .base_epoch = 7, .generation = 3 };
+	struct recv_runs runs = { .next_block = 50, .blocks = 12 };
+	struct proto_round r = { .round = 2 };
+	struct proto_epoch_end ee;
+	struct recv_verdict vd = { 0 };
+	struct standby v;
+	uint64_t root = 0;
+
+	(void)state;
+	standby_fake(&v);
+	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
+	       "ROUND in an epoch read live");
+	eb.flags = PROTO_EPOCH_CRASH_CONSISTENT | PROTO_EPOCH_INITIAL_SYNC;
+	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
+	       "ROUND in an initial sync");
+	eb.flags = PROTO_EPOCH_CRASH_CONSISTENT;
+	r.round = 3;
+	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
+	       "round 3 before round 2");
+	r.round = 2;
+	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, OK, "round 2");
+	assert_int_equal(runs.next_block, 0);
+	assert_int_equal(runs.round, 1);
+	assert_false(runs.final);
+	expect(recv_check_run(&v, &runs, 10, 1, &vd), &vd, OK, "a block again, in round 2");
+	expect(recv_check_run(&v, &runs, 5, 1, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
+	       "descending inside round 2");
+
+	ee = (struct proto_epoch_end){ .epoch = 8,
+				       .block_count = 13,
+				       .merkle_root = map_merkle_root(&v.map) };
+	expect(recv_check_end(&v, &eb, &runs, &ee, &root, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
+	       "a captured epoch ending without its final round");
+
+	r = (struct proto_round){ .round = 3, .flags = PROTO_ROUND_FINAL, .capture_unix_ms = 1 };
+	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, OK, "the final round 3");
+	assert_true(runs.final);
+	assert_int_equal(runs.next_block, 0);
+	expect(recv_check_run(&v, &runs, 10, 1, &vd), &vd, OK, "a block again, in round 3");
+	r = (struct proto_round){ .round = 4 };
+	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
+	       "a round after the final");
+	ee.block_count = 14; /* the repeats count again */
+	expect(recv_check_end(&v, &eb, &runs, &ee, &root, &vd), &vd, OK,
+	       "the captured epoch's end");
+	standby_fake_release(&v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hello), cmocka_unit_test(test_begin),
-		cmocka_unit_test(test_delta), cmocka_unit_test(test_resume),
-		cmocka_unit_test(test_runs),  cmocka_unit_test(test_data),
-		cmocka_unit_test(test_pages), cmocka_unit_test(test_end),
+		cmocka_unit_test(test_hello),  cmocka_unit_test(test_begin),
+		cmocka_unit_test(test_delta),  cmocka_unit_test(test_resume),
+		cmocka_unit_test(test_runs),   cmocka_unit_test(test_data),
+		cmocka_unit_test(test_pages),  cmocka_unit_test(test_end),
+		cmocka_unit_test(test_rounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
