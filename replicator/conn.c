@@ -42,7 +42,37 @@ void conn_release(struct conn *c)
 		tls_conn_close(c->tls);
 	free(c->rx);
 	free(c->tx);
+	free(c->hold);
 	memset(c, 0, sizeof(*c));
+}
+
+int conn_hold(struct conn *c, size_t cap)
+{
+	ASSERT(c != NULL);
+	ASSERT(c->hold == NULL);
+	c->hold = malloc(cap);
+	if (!c->hold)
+		return -ENOMEM;
+	c->hold_len = 0;
+	c->hold_cap = cap;
+	return 0;
+}
+
+static int conn_write(struct conn *c, const void *buf, size_t len);
+
+int conn_release_hold(struct conn *c)
+{
+	uint8_t *held = c->hold;
+	size_t len = c->hold_len;
+	int rc = 0;
+
+	ASSERT(c != NULL);
+	c->hold = NULL;
+	c->hold_len = c->hold_cap = 0;
+	if (held && len)
+		rc = conn_write(c, held, len);
+	free(held);
+	return rc;
 }
 
 static double thread_cpu_s(void)
@@ -55,14 +85,31 @@ static double thread_cpu_s(void)
 
 int conn_send(struct conn *c, const void *buf, size_t len)
 {
-	double t0 = 0, cpu0 = 0;
-	int rc;
-
 	ASSERT(c != NULL);
 	ASSERT(c->tls != NULL);
 	ASSERT(buf != NULL);
 	ASSERT(len > 0);
 	ASSERT(len <= PROTO_FRAME_BYTES_MAX);
+	if (c->hold) {
+		if (len <= c->hold_cap - c->hold_len) {
+			memcpy(c->hold + c->hold_len, buf, len);
+			c->hold_len += len;
+			return 0;
+		}
+		/* Too much to hold: in order, what was held, then the rest as usual. */
+		int rc = conn_release_hold(c);
+
+		if (rc)
+			return rc;
+	}
+	return conn_write(c, buf, len);
+}
+
+static int conn_write(struct conn *c, const void *buf, size_t len)
+{
+	double t0 = 0, cpu0 = 0;
+	int rc;
+
 	if (c->paced) {
 		t0 = clock_mono_s();
 		cpu0 = thread_cpu_s();

@@ -25,6 +25,10 @@ struct conn {
 	 * sat blocked on a full socket (wall time minus its own CPU) to paced_s. */
 	bool paced;
 	double paced_s;
+	/* conn_hold: frames kept in memory instead of sent (up to hold_cap bytes;
+	 * past that everything held is sent and the rest goes straight out). */
+	uint8_t *hold;
+	size_t hold_len, hold_cap;
 	char err[320];
 };
 
@@ -33,6 +37,14 @@ int conn_init(struct conn *c, struct tls_conn *tls);
 void conn_release(struct conn *c);
 /* Sends buf[0..len) (one or more whole frames). */
 int conn_send(struct conn *c, const void *buf, size_t len);
+/*
+ * From now on conn_send keeps frames in memory (up to cap bytes; more are sent
+ * as they come), until conn_release_hold sends them: what is read while a file
+ * system is frozen does not wait for the network. 0 or -ENOMEM.
+ */
+int conn_hold(struct conn *c, size_t cap);
+/* Sends what is held and stops holding. 0 or the send's error. */
+int conn_release_hold(struct conn *c);
 /*
  * Receives the next frame other than KEEPALIVE into msg (pointers into c->rx,
  * valid until the next call). -ECONNRESET on EOF, -ETIMEDOUT, -EBADMSG with c->err.

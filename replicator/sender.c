@@ -1067,9 +1067,15 @@ free_s:
 
 /* Rounds after the first, before the final one, at most (then it is final). */
 #define SENDER_ROUNDS_MAX 8u
-/* A round this much shorter than the freeze timeout makes the next one final:
- * the final set is what was written while it was read. */
-#define SENDER_FINAL_ROUND_SHARE 4u
+/* A harvested set whose reads should take at most this long is read frozen
+ * (else it is read live, and the next harvest is what was written meanwhile). */
+#define SENDER_FREEZE_TARGET_MS 20.0
+/* The read rate assumed before a round measured one, and the least believed. */
+#define SENDER_RATE_GUESS (200.0 * 1e6)
+#define SENDER_RATE_FLOOR (20.0 * 1e6)
+/* The final round's frames are kept in memory, up to this much, and sent
+ * after the thaw: the freeze lasts the reads, not the network. */
+#define SENDER_HOLD_BYTES (64u << 20)
 
 static int send_round(const struct sender_config *cfg, struct conn *c, uint32_t round, bool final,
 		      int64_t capture_ms, struct sender_result *res)
@@ -1085,23 +1091,44 @@ static int send_round(const struct sender_config *cfg, struct conn *c, uint32_t 
 	return rc;
 }
 
+/* The bytes a scan of set reads: its marked blocks, whole. */
+static uint64_t set_read_bytes(const uint64_t *set, uint64_t words, uint32_t block_bytes)
+{
+	uint32_t ppb = block_bytes / KFIO_TRACK_PAGE_BYTES;
+	uint64_t blocks = 0, last = UINT64_MAX;
+
+	for (uint64_t i = 0; i < words; i++) {
+		uint64_t w = set[i];
+
+		while (w) {
+			uint64_t b = (i * 64 + (uint64_t)__builtin_ctzll(w)) / ppb;
+
+			if (b != last)
+				blocks++;
+			last = b;
+			w &= w - 1;
+		}
+	}
+	return blocks * block_bytes;
+}
+
 /*
  * The capture (capture.h): after the first round, rounds of what was written
- * meanwhile, each after a syncfs, until one is short against the freeze
- * timeout; then freeze, harvest, read the last set, thaw. A harvest that finds
- * nothing ends it without a freeze: nothing was written since the harvest
- * before it, so everything read is the source as of that moment.
- * first_seconds: the first round's time. Returns 0, or -errno with
- * res->message (a freeze the watchdog ended is -ETIMEDOUT: the epoch must not
- * commit).
+ * meanwhile, each after a syncfs, until a harvest is small enough to read in
+ * SENDER_FREEZE_TARGET_MS at the rate the rounds measured (or after
+ * SENDER_ROUNDS_MAX rounds); then freeze, harvest again, read both sets, thaw.
+ * A harvest that finds nothing ends it without a freeze: nothing was written
+ * since the harvest before it, so everything read is the source as of that
+ * moment. Returns 0, or -errno with res->message (a freeze the watchdog ended
+ * is -ETIMEDOUT: the epoch must not commit).
  */
 static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
 			  struct conn *c, const struct proto_epoch_begin *eb, struct tracking *tr,
-			  struct capture *cap, double first_seconds, struct sender_result *res)
+			  struct capture *cap, struct sender_result *res)
 {
 	uint64_t words = kfio_track_words(tr->track);
 	uint64_t *set = calloc(words, sizeof(uint64_t)), *more = calloc(words, sizeof(uint64_t));
-	double last_s = first_seconds, held_ms = 0;
+	double held_ms = 0;
 	char err[CAPTURE_WHY_MAX + 200] = "";
 	struct scan_stats st = { 0 };
 	int rc = 0;
@@ -1112,10 +1139,11 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 		goto out;
 	}
 	for (uint32_t round = 2;; round++) {
-		bool final = round > SENDER_ROUNDS_MAX ||
-			     last_s * 1e3 * SENDER_FINAL_ROUND_SHARE <= cap->timeout_ms;
 		int64_t instant = clock_unix_ms();
 		uint64_t bytes = 0, more_bytes = 0;
+		double rate = res->scan_seconds > 0.01 ? (double)res->read_bytes / res->scan_seconds
+						       : SENDER_RATE_GUESS;
+		bool final;
 
 		res->rounds = round;
 		/* The page cache reaches the device now, while writes still flow:
@@ -1131,6 +1159,11 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 			rc = send_round(cfg, c, round, true, instant, res);
 			break;
 		}
+		if (rate < SENDER_RATE_FLOOR)
+			rate = SENDER_RATE_FLOOR;
+		final = round >= SENDER_ROUNDS_MAX ||
+			(double)set_read_bytes(set, words, m->block_bytes) / rate * 1e3 <=
+				SENDER_FREEZE_TARGET_MS;
 		if (!final) {
 			rc = send_round(cfg, c, round, false, 0, res);
 			if (!rc)
@@ -1138,11 +1171,15 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 						  &st);
 			if (rc)
 				break;
-			last_s = st.seconds;
 			continue;
 		}
 		/* The final round: this set and whatever was written since, read
-		 * with the file system frozen. */
+		 * with the file system frozen, sent after the thaw. */
+		rc = conn_hold(c, SENDER_HOLD_BYTES);
+		if (rc) {
+			set_msg(res, "volume %s: out of memory for the final round", cfg->volume);
+			break;
+		}
 		rc = capture_freeze(cap, err, sizeof(err));
 		if (rc) {
 			set_msg(res, "volume %s: %s", cfg->volume, err);
@@ -1165,6 +1202,14 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 		if (t && !rc) {
 			rc = t;
 			set_msg(res, "volume %s: %s", cfg->volume, err);
+		}
+		/* A freeze the watchdog ended sends nothing more: the epoch dies
+		 * with the connection, never committed. */
+		if (!rc) {
+			rc = conn_release_hold(c);
+			if (rc)
+				explain_send_failure(c, res, cfg->volume,
+						     "sending the final round failed");
 		}
 		break;
 	}
@@ -1302,7 +1347,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 			  w.capabilities & PROTO_CAP_PAGES, res, &st);
 	res->rounds = 1;
 	if (!rc && rounds)
-		rc = capture_rounds(cfg, &dev, &m, &c, &eb, &tr, &cap, st.seconds, res);
+		rc = capture_rounds(cfg, &dev, &m, &c, &eb, &tr, &cap, res);
 	if (rc)
 		goto release;
 	res->crash_consistent = rounds;
