@@ -298,11 +298,11 @@ int recv_check_round(const struct standby *v, const struct proto_epoch_begin *eb
 	ASSERT(eb != NULL);
 	ASSERT(runs != NULL);
 	ASSERT(r != NULL);
-	if (!(eb->flags & PROTO_EPOCH_CRASH_CONSISTENT) || (eb->flags & PROTO_EPOCH_INITIAL_SYNC))
+	if (!(eb->flags & PROTO_EPOCH_CRASH_CONSISTENT) || (eb->flags & PROTO_EPOCH_RESUMED))
 		return recv_verdict_set(
 			vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
 			"volume %s: ROUND in epoch %" PRIu64
-			", which is not an incremental epoch captured at one instant",
+			", which is not an epoch captured at one instant (or is a resumed sync)",
 			v->cfg->name, eb->epoch);
 	if (runs->final || r->round != runs->round + 2)
 		return recv_verdict_set(vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,

@@ -85,9 +85,8 @@ int recv_check_end(const struct standby *v, const struct proto_epoch_begin *eb,
 		   const struct recv_runs *runs, const struct proto_epoch_end *ee, uint64_t *root,
 		   struct recv_verdict *vd);
 /*
- * ROUND: the next round in sequence, in an incremental epoch that says it is
- * one instant (PROTO_EPOCH_CRASH_CONSISTENT) and only that one's final round,
- * none after the final. Starts the round in runs (ascending order again). 0 or
+ * ROUND: the next round in sequence, in an epoch that says it is one instant
+ * (PROTO_EPOCH_CRASH_CONSISTENT; not a resumed sync), none after the final. Starts the round in runs (ascending order again). 0 or
  * a verdict.
  */
 int recv_check_round(const struct standby *v, const struct proto_epoch_begin *eb,

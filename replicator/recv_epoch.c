@@ -400,12 +400,14 @@ static int sync_zero(struct rx *x, uint64_t first, uint32_t count)
 	return 0;
 }
 
-/* The cursor: everything below it is durable and need not be resent. */
+/* The cursor: everything below it is durable and need not be resent. It
+ * moves in the first round only: a resumed sync reads again from it, and what
+ * later rounds rewrite stays marked at the sender for the epoch after. */
 static int sync_frame_done(struct rx *x)
 {
 	int r;
 
-	if (x->bytes_since_cursor < PROTO_CURSOR_SYNC_BYTES)
+	if (x->bytes_since_cursor < PROTO_CURSOR_SYNC_BYTES || x->runs.round)
 		return 0;
 	r = sync_flush(x);
 	if (r)
@@ -414,6 +416,13 @@ static int sync_frame_done(struct rx *x)
 		return sync_io_verdict(x);
 	x->bytes_since_cursor = 0;
 	return 0;
+}
+
+/* ROUND: every write of the round before is reaped (and flushed) before a
+ * block of the next may be written again. */
+static int sync_round(struct rx *x)
+{
+	return sync_flush(x);
 }
 
 static void sync_lost(struct rx *x)
@@ -436,6 +445,7 @@ static const struct rx_sink sync_sink = {
 	.data_dst = sync_data_dst,
 	.data = sync_data,
 	.zero = sync_zero,
+	.round = sync_round,
 	.frame_done = sync_frame_done,
 	.seal = sync_flush,
 	.durable = NULL,

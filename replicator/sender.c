@@ -890,10 +890,11 @@ static int open_capture(const struct sender_config *cfg, const struct tracking *
 
 /*
  * This epoch's capture: a freeze at the end of rounds (the flag that says the
- * standby will be one instant), or live reads, saying why. An initial sync is
- * read live (its receiver writes the standby directly, without rounds); the
- * epoch after it is captured. Returns 0, or an error for --capture freeze to a
- * receiver that cannot take rounds.
+ * standby will be one instant), or live reads, saying why. An initial sync ends
+ * with the same rounds; a resumed one is read live (what its cut first run
+ * read may have changed since, and only the first epoch after it reads that
+ * again). Returns 0, or an error for --capture freeze to a receiver that
+ * cannot take rounds.
  */
 static int choose_capture(const struct sender_config *cfg, struct capture *cap,
 			  const struct proto_welcome *w, struct proto_epoch_begin *eb,
@@ -908,9 +909,11 @@ static int choose_capture(const struct sender_config *cfg, struct capture *cap,
 			 cfg->capture.mode == CAPTURE_NONE ? "--capture none" : cap->why_none);
 		return 0;
 	}
-	if (eb->flags & PROTO_EPOCH_INITIAL_SYNC) {
-		snprintf(res->capture_note, sizeof(res->capture_note),
-			 "an initial sync is read live; the next epoch freezes %.400s", cap->path);
+	if (eb->flags & PROTO_EPOCH_RESUMED) {
+		snprintf(
+			res->capture_note, sizeof(res->capture_note),
+			"a resumed sync is read live (its first run was cut); the next epoch freezes %.380s",
+			cap->path);
 		return 0;
 	}
 	if (!(w->capabilities & PROTO_CAP_ROUNDS)) {

@@ -554,9 +554,9 @@ static void test_rounds(void **state)
 	standby_fake(&v);
 	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
 	       "ROUND in an epoch read live");
-	eb.flags = PROTO_EPOCH_CRASH_CONSISTENT | PROTO_EPOCH_INITIAL_SYNC;
+	eb.flags = PROTO_EPOCH_CRASH_CONSISTENT | PROTO_EPOCH_INITIAL_SYNC | PROTO_EPOCH_RESUMED;
 	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
-	       "ROUND in an initial sync");
+	       "ROUND in a resumed sync");
 	eb.flags = PROTO_EPOCH_CRASH_CONSISTENT;
 	r.round = 3;
 	expect(recv_check_round(&v, &eb, &runs, &r, &vd), &vd, ERROR(PROTO_ERR_PROTOCOL),
