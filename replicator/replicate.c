@@ -414,6 +414,7 @@ struct job_loop {
 	double last_ok;	     /* cli_now_s() at the start of the last good epoch; 0: none */
 	bool retry;	     /* the last epoch failed: the next one is a reconnect */
 	bool said_untracked; /* the reason for running without a tracker was logged */
+	bool said_live;	     /* the reason epochs are not one instant was logged */
 };
 
 /* What an epoch read and why, in the log: tracking off once, full scans each. */
@@ -431,6 +432,18 @@ static void job_log_scan(struct job *j, struct job_loop *loop, const struct send
 	if (r->scan == TRACKING_SCAN_FULL && r->tracking)
 		log_msg(LOG_INFO, j->o.cfg.volume, j->o.cfg.peer, r->epoch, "full scan: %s",
 			r->scan_reason);
+	/* Live reads: once, until an epoch is captured again. */
+	if (!r->crash_consistent && !loop->said_live) {
+		log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r->epoch,
+			"epochs are read live, not one instant of the source: %s",
+			r->capture_note[0] ? r->capture_note : "no capture");
+		loop->said_live = true;
+	} else if (r->crash_consistent) {
+		loop->said_live = false;
+	}
+	if (r->crash_consistent && r->freeze_ms > 0)
+		log_msg(LOG_DEBUG, j->o.cfg.volume, j->o.cfg.peer, r->epoch,
+			"captured: %u rounds, frozen %.1f ms", r->rounds, r->freeze_ms);
 	if (r->warning[0])
 		log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r->epoch, "%s", r->warning);
 }
