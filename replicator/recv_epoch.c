@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "delta.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
@@ -150,6 +151,9 @@ struct rx {
 	uint32_t *ps_free; /* free slots, a stack */
 	uint32_t ps_free_count;
 	bool pq_broken; /* reaping failed: what is in flight cannot be waited for */
+	/* PAGES blocks of a captured epoch that did not make the sender's hash,
+	 * journaled as completed (see rx_pages_complete) */
+	uint64_t pages_mismatched;
 };
 
 /*
@@ -596,9 +600,13 @@ static void rx_pages_free(struct rx *x)
  * apply finished before it was released), the pages laid over it, and the
  * whole journaled as one DATA block under the sender's block hash, which
  * journal_add_data checks before it writes anything. A mismatch means the
- * source changed outside the pages sent (a write racing the epoch, or one the
- * tracker missed): PROTO_ERR_PAGES, and the sender's next attempt sends whole
- * blocks.
+ * source changed outside the pages sent: a write racing the read (its data
+ * read before its completion marked it), or one the tracker missed.
+ * PROTO_ERR_PAGES then, and the sender's next attempt sends whole blocks;
+ * except in a captured epoch (rounds): every page written after round 1's
+ * harvest is read again, whole, in a later round, so the block is journaled as
+ * completed, under its own hash, and EPOCH_END's Merkle check says whether a
+ * later round replaced it (else the epoch fails there, PROTO_ERR_PAGES).
  */
 static int rx_pages_complete(struct rx *x, const struct kfio_cqe *c)
 {
@@ -622,7 +630,13 @@ static int rx_pages_complete(struct rx *x, const struct kfio_cqe *c)
 		memcpy(buf + at, s->pages + off, n);
 		off += n;
 	}
+	if ((x->eb->flags & PROTO_EPOCH_CRASH_CONSISTENT) && delta_hash(buf, len) != s->hash) {
+		s->hash = delta_hash(buf, len);
+		x->pages_mismatched++;
+	}
 	r = journal_add_data(v->j, s->block, 1, buf, len, &s->hash);
+	if (!r)
+		map_set(&v->map, s->block, s->hash);
 	if (r == -EBADMSG)
 		return recv_verdict_set(
 			&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_PAGES,
@@ -816,12 +830,8 @@ static int rx_pages(struct rx *x, const struct rx_sink *k, const struct proto_pa
 	r = recv_check_run(x->v, &x->runs, pg->block, 1, &x->vd);
 	if (!r)
 		r = recv_check_pages(x->v, pg, x->p->plain, &x->vd);
-	if (!r)
-		r = k->pages(x, pg, x->p->plain);
-	if (r)
-		return r;
-	map_set(&x->v->map, pg->block, pg->block_hash);
-	return 0;
+	/* The map takes the block's hash when it is completed (rx_pages_complete). */
+	return r ? r : k->pages(x, pg, x->p->plain);
 }
 
 static int rx_round(struct rx *x, const struct rx_sink *k, const struct proto_round *rd)
@@ -929,6 +939,12 @@ static int rx_loop(struct rx *x, const struct rx_sink *k)
 			if (!r)
 				r = recv_check_end(x->v, x->eb, &x->runs, &msg.u.epoch_end, &root,
 						   &x->vd);
+			if (r && x->pages_mismatched && x->vd.code == PROTO_ERR_VERIFY)
+				recv_verdict_set(
+					&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_PAGES,
+					"volume %s: epoch %" PRIu64 ": %" PRIu64
+					" partial blocks did not make the source's block from the standby's pages, and no later round sent them whole; epoch aborted, nothing applied",
+					x->v->cfg->name, x->eb->epoch, x->pages_mismatched);
 			if (!r && k->durable)
 				r = k->durable(x);
 			if (!r)
