@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <linux/fs.h>
 #include <poll.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,6 +101,18 @@ static int find_mount(dev_t rdev, char *out, size_t out_len)
 	}
 	fclose(f);
 	return found;
+}
+
+/* Whether this thread may freeze a file system (CAP_SYS_ADMIN, effective). */
+static bool can_freeze(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d))
+		return true; /* unknown: FIFREEZE will say */
+	return d[CAP_SYS_ADMIN / 32].effective & (1u << (CAP_SYS_ADMIN % 32));
 }
 
 void capture_close(struct capture *c)
@@ -195,6 +209,20 @@ int capture_open(struct capture *c, const struct capture_config *cfg, const char
 				device);
 			return 0;
 		}
+	}
+	if (!can_freeze()) {
+		if (cfg->mode == CAPTURE_FREEZE) {
+			snprintf(
+				err, err_len,
+				"volume %s: freezing %s needs CAP_SYS_ADMIN, which this process lacks; grant it, or use --capture none",
+				volume, c->path);
+			return -EPERM;
+		}
+		snprintf(
+			c->why_none, sizeof(c->why_none),
+			"freezing %.400s needs CAP_SYS_ADMIN, which this process lacks (epochs are live reads)",
+			c->path);
+		return 0;
 	}
 	c->fd = open(c->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->fd < 0) {

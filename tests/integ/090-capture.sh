@@ -31,6 +31,8 @@
 #   7. (run before 6) a page written behind the tracker under a partial block
 #      of a captured epoch: EPOCH_END's Merkle check fails it (PAGES, nothing
 #      applied), the next attempt sends whole blocks and repairs the block;
+#   8. (run before 6) without CAP_SYS_ADMIN: --capture freeze refuses naming
+#      it, --capture auto replicates live saying why;
 #   6. --freeze-path on another file system fails naming both; with nothing
 #      mounted from the device --capture freeze fails naming it, and --capture
 #      auto replicates live saying why; the standby equals the source.
@@ -68,11 +70,12 @@ receiver_spawn rpid - "$TMP/recv.log" "$TMP/ready" --listen 127.0.0.1:0 \
 receiver_wait "$rpid" "$TMP/ready" "$TMP/recv.log"
 
 N=0
+AS=() # a command that send runs pvrepl under (setpriv, step 8)
 declare -A J=()
 send() { # send [OPTIONS...]: one epoch; its JSON in $TMP/e$N.json and J
 	N=$((N + 1))
 	E="$TMP/e$N.json"
-	"$PVREPL" send --volume vol --device "$src" --state-dir "$TMP/sstate" --peer "$RX_ADDR" \
+	"${AS[@]}" "$PVREPL" send --volume vol --device "$src" --state-dir "$TMP/sstate" --peer "$RX_ADDR" \
 		--tls-dir "$TMP/primary" --server-name standby --progress none -o json "$@" \
 		>"$E" 2>"$TMP/e$N.err" || true
 	load "$E"
@@ -541,6 +544,22 @@ wait_applied "$TMP/rstate/vol" "$(get epoch)"
 cmp <(dd if="$src" bs="$BLOCK" skip=$((MB / BLOCK)) count=1 iflag=direct status=none) \
 	<(dd if="$dst" bs="$BLOCK" skip=$((MB / BLOCK)) count=1 iflag=direct status=none) ||
 	fail "the block with the page written behind the tracker was not repaired"
+
+# 8. Without CAP_SYS_ADMIN (setpriv; the pinned tracker needs none): --capture
+# freeze refuses, naming the capability; auto replicates live, saying why.
+if command -v setpriv >/dev/null; then
+	AS=(setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin)
+	send --capture freeze
+	expect result failed "--capture freeze without CAP_SYS_ADMIN"
+	get message | grep -qF CAP_SYS_ADMIN ||
+		fail "--capture freeze without CAP_SYS_ADMIN: the error does not name it: $(get message)"
+	send_ok "--capture auto without CAP_SYS_ADMIN" --capture auto
+	expect crash_consistent False "--capture auto without CAP_SYS_ADMIN"
+	get capture_note | grep -qF CAP_SYS_ADMIN ||
+		fail "--capture auto without CAP_SYS_ADMIN: the note does not say why: $(get capture_note)"
+	echo "without CAP_SYS_ADMIN: $(get capture_note)"
+	AS=()
+fi
 
 # 6. What cannot be frozen. A --freeze-path on another file system ...
 filler 0
