@@ -1160,7 +1160,12 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 			set_msg(res, "volume %s: %s", cfg->volume, err);
 			break;
 		}
-		if (bytes == 0) {
+		/* Nothing written since the last harvest: the source as of then,
+		 * without a freeze. Not after partial blocks: a page read new while
+		 * its write was still in flight is marked only at its completion,
+		 * and the receiver completes the block without it; a freeze waits
+		 * for the file system's writes, so its harvest finds that page. */
+		if (bytes == 0 && !res->blocks_partial) {
 			rc = send_round(cfg, c, round, true, instant, res);
 			break;
 		}
@@ -1169,7 +1174,7 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 		set_bytes = set_read_bytes(set, words, m->block_bytes);
 		/* Frozen now when small enough, or when the rounds stopped shrinking
 		 * (writes as fast as the reads: more rounds only add to the RPO). */
-		final = round >= SENDER_ROUNDS_MAX ||
+		final = bytes == 0 || round >= SENDER_ROUNDS_MAX ||
 			(double)set_bytes / rate * 1e3 <= SENDER_FREEZE_TARGET_MS ||
 			(round >= 3 && set_bytes * 5 > prev_set_bytes * 4);
 		prev_set_bytes = set_bytes;
