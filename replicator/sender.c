@@ -1118,9 +1118,8 @@ static uint64_t set_read_bytes(const uint64_t *set, uint64_t words, uint32_t blo
 /*
  * The capture (capture.h): after the first round, rounds of what was written
  * meanwhile, each after a syncfs, until a harvest is small enough to read in
- * SENDER_FREEZE_TARGET_MS at the rate the rounds measured, or the sets stopped
- * shrinking (by a fifth a round, from round 3), or after SENDER_ROUNDS_MAX
- * rounds; then freeze, harvest again, read both sets, thaw.
+ * SENDER_FREEZE_TARGET_MS at the rate the rounds measured (or after
+ * SENDER_ROUNDS_MAX rounds); then freeze, harvest again, read both sets, thaw.
  * A harvest that finds nothing ends it without a freeze: nothing was written
  * since the harvest before it, so everything read is the source as of that
  * moment. Returns 0, or -errno with res->message (a freeze the watchdog ended
@@ -1133,7 +1132,6 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 	uint64_t words = kfio_track_words(tr->track);
 	uint64_t *set = calloc(words, sizeof(uint64_t)), *more = calloc(words, sizeof(uint64_t));
 	double held_ms = 0;
-	uint64_t prev_set_bytes = 0;
 	char err[CAPTURE_WHY_MAX + 200] = "";
 	struct scan_stats st = { 0 };
 	int rc = 0;
@@ -1145,7 +1143,7 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 	}
 	for (uint32_t round = 2;; round++) {
 		int64_t instant = clock_unix_ms();
-		uint64_t bytes = 0, more_bytes = 0, set_bytes;
+		uint64_t bytes = 0, more_bytes = 0;
 		double rate = res->scan_seconds > 0.01 ? (double)res->read_bytes / res->scan_seconds
 						       : SENDER_RATE_GUESS;
 		bool final;
@@ -1171,13 +1169,12 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 		}
 		if (rate < SENDER_RATE_FLOOR)
 			rate = SENDER_RATE_FLOOR;
-		set_bytes = set_read_bytes(set, words, m->block_bytes);
-		/* Frozen now when small enough, or when the rounds stopped shrinking
-		 * (writes as fast as the reads: more rounds only add to the RPO). */
+		/* Frozen now when small enough. Rounds that stop shrinking (writes
+		 * as fast as the reads) go on to the cap all the same: freezing
+		 * then, measured in 26-capture, froze larger sets for longer. */
 		final = bytes == 0 || round >= SENDER_ROUNDS_MAX ||
-			(double)set_bytes / rate * 1e3 <= SENDER_FREEZE_TARGET_MS ||
-			(round >= 3 && set_bytes * 5 > prev_set_bytes * 4);
-		prev_set_bytes = set_bytes;
+			(double)set_read_bytes(set, words, m->block_bytes) / rate * 1e3 <=
+				SENDER_FREEZE_TARGET_MS;
 		if (!final) {
 			rc = send_round(cfg, c, round, false, 0, res);
 			if (!rc)
