@@ -69,50 +69,7 @@ receiver_spawn rpid - "$TMP/recv.log" "$TMP/ready" --listen 127.0.0.1:0 \
 	--tls-dir "$TMP/standby" --state-dir "$TMP/rstate" --volume "vol=$dst" --allow vol=primary
 receiver_wait "$rpid" "$TMP/ready" "$TMP/recv.log"
 
-N=0
-AS=() # a command that send runs pvrepl under (setpriv, step 8)
-declare -A J=()
-send() { # send [OPTIONS...]: one epoch; its JSON in $TMP/e$N.json and J
-	N=$((N + 1))
-	E="$TMP/e$N.json"
-	"${AS[@]}" "$PVREPL" send --volume vol --device "$src" --state-dir "$TMP/sstate" --peer "$RX_ADDR" \
-		--tls-dir "$TMP/primary" --server-name standby --progress none -o json "$@" \
-		>"$E" 2>"$TMP/e$N.err" || true
-	load "$E"
-}
-load() { # load FILE: its JSON object's fields into J (one python start, not one a field)
-	local k v
-	J=()
-	while IFS=$'\t' read -r k v; do J[$k]=$v; done < <(python3 -S -c '
-import json, sys
-for k, v in json.load(open(sys.argv[1])).items():
-    print(k, str(v).replace("\t", " ").replace("\n", " "), sep="\t")' "$1" 2>/dev/null)
-}
-get() { printf '%s' "${J[$1]-}"; }
-expect() { # expect FIELD VALUE WHAT
-	[ "$(get "$1")" = "$2" ] || { cat "$E" "${E%.json}.err" >&2; fail "$3: $1 is '$(get "$1")', expected '$2'"; }
-}
-# A partial block (PAGES) the writer changed outside its marked pages between
-# the harvest and the read is refused by the standby, and the next attempt
-# sends whole blocks (080, documented): a live read under a writer can meet
-# it. Such an epoch is tried once more; anything else is a failure.
-refusals() { grep -c "outside the pages its write tracker marked" "$TMP/recv.log" || true; }
-REFUSED=0
-send_ok() { # send_ok WHAT [OPTIONS...]
-	local what=$1 before i
-	shift
-	before=$(refusals)
-	send "$@"
-	if [ "$(get result)" = failed ]; then
-		for ((i = 0; i < 10 && $(refusals) == before; i++)); do sleep 0.1; done
-		if [ "$(refusals)" -gt "$before" ]; then
-			echo "$what: the standby refused a partial block the writer raced; again, with whole blocks"
-			REFUSED=$((REFUSED + 1))
-			send "$@"
-		fi
-	fi
-	expect result ok "$what"
-}
+. "$(dirname "$0")/lib-send.sh"
 rstatus() { # rstatus FIELD|Consistent: the receiver's record of the volume
 	"$PVREPL" status --state-dir "$TMP/rstate" -o json | python3 -S -c '
 import json, sys
