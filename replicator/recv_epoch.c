@@ -630,9 +630,13 @@ static int rx_pages_complete(struct rx *x, const struct kfio_cqe *c)
 		memcpy(buf + at, s->pages + off, n);
 		off += n;
 	}
-	if ((x->eb->flags & PROTO_EPOCH_CRASH_CONSISTENT) && delta_hash(buf, len) != s->hash) {
-		s->hash = delta_hash(buf, len);
-		x->pages_mismatched++;
+	if (x->eb->flags & PROTO_EPOCH_CRASH_CONSISTENT) {
+		uint64_t got = delta_hash(buf, len);
+
+		if (got != s->hash) {
+			s->hash = got;
+			x->pages_mismatched++;
+		}
 	}
 	r = journal_add_data(v->j, s->block, 1, buf, len, &s->hash);
 	if (!r)
