@@ -9,7 +9,8 @@
  *                                          │ (choose_epoch: sender_choose_epoch)
  *                                          ▼
  *                 SENDING: scan_run(ordered) → sink_batch → DATA / ZERO frames
- *                 (send_epoch_begin, stream_epoch)
+ *                 (send_epoch_begin, stream_round; captured: capture_rounds,
+ *                 ROUND frames, the last round under FIFREEZE)
  *                                          │ EPOCH_END (count, root of the scanned map)
  *                                          ▼ (end_epoch: pending_save first)
  *                 WAIT_ACK ─ EPOCH_ACK (epoch, root) ─► map_commit: the map advances
