@@ -193,6 +193,12 @@ uint64_t kfio_track_words(const struct kfio_track *t);
 
 /* The pending bitmap (pages bits, one per KFIO_TRACK_PAGE_BYTES; owned by t). */
 const uint64_t *kfio_track_pending(const struct kfio_track *t);
+/*
+ * Marks bits (kfio_track_words() words) live again, as if written now: what an
+ * epoch harvested but must read again in the next one. Atomic per word, so
+ * marks of the program meanwhile are kept.
+ */
+void kfio_track_mark_live(struct kfio_track *t, const uint64_t *bits);
 /* True when any page of [offset, offset + len) is marked live now (no harvest). */
 bool kfio_track_live_any(const struct kfio_track *t, uint64_t offset, uint64_t len);
 

@@ -854,6 +854,13 @@ uint64_t kfio_track_words(const struct kfio_track *t)
 	return t->words;
 }
 
+void kfio_track_mark_live(struct kfio_track *t, const uint64_t *bits)
+{
+	for (uint64_t i = 0; i < t->words; i++)
+		if (bits[i])
+			__atomic_fetch_or(&t->live[i], bits[i], __ATOMIC_ACQ_REL);
+}
+
 bool kfio_track_live_any(const struct kfio_track *t, uint64_t offset, uint64_t len)
 {
 	uint64_t first, last;

@@ -5,8 +5,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/capability.h>
 #include <linux/fs.h>
+#include <linux/loop.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -36,6 +40,10 @@ int capture_mode_parse(const char *s, enum capture_mode *m)
 		*m = CAPTURE_NONE;
 	else if (!strcmp(s, "freeze"))
 		*m = CAPTURE_FREEZE;
+	else if (!strcmp(s, "reflink"))
+		*m = CAPTURE_REFLINK;
+	else if (!strcmp(s, "snapshot"))
+		*m = CAPTURE_SNAPSHOT;
 	else
 		return -EINVAL;
 	return 0;
@@ -50,6 +58,10 @@ const char *capture_mode_name(enum capture_mode m)
 		return "none";
 	case CAPTURE_FREEZE:
 		return "freeze";
+	case CAPTURE_REFLINK:
+		return "reflink";
+	case CAPTURE_SNAPSHOT:
+		return "snapshot";
 	}
 	return "?";
 }
@@ -123,35 +135,43 @@ void capture_close(struct capture *c)
 
 		capture_thaw(c, &held, err, sizeof(err));
 	}
+	if (c->image_held) {
+		char err[256];
+
+		capture_image_release(c, 0, err, sizeof(err));
+	}
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->src_fd >= 0)
+		close(c->src_fd);
+	if (c->dir_fd >= 0)
+		close(c->dir_fd);
 	c->fd = -1;
+	c->src_fd = -1;
+	c->dir_fd = -1;
 }
 
-int capture_open(struct capture *c, const struct capture_config *cfg, const char *volume,
-		 const char *device, bool tracking, char *err, size_t err_len)
+/*
+ * freeze: the file system mounted from device, or why not. strict (--capture
+ * freeze): every reason is an error with its fix; else the reason goes to
+ * why (without the fix) and 0 is returned with c->mode unchanged.
+ */
+static int freeze_open(struct capture *c, const struct capture_config *cfg, const char *volume,
+		       const char *device, bool tracking, bool strict, char *why, size_t why_len,
+		       char *err, size_t err_len)
 {
 	struct stat dst, pst;
 	int rc;
 
-	memset(c, 0, sizeof(*c));
-	c->fd = -1;
-	c->watchdog_fd = -1;
-	c->mode = CAPTURE_NONE;
-	c->timeout_ms =
-		cfg->freeze_timeout_ms ? cfg->freeze_timeout_ms : CAPTURE_FREEZE_TIMEOUT_MS_DEFAULT;
-	if (cfg->mode == CAPTURE_NONE)
-		return 0;
 	if (!tracking) {
-		if (cfg->mode == CAPTURE_FREEZE) {
+		if (strict) {
 			snprintf(
 				err, err_len,
-				"volume %s: --capture freeze reads the last changes in rounds, which needs the write tracker, and tracking is off here; use --track bpf or auto where it can run, or --capture none",
+				"volume %s: --capture freeze reads the last changes in rounds, which needs the write tracker, and tracking is off here; use --track bpf or auto where it can run, or another --capture",
 				volume);
 			return -EOPNOTSUPP;
 		}
-		snprintf(c->why_none, sizeof(c->why_none),
-			 "write tracking is off, and a freeze needs it (epochs are live reads)");
+		snprintf(why, why_len, "write tracking is off, and a freeze needs it");
 		return 0;
 	}
 	if (stat(device, &dst)) {
@@ -160,16 +180,14 @@ int capture_open(struct capture *c, const struct capture_config *cfg, const char
 		return rc;
 	}
 	if (!S_ISBLK(dst.st_mode)) {
-		if (cfg->mode == CAPTURE_FREEZE) {
+		if (strict) {
 			snprintf(
 				err, err_len,
-				"volume %s: %s is not a block device: no file system is mounted from it to freeze; use --capture none",
+				"volume %s: %s is not a block device: no file system is mounted from it to freeze; use --capture reflink or none",
 				volume, device);
 			return -EOPNOTSUPP;
 		}
-		snprintf(c->why_none, sizeof(c->why_none),
-			 "%s is not a block device: nothing to freeze (epochs are live reads)",
-			 device);
+		snprintf(why, why_len, "%s is not a block device: nothing to freeze", device);
 		return 0;
 	}
 	if (cfg->freeze_path) {
@@ -196,32 +214,28 @@ int capture_open(struct capture *c, const struct capture_config *cfg, const char
 			return rc;
 		}
 		if (rc == 0) {
-			if (cfg->mode == CAPTURE_FREEZE) {
+			if (strict) {
 				snprintf(
 					err, err_len,
-					"volume %s: no file system is mounted from %s (%u:%u) in this mount namespace; mount it, give --freeze-path, or use --capture none",
+					"volume %s: no file system is mounted from %s (%u:%u) in this mount namespace; mount it, give --freeze-path, or use another --capture",
 					volume, device, major(dst.st_rdev), minor(dst.st_rdev));
 				return -ENOENT;
 			}
-			snprintf(
-				c->why_none, sizeof(c->why_none),
-				"no file system is mounted from %s: nothing to freeze (epochs are live reads)",
-				device);
+			snprintf(why, why_len,
+				 "no file system is mounted from %s: nothing to freeze", device);
 			return 0;
 		}
 	}
 	if (!can_freeze()) {
-		if (cfg->mode == CAPTURE_FREEZE) {
+		if (strict) {
 			snprintf(
 				err, err_len,
 				"volume %s: freezing %s needs CAP_SYS_ADMIN, which this process lacks; grant it, or use --capture none",
 				volume, c->path);
 			return -EPERM;
 		}
-		snprintf(
-			c->why_none, sizeof(c->why_none),
-			"freezing %.400s needs CAP_SYS_ADMIN, which this process lacks (epochs are live reads)",
-			c->path);
+		snprintf(why, why_len,
+			 "freezing %.400s needs CAP_SYS_ADMIN, which this process lacks", c->path);
 		return 0;
 	}
 	c->fd = open(c->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -232,6 +246,222 @@ int capture_open(struct capture *c, const struct capture_config *cfg, const char
 		return rc;
 	}
 	c->mode = CAPTURE_FREEZE;
+	return 0;
+}
+
+/* A line of a sysfs file, without its newline; 0 or -errno. */
+static int read_sysfs(const char *path, char *out, size_t out_len)
+{
+	FILE *f = fopen(path, "re");
+	int rc = 0;
+
+	if (!f)
+		return -errno;
+	if (!fgets(out, (int)out_len, f))
+		rc = -EIO;
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+	return rc;
+}
+
+/*
+ * The file behind loop device rdev (opened as device): its backing file, which
+ * must be that very inode (LOOP_GET_STATUS64) and be mapped from offset 0.
+ * 0 with file filled, or -errno with the reason in why.
+ */
+static int loop_backing(const char *device, dev_t rdev, char *file, size_t file_len, char *why,
+			size_t why_len)
+{
+	char p[128], off[32];
+	struct loop_info64 li;
+	struct stat st;
+	int fd, rc;
+
+	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/loop/backing_file", major(rdev), minor(rdev));
+	rc = read_sysfs(p, file, file_len);
+	if (rc == -ENOENT) {
+		snprintf(
+			why, why_len,
+			"%s is a block device but not a loop device: there is no file to clone (a device can be captured with --capture snapshot)",
+			device);
+		return -EOPNOTSUPP;
+	}
+	if (rc) {
+		snprintf(why, why_len, "cannot read %s: %s", p, strerror(-rc));
+		return rc;
+	}
+	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/loop/offset", major(rdev), minor(rdev));
+	if (!read_sysfs(p, off, sizeof(off)) && strcmp(off, "0")) {
+		snprintf(why, why_len,
+			 "loop device %s maps %.300s from offset %s, and a clone is read from 0",
+			 device, file, off);
+		return -EOPNOTSUPP;
+	}
+	fd = open(device, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, LOOP_GET_STATUS64, &li) || stat(file, &st) ||
+	    st.st_ino != li.lo_inode || st.st_dev != (dev_t)li.lo_device) {
+		rc = fd < 0 ? -errno : -ENOENT;
+		if (fd >= 0)
+			close(fd);
+		snprintf(
+			why, why_len,
+			"the backing file of loop device %s, %.300s, is not reachable under that name here (deleted, or in another mount namespace)",
+			device, file);
+		return rc;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * reflink: the file to clone (device itself, or its loop device's), open, and
+ * a clone of an empty unnamed file in its directory to learn that the file
+ * system can clone at all. 0 with c->mode CAPTURE_REFLINK, or -errno with the
+ * reason in why.
+ */
+static int reflink_open(struct capture *c, const char *device, char *why, size_t why_len)
+{
+	char dir[CAPTURE_PATH_MAX], *slash;
+	struct stat st;
+	struct statfs sf;
+	int a = -1, b = -1, rc;
+
+	if (stat(device, &st)) {
+		rc = -errno;
+		snprintf(why, why_len, "%s: %s", device, strerror(-rc));
+		return rc;
+	}
+	if (S_ISREG(st.st_mode)) {
+		snprintf(c->clone_src, sizeof(c->clone_src), "%s", device);
+	} else if (S_ISBLK(st.st_mode)) {
+		rc = loop_backing(device, st.st_rdev, c->clone_src, sizeof(c->clone_src), why,
+				  why_len);
+		if (rc)
+			return rc;
+	} else {
+		snprintf(why, why_len, "%s is neither a file nor a loop device: nothing to clone",
+			 device);
+		return -EOPNOTSUPP;
+	}
+	snprintf(dir, sizeof(dir), "%s", c->clone_src);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	c->src_fd = open(c->clone_src, O_RDONLY | O_CLOEXEC);
+	c->dir_fd = c->src_fd < 0 ? -1 : open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->src_fd < 0 || c->dir_fd < 0) {
+		rc = -errno;
+		snprintf(why, why_len, "cannot open %.400s: %s", c->src_fd < 0 ? c->clone_src : dir,
+			 strerror(-rc));
+		return rc;
+	}
+	a = openat(c->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	b = a < 0 ? -1 : openat(c->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (a < 0 || b < 0) {
+		rc = -errno;
+		snprintf(why, why_len,
+			 "cannot make an unnamed file in %.200s, where %.200s is cloned: %s", dir,
+			 c->clone_src, strerror(-rc));
+	} else if (ioctl(b, FICLONE, a)) {
+		rc = -errno;
+		snprintf(
+			why, why_len,
+			"%.300s is on a file system that cannot clone files (FICLONE: %s; %s): reflink needs xfs made with reflink=1, or btrfs",
+			c->clone_src, strerror(-rc),
+			fstatfs(c->dir_fd, &sf)		? "?"
+			: sf.f_type == 0x58465342	? "xfs without reflink"
+			: sf.f_type == EXT4_SUPER_MAGIC ? "ext4"
+							: "not xfs or btrfs");
+		if (rc == -EINVAL || rc == -ENOTTY)
+			rc = -EOPNOTSUPP;
+	} else {
+		rc = 0;
+		c->mode = CAPTURE_REFLINK;
+	}
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
+	return rc;
+}
+
+int capture_open(struct capture *c, const struct capture_config *cfg, const char *volume,
+		 const char *device, bool tracking, char *err, size_t err_len)
+{
+	char why_freeze[CAPTURE_WHY_MAX] = "", why[CAPTURE_WHY_MAX] = "";
+	struct stat st;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	c->watchdog_fd = -1;
+	c->src_fd = -1;
+	c->dir_fd = -1;
+	c->image_fd = -1;
+	c->volume = volume;
+	c->device = device;
+	c->mode = CAPTURE_NONE;
+	c->timeout_ms =
+		cfg->freeze_timeout_ms ? cfg->freeze_timeout_ms : CAPTURE_FREEZE_TIMEOUT_MS_DEFAULT;
+	if (cfg->mode != CAPTURE_SNAPSHOT && (cfg->snapshot_cmd || cfg->snapshot_release_cmd)) {
+		snprintf(
+			err, err_len,
+			"volume %s: a snapshot command is set, but the capture is %s: use --capture snapshot, or drop the command",
+			volume, capture_mode_name(cfg->mode));
+		return -EINVAL;
+	}
+	switch (cfg->mode) {
+	case CAPTURE_NONE:
+		return 0;
+	case CAPTURE_FREEZE:
+		return freeze_open(c, cfg, volume, device, tracking, true, why, sizeof(why), err,
+				   err_len);
+	case CAPTURE_SNAPSHOT:
+		if (!cfg->snapshot_cmd || !cfg->snapshot_cmd[0]) {
+			snprintf(
+				err, err_len,
+				"volume %s: --capture snapshot needs --snapshot-cmd, a command that prints the path of a read-only point-in-time device of the volume",
+				volume);
+			return -EINVAL;
+		}
+		if (stat(device, &st)) {
+			rc = -errno;
+			snprintf(err, err_len, "volume %s: %s: %s", volume, device, strerror(-rc));
+			return rc;
+		}
+		c->device_rdev = S_ISBLK(st.st_mode) ? st.st_rdev : 0;
+		c->snapshot_cmd = cfg->snapshot_cmd;
+		c->snapshot_release_cmd = cfg->snapshot_release_cmd;
+		c->mode = CAPTURE_SNAPSHOT;
+		return 0;
+	case CAPTURE_REFLINK:
+		rc = reflink_open(c, device, why, sizeof(why));
+		if (rc) {
+			capture_close(c);
+			snprintf(
+				err, err_len,
+				"volume %s: --capture reflink: %s; use --capture freeze, snapshot or none",
+				volume, why);
+		}
+		return rc;
+	case CAPTURE_AUTO:
+		break;
+	}
+	rc = freeze_open(c, cfg, volume, device, tracking, false, why_freeze, sizeof(why_freeze),
+			 err, err_len);
+	if (rc || c->mode == CAPTURE_FREEZE)
+		return rc;
+	rc = reflink_open(c, device, why, sizeof(why));
+	if (!rc)
+		return 0;
+	capture_close(c);
+	c->mode = CAPTURE_NONE;
+	snprintf(c->why_none, sizeof(c->why_none), "%.240s, and %.240s (epochs are live reads)",
+		 why_freeze, why);
 	return 0;
 }
 
@@ -355,4 +585,318 @@ int capture_thaw(struct capture *c, double *held_ms, char *err, size_t err_len)
 		snprintf(err, err_len, "FITHAW of %s failed: %s", c->path, strerror(thaw_errno));
 	}
 	return rc;
+}
+
+bool capture_reads_image(const struct capture *c)
+{
+	return c->mode == CAPTURE_REFLINK || c->mode == CAPTURE_SNAPSHOT;
+}
+
+/* What a command printed and how it ended. */
+struct cmd_run {
+	char out[CAPTURE_PATH_MAX]; /* stdout's first bytes */
+	char err_tail[256];	    /* stderr's last line */
+	int status;		    /* waitpid's */
+	bool timed_out;
+};
+
+/* Keeps the last non-empty line of what stderr printed so far in tail. */
+static void keep_tail(char *tail, size_t tail_len, char *acc, size_t *acc_len, const char *buf,
+		      size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (buf[i] == '\n') {
+			if (*acc_len) {
+				acc[*acc_len] = '\0';
+				snprintf(tail, tail_len, "%s", acc);
+			}
+			*acc_len = 0;
+		} else if (*acc_len + 1 < tail_len) {
+			acc[(*acc_len)++] = buf[i];
+		}
+	}
+}
+
+/*
+ * Runs cmd under /bin/sh -c with the environment plus env (NULL-terminated
+ * "NAME=value" strings), stdin from /dev/null, in a process group of its own
+ * that is killed past CAPTURE_CMD_TIMEOUT_MS. Returns 0 with r filled (the
+ * command's status is in r->status), or -errno when it could not be run.
+ */
+static int run_cmd(const char *cmd, const char *const *env, struct cmd_run *r)
+{
+	extern char **environ;
+	size_t nenv = 0, nadd = 0, out_len = 0, acc_len = 0;
+	char acc[sizeof(r->err_tail)];
+	int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, rc = 0;
+	const char **envp;
+	double deadline = clock_mono_s() + CAPTURE_CMD_TIMEOUT_MS / 1e3;
+	bool exited = false;
+	pid_t pid;
+
+	memset(r, 0, sizeof(*r));
+	while (environ[nenv])
+		nenv++;
+	while (env[nadd])
+		nadd++;
+	envp = calloc(nenv + nadd + 1, sizeof(*envp));
+	if (!envp)
+		return -ENOMEM;
+	for (size_t i = 0; i < nadd; i++)
+		envp[i] = env[i];
+	for (size_t i = 0, k = nadd; i < nenv; i++) {
+		bool ours = false;
+
+		for (size_t j = 0; j < nadd && !ours; j++)
+			ours = !strncmp(environ[i], env[j], strcspn(env[j], "=") + 1);
+		if (!ours)
+			envp[k++] = environ[i];
+	}
+	if (pipe2(out, O_CLOEXEC) || pipe2(errp, O_CLOEXEC)) {
+		rc = -errno;
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDONLY);
+
+		setpgid(0, 0);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0)
+			_exit(127);
+		execve("/bin/sh", (char *const[]){ "sh", "-c", (char *)cmd, NULL },
+		       (char *const *)envp);
+		_exit(127);
+	}
+	setpgid(pid, pid); /* both sides: no window where a kill misses it */
+	close(out[1]);
+	close(errp[1]);
+	out[1] = errp[1] = -1;
+	/* Until the command exits and its pipes are drained (or the deadline):
+	 * what it left running in the background is killed with its group. */
+	for (;;) {
+		struct pollfd p[2] = { { .fd = out[0], .events = POLLIN },
+				       { .fd = errp[0], .events = POLLIN } };
+		char buf[1024];
+		double left = deadline - clock_mono_s();
+		int n;
+
+		if (!exited && waitpid(pid, &r->status, WNOHANG) == pid)
+			exited = true;
+		if (left <= 0) {
+			r->timed_out = !exited;
+			break;
+		}
+		if (p[0].fd < 0 && p[1].fd < 0 && exited)
+			break;
+		n = poll(p, 2, exited ? 0 : (left > 0.05 ? 50 : 1));
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n <= 0) {
+			if (exited)
+				break; /* drained: its background children may keep them open */
+			continue;
+		}
+		for (int i = 0; i < 2; i++) {
+			ssize_t got;
+
+			if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			got = read(p[i].fd, buf, sizeof(buf));
+			if (got <= 0) {
+				close(i ? errp[0] : out[0]);
+				if (i)
+					errp[0] = -1;
+				else
+					out[0] = -1;
+				continue;
+			}
+			if (i) {
+				keep_tail(r->err_tail, sizeof(r->err_tail), acc, &acc_len, buf,
+					  (size_t)got);
+			} else {
+				size_t k = (size_t)got;
+
+				if (k > sizeof(r->out) - 1 - out_len)
+					k = sizeof(r->out) - 1 - out_len;
+				memcpy(r->out + out_len, buf, k);
+				out_len += k;
+			}
+		}
+	}
+	keep_tail(r->err_tail, sizeof(r->err_tail), acc, &acc_len, "\n", 1);
+	kill(-pid, SIGKILL); /* what is left of its group */
+	if (!exited)
+		while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
+			;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (out[i] >= 0)
+			close(out[i]);
+		if (errp[i] >= 0)
+			close(errp[i]);
+	}
+	free(envp);
+	return rc;
+}
+
+/* "exited with status 3: <its last stderr line>" and the like, into buf. */
+static const char *cmd_outcome(const struct cmd_run *r, char *buf, size_t len)
+{
+	if (r->timed_out)
+		snprintf(buf, len, "was killed after %u s", CAPTURE_CMD_TIMEOUT_MS / 1000);
+	else if (WIFSIGNALED(r->status))
+		snprintf(buf, len, "was killed by signal %d", WTERMSIG(r->status));
+	else if (WEXITSTATUS(r->status) == 127 && !r->err_tail[0])
+		snprintf(buf, len, "could not run (exit status 127)");
+	else
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(r->status));
+	if (r->err_tail[0]) {
+		size_t n = strlen(buf);
+
+		snprintf(buf + n, len - n, ": %s", r->err_tail);
+	}
+	return buf;
+}
+
+static int snapshot_take(struct capture *c, uint64_t epoch, char *err, size_t err_len)
+{
+	char e_vol[300], e_dev[CAPTURE_PATH_MAX + 16], e_epoch[48], how[400];
+	const char *env[] = { e_vol, e_dev, e_epoch, NULL };
+	struct cmd_run r;
+	struct stat st;
+	double t0 = clock_mono_s();
+	char *line;
+	int rc;
+
+	snprintf(e_vol, sizeof(e_vol), "PVREPL_VOLUME=%s", c->volume);
+	snprintf(e_dev, sizeof(e_dev), "PVREPL_DEVICE=%s", c->device);
+	snprintf(e_epoch, sizeof(e_epoch), "PVREPL_EPOCH=%" PRIu64, epoch);
+	c->image_unix_ms = clock_unix_ms();
+	rc = run_cmd(c->snapshot_cmd, env, &r);
+	c->image_ms = (clock_mono_s() - t0) * 1e3;
+	if (rc) {
+		snprintf(err, err_len, "volume %s: cannot run the snapshot command (%.200s): %s",
+			 c->volume, c->snapshot_cmd, strerror(-rc));
+		return rc;
+	}
+	line = r.out + strspn(r.out, " \t\r\n");
+	line[strcspn(line, "\r\n")] = '\0';
+	for (size_t n = strlen(line); n && (line[n - 1] == ' ' || line[n - 1] == '\t'); n--)
+		line[n - 1] = '\0';
+	/* Printed a path, then failed: it may hold a snapshot all the same. */
+	if (line[0])
+		snprintf(c->image, sizeof(c->image), "%s", line);
+	c->image_held = line[0] != '\0';
+	if (r.timed_out || !WIFEXITED(r.status) || WEXITSTATUS(r.status)) {
+		snprintf(err, err_len, "volume %s: the snapshot command (%.200s) %s", c->volume,
+			 c->snapshot_cmd, cmd_outcome(&r, how, sizeof(how)));
+		return -EIO;
+	}
+	if (!line[0]) {
+		snprintf(
+			err, err_len,
+			"volume %s: the snapshot command (%.200s) printed no path; it must print the path of the snapshot's device on its first line",
+			c->volume, c->snapshot_cmd);
+		return -EINVAL;
+	}
+	if (stat(c->image, &st)) {
+		rc = -errno;
+		snprintf(
+			err, err_len,
+			"volume %s: the snapshot command (%.200s) printed %.300s, which is not there: %s",
+			c->volume, c->snapshot_cmd, c->image, strerror(-rc));
+		return rc;
+	}
+	if (S_ISBLK(st.st_mode) && c->device_rdev && st.st_rdev == c->device_rdev) {
+		snprintf(
+			err, err_len,
+			"volume %s: the snapshot command (%.200s) printed %.300s, which is the volume's own device, not a snapshot of it",
+			c->volume, c->snapshot_cmd, c->image);
+		return -EINVAL;
+	}
+	snprintf(c->image_name, sizeof(c->image_name), "snapshot %s", c->image);
+	return 0;
+}
+
+static int clone_take(struct capture *c, char *err, size_t err_len)
+{
+	double t0;
+	int rc;
+
+	c->image_fd = openat(c->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (c->image_fd < 0) {
+		rc = -errno;
+		snprintf(err, err_len, "volume %s: cannot make an unnamed file beside %s: %s",
+			 c->volume, c->clone_src, strerror(-rc));
+		return rc;
+	}
+	c->image_held = true;
+	t0 = clock_mono_s();
+	c->image_unix_ms = clock_unix_ms();
+	rc = ioctl(c->image_fd, FICLONE, c->src_fd) ? -errno : 0;
+	c->image_ms = (clock_mono_s() - t0) * 1e3;
+	if (rc) {
+		snprintf(err, err_len, "volume %s: cloning %s failed: %s%s", c->volume,
+			 c->clone_src, strerror(-rc),
+			 rc == -ENOSPC ? " (the file system needs room for the clone's metadata)"
+				       : "");
+		return rc;
+	}
+	snprintf(c->image, sizeof(c->image), "/proc/self/fd/%d", c->image_fd);
+	snprintf(c->image_name, sizeof(c->image_name), "the clone of %s", c->clone_src);
+	return 0;
+}
+
+int capture_image(struct capture *c, uint64_t epoch, char *err, size_t err_len)
+{
+	ASSERT(capture_reads_image(c));
+	ASSERT(!c->image_held);
+	c->image[0] = '\0';
+	c->image_ms = 0;
+	return c->mode == CAPTURE_REFLINK ? clone_take(c, err, err_len)
+					  : snapshot_take(c, epoch, err, err_len);
+}
+
+int capture_image_release(struct capture *c, uint64_t epoch, char *err, size_t err_len)
+{
+	char e_vol[300], e_dev[CAPTURE_PATH_MAX + 16], e_epoch[48], e_snap[CAPTURE_PATH_MAX + 20],
+		how[400];
+	const char *env[] = { e_vol, e_dev, e_epoch, e_snap, NULL };
+	struct cmd_run r;
+	int rc;
+
+	if (!c->image_held)
+		return 0;
+	c->image_held = false;
+	if (c->mode == CAPTURE_REFLINK) {
+		close(c->image_fd); /* unnamed: the file system frees the clone */
+		c->image_fd = -1;
+		return 0;
+	}
+	if (!c->snapshot_release_cmd)
+		return 0;
+	snprintf(e_vol, sizeof(e_vol), "PVREPL_VOLUME=%s", c->volume);
+	snprintf(e_dev, sizeof(e_dev), "PVREPL_DEVICE=%s", c->device);
+	snprintf(e_epoch, sizeof(e_epoch), "PVREPL_EPOCH=%" PRIu64, epoch);
+	snprintf(e_snap, sizeof(e_snap), "PVREPL_SNAPSHOT=%s", c->image);
+	rc = run_cmd(c->snapshot_release_cmd, env, &r);
+	if (rc) {
+		snprintf(err, err_len,
+			 "volume %s: cannot run the snapshot release command (%.200s): %s",
+			 c->volume, c->snapshot_release_cmd, strerror(-rc));
+		return rc;
+	}
+	if (r.timed_out || !WIFEXITED(r.status) || WEXITSTATUS(r.status)) {
+		snprintf(
+			err, err_len,
+			"volume %s: the snapshot release command (%.200s) for %.300s %s; release it by hand",
+			c->volume, c->snapshot_release_cmd, c->image,
+			cmd_outcome(&r, how, sizeof(how)));
+		return -EIO;
+	}
+	return 0;
 }

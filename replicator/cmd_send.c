@@ -52,16 +52,24 @@ static void send_usage(FILE *f, bool replicate)
 		"                           blocks the tracker missed\n"
 		"      --track-pin-dir DIR  where the tracker is pinned (bpffs; default\n"
 		"                           $PVREPL_TRACK_PIN_DIR or %s)\n"
-		"      --capture MODE       auto (default): freeze the file system mounted from\n"
-		"                           the device for the end of each epoch, so the standby\n"
-		"                           is one instant of it, where there is one (else live\n"
-		"                           reads, said so in status); freeze: that or an error;\n"
-		"                           none: live reads (not one instant)\n"
+		"      --capture MODE       how each epoch becomes one instant of the source:\n"
+		"                           freeze: the file system mounted from the device,\n"
+		"                           briefly, at the end of the epoch; reflink: read a\n"
+		"                           clone of the volume's file (or of a loop device's\n"
+		"                           backing file) on xfs or btrfs; snapshot: read the\n"
+		"                           device --snapshot-cmd makes; none: live reads (not\n"
+		"                           one instant, said so in status); auto (default):\n"
+		"                           freeze, else reflink where it can, else none\n"
 		"      --freeze-path DIR    a directory of the file system to freeze (default:\n"
 		"                           its mount point, found from the device)\n"
 		"      --freeze-timeout DURATION  the longest freeze (default 2s): a watchdog\n"
 		"                           thaws then, or when pvrepl dies, and the epoch is\n"
 		"                           aborted\n"
+		"      --snapshot-cmd CMD   run by /bin/sh for each epoch with PVREPL_VOLUME,\n"
+		"                           PVREPL_DEVICE and PVREPL_EPOCH set; prints the path\n"
+		"                           of a read-only point-in-time device of the volume\n"
+		"      --snapshot-release-cmd CMD  run after the epoch, also when it failed,\n"
+		"                           with PVREPL_SNAPSHOT set to that path\n"
 		"%s"
 		"      --progress MODE      auto, tty, log or none (default auto)\n"
 		"  -o, --output FMT         text (default) or json%s\n"
@@ -129,6 +137,8 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 		OPT_FULL_SCAN,
 		OPT_CAPTURE,
 		OPT_FREEZE_PATH,
+		OPT_SNAPSHOT_CMD,
+		OPT_SNAPSHOT_RELEASE_CMD,
 		OPT_FREEZE_TIMEOUT,
 	};
 	static const struct option opts[] = {
@@ -162,6 +172,8 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 		{ "full-scan", no_argument, NULL, OPT_FULL_SCAN },
 		{ "capture", required_argument, NULL, OPT_CAPTURE },
 		{ "freeze-path", required_argument, NULL, OPT_FREEZE_PATH },
+		{ "snapshot-cmd", required_argument, NULL, OPT_SNAPSHOT_CMD },
+		{ "snapshot-release-cmd", required_argument, NULL, OPT_SNAPSHOT_RELEASE_CMD },
 		{ "freeze-timeout", required_argument, NULL, OPT_FREEZE_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -206,7 +218,8 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 			break;
 		case OPT_CAPTURE:
 			if (capture_mode_parse(optarg, &o->cfg.capture.mode)) {
-				cli_err("--capture %s: expected auto, none or freeze", optarg);
+				cli_err("--capture %s: expected auto, none, freeze, reflink or snapshot",
+					optarg);
 				return -EINVAL;
 			}
 			break;
@@ -216,6 +229,18 @@ static int parse_send_opts(int argc, char **argv, struct replicate_opts *o, bool
 				return -EINVAL;
 			}
 			o->cfg.capture.freeze_path = optarg;
+			break;
+		case OPT_SNAPSHOT_CMD:
+		case OPT_SNAPSHOT_RELEASE_CMD:
+			if (!*optarg) {
+				cli_err("--snapshot%s-cmd: expected a shell command",
+					c == OPT_SNAPSHOT_CMD ? "" : "-release");
+				return -EINVAL;
+			}
+			if (c == OPT_SNAPSHOT_CMD)
+				o->cfg.capture.snapshot_cmd = optarg;
+			else
+				o->cfg.capture.snapshot_release_cmd = optarg;
 			break;
 		case OPT_FREEZE_TIMEOUT:
 			if (cli_parse_duration(optarg, &v) || v < CAPTURE_FREEZE_TIMEOUT_MS_MIN ||
@@ -408,6 +433,7 @@ static void print_result(const struct sender_result *r, const char *volume, enum
 	out_u64(o, "rounds", "Rounds of reads", r->rounds, OUT_UNIT_NONE);
 	out_f64(o, "freeze_ms", "Frozen for (ms)", r->freeze_ms, OUT_UNIT_NONE);
 	out_u64(o, "freeze_read_bytes", "Read while frozen", r->freeze_read_bytes, OUT_UNIT_BYTES);
+	out_f64(o, "clone_ms", "Image made in (ms)", r->clone_ms, OUT_UNIT_NONE);
 	out_u64(o, "blocks_scanned", "Blocks scanned", r->blocks_scanned, OUT_UNIT_NONE);
 	out_u64(o, "blocks_changed", "Blocks changed", r->blocks_changed, OUT_UNIT_NONE);
 	out_u64(o, "blocks_zero", "Zero blocks (markers)", r->blocks_zero, OUT_UNIT_NONE);
@@ -544,6 +570,10 @@ static int send_build(void *ctx, struct config *conf, struct replicate_opts *spe
 				capture_mode_parse(cv->capture, &o->cfg.capture.mode);
 			if (cv->freeze_path[0])
 				o->cfg.capture.freeze_path = cv->freeze_path;
+			if (cv->snapshot_cmd[0])
+				o->cfg.capture.snapshot_cmd = cv->snapshot_cmd;
+			if (cv->snapshot_release_cmd[0])
+				o->cfg.capture.snapshot_release_cmd = cv->snapshot_release_cmd;
 		}
 		if (parse_send_opts(a->argc, a->argv, o, true)) {
 			snprintf(err, err_len, "Run 'pvrepl replicate --help' for the options.");

@@ -45,7 +45,7 @@ enum config_type {
 	TYPE_BLOCK,    /* a power of two from SCAN_BLOCK_BYTES_MIN to _MAX */
 	TYPE_ALLOW,    /* a comma list of certificate names, repeatable */
 	TYPE_TRACK,    /* auto, bpf or off */
-	TYPE_CAPTURE,  /* auto, none or freeze */
+	TYPE_CAPTURE,  /* auto, none, freeze, reflink or snapshot */
 };
 
 struct config_key {
@@ -110,7 +110,7 @@ static const struct config_key config_keys[] = {
 	STR_KEY(SEC_SENDER, config_sender, "track_pin_dir", track_pin_dir, TYPE_ABSPATH, false,
 		"an absolute path on bpffs, e.g. /sys/fs/bpf/pvrepl"),
 	STR_KEY(SEC_SENDER, config_sender, "capture", capture, TYPE_CAPTURE, false,
-		"auto, none or freeze"),
+		"auto, none, freeze, reflink or snapshot"),
 	NUM_KEY(SEC_SENDER, config_sender, "freeze_timeout", freeze_timeout_ms, TYPE_DURATION,
 		CAPTURE_FREEZE_TIMEOUT_MS_MIN, CAPTURE_FREEZE_TIMEOUT_MS_MAX, false,
 		"a duration from 10ms to 60s, e.g. 2s"),
@@ -120,9 +120,13 @@ static const struct config_key config_keys[] = {
 	STR_KEY(SEC_VOLUME, config_volume, "state_dir", state_dir, TYPE_PATH, false,
 		"the sender's state directory for this volume"),
 	STR_KEY(SEC_VOLUME, config_volume, "capture", capture, TYPE_CAPTURE, false,
-		"auto, none or freeze"),
+		"auto, none, freeze, reflink or snapshot"),
 	STR_KEY(SEC_VOLUME, config_volume, "freeze_path", freeze_path, TYPE_ABSPATH, false,
 		"an absolute path in the file system on the device, e.g. /var/lib/postgresql"),
+	STR_KEY(SEC_VOLUME, config_volume, "snapshot_cmd", snapshot_cmd, TYPE_PATH, false,
+		"a shell command that prints the path of a point-in-time device of the volume"),
+	STR_KEY(SEC_VOLUME, config_volume, "snapshot_release_cmd", snapshot_release_cmd, TYPE_PATH,
+		false, "a shell command that releases the snapshot named by $PVREPL_SNAPSHOT"),
 	{ SEC_VOLUME, "allow", TYPE_ALLOW, 0, 0, 0, 0, false,
 	  "certificate names, one per line or a comma list" },
 };
@@ -294,11 +298,11 @@ static int config_set(const struct config_key *k, void *base, const char *value,
 	case TYPE_ABSPATH:
 		rc = *value == '/' ? 0 : -EINVAL;
 		break;
-	case TYPE_CAPTURE:
-		rc = strcmp(value, "auto") && strcmp(value, "none") && strcmp(value, "freeze")
-			     ? -EINVAL
-			     : 0;
-		break;
+	case TYPE_CAPTURE: {
+		enum capture_mode m;
+
+		rc = capture_mode_parse(value, &m);
+	} break;
 	case TYPE_TRACK:
 		rc = strcmp(value, "auto") && strcmp(value, "bpf") && strcmp(value, "off") ? -EINVAL
 											   : 0;
@@ -583,12 +587,27 @@ int config_load(struct config *c, const char *path, struct config_problem *probl
 	if (!c->receiver.present && !c->sender.present)
 		config_problem(&p, 0,
 			       "neither [receiver] nor [sender]; add the section of this host");
-	for (unsigned i = 0; c->sender.present && i < c->volume_count; i++)
-		if (!c->volumes[i].state_dir[0])
+	for (unsigned i = 0; c->sender.present && i < c->volume_count; i++) {
+		const struct config_volume *v = &c->volumes[i];
+		const char *capture = v->capture[0] ? v->capture : c->sender.capture;
+		bool snapshot = !strcmp(capture, "snapshot");
+
+		if (!v->state_dir[0])
 			config_problem(
-				&p, c->volumes[i].line,
+				&p, v->line,
 				"[volume %s] lacks state_dir, which the sender needs; add 'state_dir = /var/lib/pvrepl/%s'",
-				c->volumes[i].name, c->volumes[i].name);
+				v->name, v->name);
+		if (snapshot && !v->snapshot_cmd[0])
+			config_problem(
+				&p, v->line,
+				"[volume %s] is captured by snapshot but lacks snapshot_cmd; add 'snapshot_cmd = ...', a command that prints the path of a point-in-time device of it",
+				v->name);
+		if (!snapshot && (v->snapshot_cmd[0] || v->snapshot_release_cmd[0]))
+			config_problem(
+				&p, v->line,
+				"[volume %s] has a snapshot command, but its capture is %s; set 'capture = snapshot', or drop the command",
+				v->name, capture[0] ? capture : "auto");
+	}
 	config_sort_problems(problems,
 			     p.problem_count < problems_max ? p.problem_count : problems_max);
 	*problem_count = p.problem_count;
@@ -624,6 +643,8 @@ static const struct {
 	{ "PVREPL_CAPTURE", SEC_SENDER, "capture" },
 	{ "PVREPL_FREEZE_TIMEOUT", SEC_SENDER, "freeze_timeout" },
 	{ "PVREPL_FREEZE_PATH", SEC_VOLUME, "freeze_path" },
+	{ "PVREPL_SNAPSHOT_CMD", SEC_VOLUME, "snapshot_cmd" },
+	{ "PVREPL_SNAPSHOT_RELEASE_CMD", SEC_VOLUME, "snapshot_release_cmd" },
 	{ "PVREPL_DEVICE", SEC_VOLUME, "device" },
 	{ "PVREPL_ALLOW", SEC_VOLUME, "allow" },
 };

@@ -56,7 +56,7 @@ struct config_sender {
 	char track[8]; /* auto, bpf or off; empty: auto */
 	uint64_t full_scan_interval_ms;
 	char track_pin_dir[CONFIG_PATH_MAX];
-	char capture[8]; /* auto, none or freeze; empty: auto */
+	char capture[16]; /* auto, none, freeze, reflink or snapshot; empty: auto */
 	uint64_t freeze_timeout_ms;
 };
 
@@ -65,8 +65,10 @@ struct config_volume {
 	char name[CONFIG_NAME_MAX];
 	char device[CONFIG_PATH_MAX];
 	char state_dir[CONFIG_PATH_MAX]; /* the sender's */
-	char capture[8];		 /* overrides [sender]'s; empty: that one */
+	char capture[16];		 /* overrides [sender]'s; empty: that one */
 	char freeze_path[CONFIG_PATH_MAX];
+	char snapshot_cmd[CONFIG_PATH_MAX]; /* capture = snapshot */
+	char snapshot_release_cmd[CONFIG_PATH_MAX];
 	unsigned allow_count;
 	char allow[CONFIG_ALLOW_MAX][CONFIG_CERT_MAX];
 };

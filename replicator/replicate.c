@@ -267,6 +267,8 @@ struct job_strings {
 	char server_name[CONFIG_ADDR_MAX];
 	char track_pin_dir[CONFIG_PATH_MAX];
 	char freeze_path[CONFIG_PATH_MAX];
+	char snapshot_cmd[CONFIG_PATH_MAX];
+	char snapshot_release_cmd[CONFIG_PATH_MAX];
 };
 
 /*
@@ -315,6 +317,9 @@ static void opts_point(struct replicate_opts *o, struct job_strings *s)
 	o->cfg.server_name = o->cfg.server_name ? s->server_name : NULL;
 	o->cfg.tracking.pin_root = o->cfg.tracking.pin_root ? s->track_pin_dir : NULL;
 	o->cfg.capture.freeze_path = o->cfg.capture.freeze_path ? s->freeze_path : NULL;
+	o->cfg.capture.snapshot_cmd = o->cfg.capture.snapshot_cmd ? s->snapshot_cmd : NULL;
+	o->cfg.capture.snapshot_release_cmd =
+		o->cfg.capture.snapshot_release_cmd ? s->snapshot_release_cmd : NULL;
 }
 
 /* Copies o's strings into s and points o at them. */
@@ -336,6 +341,13 @@ static void opts_own(struct replicate_opts *o, struct job_strings *s)
 			 o->cfg.tracking.pin_root);
 	if (o->cfg.capture.freeze_path && o->cfg.capture.freeze_path != s->freeze_path)
 		snprintf(s->freeze_path, sizeof(s->freeze_path), "%s", o->cfg.capture.freeze_path);
+	if (o->cfg.capture.snapshot_cmd && o->cfg.capture.snapshot_cmd != s->snapshot_cmd)
+		snprintf(s->snapshot_cmd, sizeof(s->snapshot_cmd), "%s",
+			 o->cfg.capture.snapshot_cmd);
+	if (o->cfg.capture.snapshot_release_cmd &&
+	    o->cfg.capture.snapshot_release_cmd != s->snapshot_release_cmd)
+		snprintf(s->snapshot_release_cmd, sizeof(s->snapshot_release_cmd), "%s",
+			 o->cfg.capture.snapshot_release_cmd);
 #undef COPY
 	opts_point(o, s);
 }
@@ -444,6 +456,10 @@ static void job_log_scan(struct job *j, struct job_loop *loop, const struct send
 	if (r->crash_consistent && r->freeze_ms > 0)
 		log_msg(LOG_DEBUG, j->o.cfg.volume, j->o.cfg.peer, r->epoch,
 			"captured: %u rounds, frozen %.1f ms", r->rounds, r->freeze_ms);
+	if (r->crash_consistent && r->clone_ms > 0)
+		log_msg(LOG_DEBUG, j->o.cfg.volume, j->o.cfg.peer, r->epoch,
+			"captured from %s made in %.1f ms", capture_mode_name(r->capture),
+			r->clone_ms);
 	if (r->warning[0])
 		log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r->epoch, "%s", r->warning);
 }

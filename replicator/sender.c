@@ -905,7 +905,7 @@ static int choose_capture(const struct sender_config *cfg, struct capture *cap,
 
 	*rounds = false;
 	res->capture = CAPTURE_NONE;
-	if (cap->mode != CAPTURE_FREEZE) {
+	if (cap->mode == CAPTURE_NONE) {
 		snprintf(res->capture_note, sizeof(res->capture_note), "%s",
 			 cfg->capture.mode == CAPTURE_NONE ? "--capture none" : cap->why_none);
 		return 0;
@@ -913,15 +913,15 @@ static int choose_capture(const struct sender_config *cfg, struct capture *cap,
 	if (eb->flags & PROTO_EPOCH_RESUMED) {
 		snprintf(
 			res->capture_note, sizeof(res->capture_note),
-			"a resumed sync is read live (its first run was cut); the next epoch freezes %.380s",
-			cap->path);
+			"a resumed sync is read live (its first run was cut); the next epoch is captured (%s)",
+			capture_mode_name(cap->mode));
 		return 0;
 	}
 	if (!(w->capabilities & PROTO_CAP_ROUNDS)) {
-		if (cfg->capture.mode == CAPTURE_FREEZE) {
+		if (cfg->capture.mode != CAPTURE_AUTO) {
 			set_msg(res,
-				"volume %s: the receiver at %s does not take epochs in rounds (an older pvrepl), which --capture freeze needs: upgrade it, or use --capture none",
-				cfg->volume, cfg->peer);
+				"volume %s: the receiver at %s does not take epochs in rounds (an older pvrepl), which --capture %s needs: upgrade it, or use --capture none",
+				cfg->volume, cfg->peer, capture_mode_name(cfg->capture.mode));
 			return -EPROTONOSUPPORT;
 		}
 		snprintf(
@@ -936,7 +936,7 @@ static int choose_capture(const struct sender_config *cfg, struct capture *cap,
 		return -EIO;
 	}
 	*rounds = true;
-	res->capture = CAPTURE_FREEZE;
+	res->capture = cap->mode;
 	eb->flags |= PROTO_EPOCH_CRASH_CONSISTENT;
 	return 0;
 }
@@ -1232,6 +1232,86 @@ out:
 }
 
 /*
+ * An epoch read from an image (reflink, snapshot; capture.h): after the harvest
+ * of plan_scan, the image, then a second harvest, read from the image too and
+ * marked again for the next epoch (a write that completed while the image was
+ * made may be missing from it). One round from the image, then the final
+ * ROUND with its instant, which *capture_ms receives. The image is dropped
+ * before the ack is awaited; a failed release is a warning.
+ */
+static int image_epoch(const struct sender_config *cfg, const struct kfio_dev *dev, struct map *m,
+		       struct conn *c, const struct proto_welcome *w, struct proto_epoch_begin *eb,
+		       struct tracking *tr, struct capture *cap, struct sender_result *res,
+		       int64_t *capture_ms)
+{
+	char err[CAPTURE_WHY_MAX + 600] = "";
+	struct kfio_dev img = { .fd = -1 };
+	struct scan_stats st;
+	uint64_t *more = NULL, more_bytes = 0;
+	int rc;
+
+	rc = capture_image(cap, eb->epoch, err, sizeof(err));
+	res->clone_ms = cap->image_ms;
+	if (rc) {
+		set_msg(res, "%s", err);
+		goto out;
+	}
+	if (tr->track) {
+		more = calloc(kfio_track_words(tr->track), sizeof(uint64_t));
+		rc = more ? tracking_round(tr, more, &more_bytes, err, sizeof(err)) : -ENOMEM;
+		if (rc) {
+			set_msg(res, "volume %s: write tracker: %s", cfg->volume,
+				more ? err : "out of memory");
+			goto out;
+		}
+		tracking_carry(tr, more);
+	}
+	rc = kfio_dev_open(&img, cap->image, 0);
+	if (rc) {
+		set_msg(res, "volume %s: cannot read %s: %s", cfg->volume, cap->image_name,
+			img.err_msg);
+		goto out;
+	}
+	/* A loop device can be shorter than its file (whole sectors); a
+	 * snapshot is the volume's size exactly. */
+	if (img.size_bytes < dev->size_bytes ||
+	    (cap->mode == CAPTURE_SNAPSHOT && img.size_bytes != dev->size_bytes)) {
+		set_msg(res,
+			"volume %s: %s is %" PRIu64 " bytes, and the volume %s is %" PRIu64
+			" bytes: it is not an image of this volume",
+			cfg->volume, cap->image_name, img.size_bytes, cfg->device, dev->size_bytes);
+		rc = -EINVAL;
+		goto out;
+	}
+	img.size_bytes = dev->size_bytes;
+	snprintf(img.path, sizeof(img.path), "%.*s", (int)sizeof(img.path) - 1, cap->image_name);
+	if (cap->mode == CAPTURE_REFLINK && cap->image_ms > CAPTURE_CLONE_WARN_MS)
+		snprintf(
+			res->warning, sizeof(res->warning),
+			"volume %s: cloning %.200s took %.0f ms, and all I/O to the file waited for it: a fragmented file clones slowly (defragment it, or use --capture freeze)",
+			cfg->volume, cap->clone_src, cap->image_ms);
+	*capture_ms = cap->image_unix_ms;
+	rc = send_epoch_begin(cfg, c, w, eb, *capture_ms, res);
+	if (rc)
+		goto out;
+	rc = stream_round(cfg, &img, m, c, eb, tr, tracking_only_pages(tr),
+			  tr->tracked_bytes + more_bytes, false, res, &st);
+	res->rounds = 1;
+	if (!rc)
+		rc = send_round(cfg, c, 2, true, cap->image_unix_ms, res);
+	if (!rc)
+		res->rounds = 2;
+out:
+	if (img.fd >= 0)
+		kfio_dev_close(&img);
+	if (capture_image_release(cap, eb->epoch, err, sizeof(err)) && !res->warning[0])
+		snprintf(res->warning, sizeof(res->warning), "%.*s", (int)sizeof(res->warning) - 1,
+			 err);
+	free(more);
+	return rc;
+}
+
+/*
  * Records the epoch as pending, sends EPOCH_END and waits for the receiver's ack
  * of exactly this epoch and root. Pending first: if the ack is lost after the
  * receiver committed, the next attempt can confirm it (settle_lost_ack).
@@ -1323,6 +1403,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	ASSERT(cfg->timeout_ms > 0);
 	memset(res, 0, sizeof(*res));
 	res->outcome = SENDER_FAILED;
+	res->capture = CAPTURE_NONE; /* until one is chosen */
 	rc = open_source(cfg, &dev, &m, res);
 	if (rc)
 		goto out;
@@ -1349,19 +1430,26 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	rc = plan_scan(cfg, &tr, &m, res);
 	if (rc)
 		goto release;
-	/* Live reads start now: the standby will hold the source as of this time
-	 * (a conservative point: blocks read later may be newer). */
-	capture_ms = clock_unix_ms();
-	rc = send_epoch_begin(cfg, &c, &w, &eb, capture_ms, res);
-	if (rc)
-		goto release;
-	rc = stream_round(cfg, &dev, &m, &c, &eb, &tr, tracking_only_pages(&tr), tr.tracked_bytes,
-			  w.capabilities & PROTO_CAP_PAGES, res, &st);
-	res->rounds = 1;
-	if (!rc && rounds)
-		rc = capture_rounds(cfg, &dev, &m, &c, &eb, &tr, &cap, res);
-	if (rc)
-		goto release;
+	if (rounds && capture_reads_image(&cap)) {
+		rc = image_epoch(cfg, &dev, &m, &c, &w, &eb, &tr, &cap, res, &capture_ms);
+		if (rc)
+			goto release;
+	} else {
+		/* Live reads start now: the standby will hold the source as of
+		 * this time (a conservative point: blocks read later may be
+		 * newer), or as of the freeze at the end of the rounds. */
+		capture_ms = clock_unix_ms();
+		rc = send_epoch_begin(cfg, &c, &w, &eb, capture_ms, res);
+		if (rc)
+			goto release;
+		rc = stream_round(cfg, &dev, &m, &c, &eb, &tr, tracking_only_pages(&tr),
+				  tr.tracked_bytes, w.capabilities & PROTO_CAP_PAGES, res, &st);
+		res->rounds = 1;
+		if (!rc && rounds)
+			rc = capture_rounds(cfg, &dev, &m, &c, &eb, &tr, &cap, res);
+		if (rc)
+			goto release;
+	}
 	res->crash_consistent = rounds;
 	rc = end_epoch(cfg, &c, &m, eb.epoch, res);
 	if (rc)

@@ -97,14 +97,15 @@ struct sender_result {
 	char tracking_off[320];		/* when not: why */
 	uint64_t tracked_bytes;		/* marked by the tracker at this epoch's harvest */
 	uint64_t tracker_missed_blocks; /* a checking full scan found these unmarked */
-	/* The capture: freeze (one instant, crash_consistent) or none (live reads,
-	 * with the reason when it was not asked for). */
+	/* The capture: freeze, reflink or snapshot (one instant, crash_consistent)
+	 * or none (live reads, with the reason when it was not asked for). */
 	enum capture_mode capture;
 	char capture_note[CAPTURE_WHY_MAX];
 	bool crash_consistent;
 	uint32_t rounds;	    /* rounds of reads (1: none after the first) */
 	double freeze_ms;	    /* how long the file system was frozen */
 	uint64_t freeze_read_bytes; /* read while it was */
+	double clone_ms;	    /* reflink: the FICLONE call; snapshot: the command */
 	char warning[400];	    /* the epoch succeeded, but this needs attention */
 	uint64_t blocks_changed;
 	uint64_t blocks_zero;

@@ -263,6 +263,12 @@ int tracking_round(struct tracking *t, uint64_t *set, uint64_t *bytes, char *err
 	return 0;
 }
 
+void tracking_carry(struct tracking *t, const uint64_t *set)
+{
+	ASSERT(t->track != NULL);
+	kfio_track_mark_live(t->track, set);
+}
+
 const uint64_t *tracking_only_pages(const struct tracking *t)
 {
 	return t->track && t->scan == TRACKING_SCAN_TRACKED ? kfio_track_pending(t->track) : NULL;

@@ -120,6 +120,12 @@ int tracking_plan(struct tracking *t, const struct map *m, bool initial_sync, ch
  * -errno with err.
  */
 int tracking_round(struct tracking *t, uint64_t *set, uint64_t *bytes, char *err, size_t err_len);
+/*
+ * Marks set (a tracking_round's) live again: the next epoch reads it too. For
+ * an epoch read from an image made between two harvests, whose second set may
+ * hold writes the image missed.
+ */
+void tracking_carry(struct tracking *t, const uint64_t *set);
 /* The pending bitmap a tracked scan reads (scan_config.only_pages), else NULL. */
 const uint64_t *tracking_only_pages(const struct tracking *t);
 
