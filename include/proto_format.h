@@ -131,6 +131,8 @@ _Static_assert(PROTO_PAGES_PAYLOAD_MAX <= PROTO_FRAME_PAYLOAD_MAX, "PAGES fits a
  * ascending block order and may repeat blocks of earlier rounds (the later wins);
  * the final round is read at the capture instant. */
 #define PROTO_CAP_ROUNDS (1ull << 4)
+/* The final ROUND may name how the source was captured (PROTO_ROUND_CAPTURE_*). */
+#define PROTO_CAP_CAPTURE_KIND (1ull << 5)
 
 /* On the wire: the values of codec.h's enum codec_kind (checked in proto.c). */
 enum proto_codec {
@@ -150,9 +152,16 @@ enum proto_state {
 #define PROTO_EPOCH_FLAGS_KNOWN \
 	(PROTO_EPOCH_INITIAL_SYNC | PROTO_EPOCH_CRASH_CONSISTENT | PROTO_EPOCH_RESUMED)
 
-/* ROUND flags. */
-#define PROTO_ROUND_FINAL	(1u << 0)
-#define PROTO_ROUND_FLAGS_KNOWN PROTO_ROUND_FINAL
+/* ROUND flags: FINAL, and in a final round (PROTO_CAP_CAPTURE_KIND) how the
+ * source was captured, in bits 8..11: 0 unsaid, else PROTO_CAPTURE_*. */
+#define PROTO_ROUND_FINAL	   (1u << 0)
+#define PROTO_ROUND_CAPTURE_SHIFT  8u
+#define PROTO_ROUND_CAPTURE_MASK   (0xfu << PROTO_ROUND_CAPTURE_SHIFT)
+#define PROTO_ROUND_FLAGS_KNOWN	   (PROTO_ROUND_FINAL | PROTO_ROUND_CAPTURE_MASK)
+#define PROTO_CAPTURE_FREEZE	   2u
+#define PROTO_CAPTURE_REFLINK	   3u
+#define PROTO_CAPTURE_SNAPSHOT	   4u
+#define PROTO_ROUND_CAPTURE(flags) (((flags)&PROTO_ROUND_CAPTURE_MASK) >> PROTO_ROUND_CAPTURE_SHIFT)
 
 enum proto_refuse_reason {
 	PROTO_REFUSE_VERSION = 1,

@@ -249,14 +249,21 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 		condition(v, "Ready", lvl == CHECK_OK, why, msg, s->state_since_unix);
 		/* True only for one instant of the source: an epoch read live is
 		 * complete but may be torn (a database on it may not open). */
+		if (s->consistent)
+			out_str(v, "capture", "Captured by", status_capture_name(s->capture));
+		else
+			out_str(v, "capture", "Captured by", NULL);
+		snprintf(msg, sizeof(msg),
+			 "the standby holds one instant of the source (an epoch captured by %s)",
+			 status_capture_name(s->capture));
 		condition(
 			v, "Consistent", s->consistent && s->crash_consistent,
 			s->consistent ? (s->crash_consistent ? "CrashConsistent" : "LiveRead")
 				      : "NoCompleteEpoch",
 			s->consistent
 				? (s->crash_consistent
-					   ? "the standby holds one instant of the source (a captured epoch)"
-					   : "the standby holds a complete epoch read live, not one instant of the source: a database on it may be torn (--capture freeze, or the file system could not be frozen)")
+					   ? msg
+					   : "the standby holds a complete epoch read live, not one instant of the source: a database on it may be torn (--capture none, or nothing could capture the source: see the sender's capture_note)")
 				: "no complete epoch yet",
 			s->consistent_point_ms / 1000);
 		out_append(root, "volumes", v);

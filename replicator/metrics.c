@@ -24,6 +24,7 @@
 
 #include "metrics.h"
 #include "pvrepl_assert.h"
+#include "status.h"
 
 #define METRICS_PREFIX "pvrepl_"
 /*
@@ -58,9 +59,10 @@ static const char *const metrics_state_names[METRICS_STATE_COUNT] = {
 };
 
 static const char *const metrics_capture_names[METRICS_CAPTURE_COUNT] = {
-	[METRICS_CAPTURE_UNKNOWN] = "unknown", [METRICS_CAPTURE_SNAPSHOT] = "snapshot",
-	[METRICS_CAPTURE_FREEZE] = "freeze",   [METRICS_CAPTURE_CBT] = "cbt",
-	[METRICS_CAPTURE_NONE] = "none",
+	[METRICS_CAPTURE_UNKNOWN] = "unknown",	 [METRICS_CAPTURE_SNAPSHOT] = "snapshot",
+	[METRICS_CAPTURE_FREEZE] = "freeze",	 [METRICS_CAPTURE_CBT] = "cbt",
+	[METRICS_CAPTURE_NONE] = "none",	 [METRICS_CAPTURE_REFLINK] = "reflink",
+	[METRICS_CAPTURE_CAPTURED] = "captured",
 };
 
 static const char *const metrics_sync_result_names[METRICS_SYNC_RESULT_COUNT] = {
@@ -209,6 +211,21 @@ void metrics_set_state(struct metrics_volume *v, enum metrics_state state)
 {
 	ASSERT((unsigned)state < METRICS_STATE_COUNT);
 	__atomic_store_n(&v->state, (uint32_t)state, __ATOMIC_RELAXED);
+}
+
+enum metrics_capture metrics_capture_of(uint8_t status_capture)
+{
+	switch (status_capture) {
+	case STATUS_CAPTURE_LIVE:
+		return METRICS_CAPTURE_NONE;
+	case STATUS_CAPTURE_FREEZE:
+		return METRICS_CAPTURE_FREEZE;
+	case STATUS_CAPTURE_REFLINK:
+		return METRICS_CAPTURE_REFLINK;
+	case STATUS_CAPTURE_SNAPSHOT:
+		return METRICS_CAPTURE_SNAPSHOT;
+	}
+	return METRICS_CAPTURE_CAPTURED;
 }
 
 void metrics_set_capture(struct metrics_volume *v, enum metrics_capture capture)

@@ -62,6 +62,8 @@ enum metrics_capture {
 	METRICS_CAPTURE_FREEZE,
 	METRICS_CAPTURE_CBT,
 	METRICS_CAPTURE_NONE,
+	METRICS_CAPTURE_REFLINK,
+	METRICS_CAPTURE_CAPTURED, /* captured, how not recorded */
 	METRICS_CAPTURE_COUNT,
 };
 
@@ -217,6 +219,8 @@ double metrics_gauge_get(const struct metrics_gauge *g);
 void metrics_observe(struct metrics_histogram *h, double v);
 void metrics_set_state(struct metrics_volume *v, enum metrics_state state);
 void metrics_set_capture(struct metrics_volume *v, enum metrics_capture capture);
+/* The label of a status_capture (status.h) value. */
+enum metrics_capture metrics_capture_of(uint8_t status_capture);
 static inline void metrics_count_sync(struct metrics_volume *v, enum metrics_sync_result result)
 {
 	metrics_add(&v->syncs_total[result], 1);

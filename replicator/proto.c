@@ -1114,6 +1114,11 @@ static bool proto_round_valid(const struct proto_round *m)
 		return false;
 	if ((m->flags & ~PROTO_ROUND_FLAGS_KNOWN) != 0)
 		return false;
+	/* How the source was captured: named by a final round only. */
+	if (PROTO_ROUND_CAPTURE(m->flags) &&
+	    (!final || PROTO_ROUND_CAPTURE(m->flags) < PROTO_CAPTURE_FREEZE ||
+	     PROTO_ROUND_CAPTURE(m->flags) > PROTO_CAPTURE_SNAPSHOT))
+		return false;
 	/* The capture instant belongs to the final round alone (invariant 2). */
 	return final == (m->capture_unix_ms != 0);
 }

@@ -79,6 +79,9 @@ struct proto_epoch_begin {
 	 * frame is encoded without it (48 bytes), as a peer without
 	 * PROTO_CAP_CAPTURE_TIME expects. */
 	uint64_t capture_unix_ms;
+	/* Not on the wire in EPOCH_BEGIN: the receiver sets it, with the instant,
+	 * from the final ROUND (PROTO_CAPTURE_*, 0 unsaid). */
+	uint8_t capture_kind;
 };
 
 /*

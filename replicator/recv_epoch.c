@@ -61,7 +61,7 @@ int recv_epoch_welcome(struct recv_peer *p, const struct standby *v, const struc
 		.version_max = PROTO_VERSION_MAX,
 		.capabilities = h->capabilities &
 				(PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME |
-				 PROTO_CAP_PAGES | PROTO_CAP_ROUNDS),
+				 PROTO_CAP_PAGES | PROTO_CAP_ROUNDS | PROTO_CAP_CAPTURE_KIND),
 	};
 	int n;
 
@@ -850,6 +850,7 @@ static int rx_round(struct rx *x, const struct rx_sink *k, const struct proto_ro
 	if (!r && (rd->flags & PROTO_ROUND_FINAL)) {
 		x->eb_final = *x->eb;
 		x->eb_final.capture_unix_ms = rd->capture_unix_ms;
+		x->eb_final.capture_kind = (uint8_t)PROTO_ROUND_CAPTURE(rd->flags);
 		x->eb = &x->eb_final;
 	}
 	return r;

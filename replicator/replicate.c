@@ -224,8 +224,7 @@ static void epoch_metrics(struct metrics_volume *mv, const struct replicate_opts
 		metrics_set(&mv->volume_size_bytes, (double)r->size_bytes);
 	metrics_add(&mv->changed_blocks_total, r->blocks_changed);
 	if (r->outcome == SENDER_OK)
-		metrics_set_capture(mv, r->crash_consistent ? METRICS_CAPTURE_FREEZE
-							    : METRICS_CAPTURE_NONE);
+		metrics_set_capture(mv, metrics_capture_of(sender_capture_kind(r)));
 	metrics_add(&mv->payload_bytes_total, r->payload_bytes);
 	metrics_add(&mv->sent_bytes_total, r->wire_bytes);
 	metrics_add(&mv->source_read_bytes_total, r->read_bytes);

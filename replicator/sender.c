@@ -566,7 +566,7 @@ static int handshake(const struct sender_config *cfg, struct conn *c, struct map
 		.version_min = PROTO_VERSION_MIN,
 		.version_max = PROTO_VERSION_MAX,
 		.capabilities = PROTO_CAP_LZ4 | PROTO_CAP_RESUME | PROTO_CAP_CAPTURE_TIME |
-				PROTO_CAP_PAGES | PROTO_CAP_ROUNDS,
+				PROTO_CAP_PAGES | PROTO_CAP_ROUNDS | PROTO_CAP_CAPTURE_KIND,
 		.size_bytes = m->size_bytes,
 		.block_bytes = m->block_bytes,
 		.generation = m->generation,
@@ -777,6 +777,8 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 	if (res->outcome == SENDER_OK) {
 		s.state = STATUS_REPLICATING;
 		s.consistent = true;
+		s.crash_consistent = res->crash_consistent;
+		s.capture = sender_capture_kind(res);
 		s.epoch = res->epoch;
 		s.last_success_unix = now;
 		s.consistent_point_ms = capture_ms;
@@ -1081,11 +1083,13 @@ free_s:
  * after the thaw: the freeze lasts the reads, not the network. */
 #define SENDER_HOLD_BYTES (64u << 20)
 
-static int send_round(const struct sender_config *cfg, struct conn *c, uint32_t round, bool final,
-		      int64_t capture_ms, struct sender_result *res)
+/* flags: 0, or the final round's (PROTO_ROUND_FINAL and the capture kind). */
+static int send_round(const struct sender_config *cfg, struct conn *c, uint32_t round,
+		      uint32_t flags, int64_t capture_ms, struct sender_result *res)
 {
+	bool final = flags & PROTO_ROUND_FINAL;
 	struct proto_round r = { .round = round,
-				 .flags = final ? PROTO_ROUND_FINAL : 0,
+				 .flags = flags,
 				 .capture_unix_ms = final ? (uint64_t)capture_ms : 0 };
 	int n = proto_encode_round(&r, c->tx, PROTO_FRAME_BYTES_MAX);
 	int rc = n < 0 ? n : conn_send(c, c->tx, (size_t)n);
@@ -1128,7 +1132,7 @@ static uint64_t set_read_bytes(const uint64_t *set, uint64_t words, uint32_t blo
  */
 static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
 			  struct conn *c, const struct proto_epoch_begin *eb, struct tracking *tr,
-			  struct capture *cap, struct sender_result *res)
+			  struct capture *cap, uint32_t final_flags, struct sender_result *res)
 {
 	uint64_t words = kfio_track_words(tr->track);
 	uint64_t *set = calloc(words, sizeof(uint64_t)), *more = calloc(words, sizeof(uint64_t));
@@ -1165,7 +1169,7 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 		 * and the receiver completes the block without it; a freeze waits
 		 * for the file system's writes, so its harvest finds that page. */
 		if (bytes == 0 && !res->blocks_partial) {
-			rc = send_round(cfg, c, round, true, instant, res);
+			rc = send_round(cfg, c, round, final_flags, instant, res);
 			break;
 		}
 		if (rate < SENDER_RATE_FLOOR)
@@ -1177,7 +1181,7 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 			(double)set_read_bytes(set, words, m->block_bytes) / rate * 1e3 <=
 				SENDER_FREEZE_TARGET_MS;
 		if (!final) {
-			rc = send_round(cfg, c, round, false, 0, res);
+			rc = send_round(cfg, c, round, 0, 0, res);
 			if (!rc)
 				rc = stream_round(cfg, dev, m, c, eb, tr, set, bytes, false, res,
 						  &st);
@@ -1203,7 +1207,7 @@ static int capture_rounds(const struct sender_config *cfg, struct kfio_dev *dev,
 		for (uint64_t i = 0; !rc && i < words; i++)
 			set[i] |= more[i];
 		if (!rc)
-			rc = send_round(cfg, c, round, true, cap->freeze_unix_ms, res);
+			rc = send_round(cfg, c, round, final_flags, cap->freeze_unix_ms, res);
 		if (!rc)
 			rc = stream_round(cfg, dev, m, c, eb, tr, set, bytes + more_bytes, false,
 					  res, &st);
@@ -1231,6 +1235,33 @@ out:
 	return rc;
 }
 
+/* The final ROUND's flags: FINAL, and how the source was captured where the
+ * receiver takes it. */
+static uint32_t final_flags(const struct proto_welcome *w, const struct sender_result *res)
+{
+	uint32_t kind = res->capture == CAPTURE_REFLINK	   ? PROTO_CAPTURE_REFLINK
+			: res->capture == CAPTURE_SNAPSHOT ? PROTO_CAPTURE_SNAPSHOT
+							   : PROTO_CAPTURE_FREEZE;
+
+	if (!(w->capabilities & PROTO_CAP_CAPTURE_KIND))
+		return PROTO_ROUND_FINAL;
+	return PROTO_ROUND_FINAL | kind << PROTO_ROUND_CAPTURE_SHIFT;
+}
+
+_Static_assert(STATUS_CAPTURE_FREEZE == PROTO_CAPTURE_FREEZE &&
+		       STATUS_CAPTURE_REFLINK == PROTO_CAPTURE_REFLINK &&
+		       STATUS_CAPTURE_SNAPSHOT == PROTO_CAPTURE_SNAPSHOT,
+	       "one numbering of capture kinds, on the wire and on disk");
+
+uint8_t sender_capture_kind(const struct sender_result *res)
+{
+	if (!res->crash_consistent)
+		return STATUS_CAPTURE_LIVE;
+	return res->capture == CAPTURE_REFLINK	  ? STATUS_CAPTURE_REFLINK
+	       : res->capture == CAPTURE_SNAPSHOT ? STATUS_CAPTURE_SNAPSHOT
+						  : STATUS_CAPTURE_FREEZE;
+}
+
 /*
  * An epoch read from an image (reflink, snapshot; capture.h): after the harvest
  * of plan_scan, the image, then a second harvest, read from the image too and
@@ -1241,8 +1272,8 @@ out:
  */
 static int image_epoch(const struct sender_config *cfg, const struct kfio_dev *dev, struct map *m,
 		       struct conn *c, const struct proto_welcome *w, struct proto_epoch_begin *eb,
-		       struct tracking *tr, struct capture *cap, struct sender_result *res,
-		       int64_t *capture_ms)
+		       struct tracking *tr, struct capture *cap, uint32_t final_flags,
+		       struct sender_result *res, int64_t *capture_ms)
 {
 	char err[CAPTURE_WHY_MAX + 600] = "";
 	struct kfio_dev img = { .fd = -1 };
@@ -1298,7 +1329,7 @@ static int image_epoch(const struct sender_config *cfg, const struct kfio_dev *d
 			  tr->tracked_bytes + more_bytes, false, res, &st);
 	res->rounds = 1;
 	if (!rc)
-		rc = send_round(cfg, c, 2, true, cap->image_unix_ms, res);
+		rc = send_round(cfg, c, 2, final_flags, cap->image_unix_ms, res);
 	if (!rc)
 		res->rounds = 2;
 out:
@@ -1431,7 +1462,8 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	if (rc)
 		goto release;
 	if (rounds && capture_reads_image(&cap)) {
-		rc = image_epoch(cfg, &dev, &m, &c, &w, &eb, &tr, &cap, res, &capture_ms);
+		rc = image_epoch(cfg, &dev, &m, &c, &w, &eb, &tr, &cap, final_flags(&w, res), res,
+				 &capture_ms);
 		if (rc)
 			goto release;
 	} else {
@@ -1446,7 +1478,8 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 				  tr.tracked_bytes, w.capabilities & PROTO_CAP_PAGES, res, &st);
 		res->rounds = 1;
 		if (!rc && rounds)
-			rc = capture_rounds(cfg, &dev, &m, &c, &eb, &tr, &cap, res);
+			rc = capture_rounds(cfg, &dev, &m, &c, &eb, &tr, &cap, final_flags(&w, res),
+					    res);
 		if (rc)
 			goto release;
 	}

@@ -126,6 +126,9 @@ struct sender_result {
 	char message[512];
 };
 
+/* How the epoch's source was captured: a status_capture value (status.h). */
+uint8_t sender_capture_kind(const struct sender_result *res);
+
 /* Runs one epoch end to end; fills res (also on failure). Returns 0 or -errno. */
 int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res);
 

@@ -189,8 +189,7 @@ static void vol_metrics(struct standby *v, const struct status_record *s, int ok
 	metrics_set(&mv->consistent_point_timestamp_seconds, (double)s->consistent_point_ms / 1e3);
 	/* What the standby's epoch is: one instant (a freeze) or live reads. */
 	if (s->consistent)
-		metrics_set_capture(mv, s->crash_consistent ? METRICS_CAPTURE_FREEZE
-							    : METRICS_CAPTURE_NONE);
+		metrics_set_capture(mv, metrics_capture_of(s->capture));
 	if (s->consistent)
 		metrics_set(&mv->initial_sync_progress_ratio, 1);
 	if (ok < 0)
@@ -225,6 +224,7 @@ void standby_record(struct standby *v, const char *peer, int ok, double seconds,
 	s.epoch = v->vs.kind == VSTATE_CONSISTENT ? v->vs.epoch : 0;
 	s.consistent = v->vs.kind == VSTATE_CONSISTENT;
 	s.crash_consistent = v->vs.crash_consistent;
+	s.capture = v->vs.capture;
 	s.consistent_point_ms = s.consistent ? v->vs.consistent_point_ms : 0;
 	s.state = v->failed					  ? STATUS_ERROR
 		  : !s.consistent || v->vs.kind == VSTATE_SYNCING ? STATUS_INITIAL_SYNC
@@ -448,6 +448,9 @@ int standby_commit(struct standby *v, const struct proto_epoch_begin *eb)
 	v->vs.sync_epoch = 0;
 	v->vs.sync_cursor = 0;
 	v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
+	v->vs.capture = !v->vs.crash_consistent ? STATUS_CAPTURE_LIVE
+			: eb->capture_kind	? eb->capture_kind
+						: STATUS_CAPTURE_UNKNOWN;
 	v->vs.committed_unix = time(NULL);
 	/* A resumed sync holds blocks read in its first run: it stands for that
 	 * run's time. */

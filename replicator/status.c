@@ -108,7 +108,9 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 	d.role = (uint8_t)s->role;
 	d.state = (uint8_t)s->state;
 	d.consistent = s->consistent;
-	d.crash_consistent = s->crash_consistent;
+	d.crash_consistent = !s->crash_consistent ? STATUS_CAPTURE_LIVE
+			     : s->capture	  ? s->capture
+						  : STATUS_CAPTURE_UNKNOWN;
 	d.epoch = htole64(s->epoch);
 	d.size_bytes = htole64(s->size_bytes);
 	d.state_since_unix = (int64_t)htole64((uint64_t)s->state_since_unix);
@@ -181,7 +183,8 @@ int status_load(struct status_record *s, const char *dir)
 	s->role = d.role;
 	s->state = d.state;
 	s->consistent = d.consistent;
-	s->crash_consistent = d.crash_consistent;
+	s->capture = status_capture_of_byte(d.crash_consistent);
+	s->crash_consistent = s->capture != STATUS_CAPTURE_LIVE;
 	s->epoch = le64toh(d.epoch);
 	s->size_bytes = le64toh(d.size_bytes);
 	s->state_since_unix = (int64_t)le64toh((uint64_t)d.state_since_unix);
@@ -209,4 +212,24 @@ int status_load(struct status_record *s, const char *dir)
 		memcpy(s->scan_note, x.scan_note, sizeof(s->scan_note));
 	}
 	return 0;
+}
+
+const char *status_capture_name(uint8_t capture)
+{
+	switch (capture) {
+	case STATUS_CAPTURE_LIVE:
+		return "live";
+	case STATUS_CAPTURE_FREEZE:
+		return "freeze";
+	case STATUS_CAPTURE_REFLINK:
+		return "reflink";
+	case STATUS_CAPTURE_SNAPSHOT:
+		return "snapshot";
+	}
+	return "captured";
+}
+
+uint8_t status_capture_of_byte(uint8_t b)
+{
+	return b > STATUS_CAPTURE_SNAPSHOT ? STATUS_CAPTURE_UNKNOWN : b;
 }

@@ -39,11 +39,32 @@ enum status_tracking {
 	STATUS_TRACKING_BPF = 2,     /* the eBPF write tracker */
 };
 
+/*
+ * How the standby's epoch was captured. On disk it is the byte that says
+ * crash_consistent (vstate, status): 0 read live, 1 captured in a way not
+ * recorded (records written before kinds were), else the kind; the values
+ * are PROTO_CAPTURE_*'s.
+ */
+enum status_capture {
+	STATUS_CAPTURE_LIVE = 0,
+	STATUS_CAPTURE_UNKNOWN = 1,
+	STATUS_CAPTURE_FREEZE = 2,
+	STATUS_CAPTURE_REFLINK = 3,
+	STATUS_CAPTURE_SNAPSHOT = 4,
+};
+
+/* "live", "captured", "freeze", "reflink", "snapshot". */
+const char *status_capture_name(uint8_t capture);
+/* The on-disk byte read back: crash_consistent and the kind (an unknown one
+ * is STATUS_CAPTURE_UNKNOWN). */
+uint8_t status_capture_of_byte(uint8_t b);
+
 struct status_record {
 	enum status_role role;
 	enum status_state state;
 	bool consistent;       /* secondary: the standby holds a whole epoch */
 	bool crash_consistent; /* that epoch came from a point-in-time capture */
+	uint8_t capture;       /* how (enum status_capture); 0 when not */
 	uint64_t epoch;	       /* confirmed (primary) / committed (secondary) */
 	uint64_t size_bytes;
 	int64_t state_since_unix; /* when state last changed */

@@ -13,6 +13,7 @@
 #include "delta.h"
 #include "pvrepl_assert.h"
 #include "replace.h"
+#include "status.h"
 #include "vstate.h"
 
 struct vstate_disk {
@@ -74,7 +75,8 @@ int vstate_load(struct vstate *s, const char *dir, char *err, size_t err_len)
 		return -EBADMSG;
 	}
 	s->kind = d.kind;
-	s->crash_consistent = d.crash_consistent;
+	s->capture = status_capture_of_byte(d.crash_consistent);
+	s->crash_consistent = s->capture != STATUS_CAPTURE_LIVE;
 	s->epoch = le64toh(d.epoch);
 	s->generation = le64toh(d.generation);
 	s->sync_epoch = le64toh(d.sync_epoch);
@@ -107,7 +109,9 @@ int vstate_store(const struct vstate *s, const char *dir, char *err, size_t err_
 	d.magic = htole32(VSTATE_MAGIC);
 	d.version = htole16(VSTATE_VERSION);
 	d.kind = (uint8_t)s->kind;
-	d.crash_consistent = s->crash_consistent;
+	d.crash_consistent = !s->crash_consistent ? STATUS_CAPTURE_LIVE
+			     : s->capture	  ? s->capture
+						  : STATUS_CAPTURE_UNKNOWN;
 	d.epoch = htole64(s->epoch);
 	d.generation = htole64(s->generation);
 	d.sync_epoch = htole64(s->sync_epoch);

@@ -30,6 +30,7 @@ enum vstate_kind {
 struct vstate {
 	enum vstate_kind kind;
 	bool crash_consistent; /* the last committed epoch came from a point-in-time capture */
+	uint8_t capture;       /* how (enum status_capture); 0 when not */
 	uint64_t epoch;	       /* last committed epoch (0: none) */
 	uint64_t generation;
 	uint64_t sync_epoch;	/* SYNCING: the epoch being synced */

@@ -326,7 +326,9 @@ static void sample_round(struct proto_round *m, uint64_t *rng)
 	memset(m, 0, sizeof(*m));
 	m->round = 2 + (uint32_t)below(rng, PROTO_ROUNDS_MAX - 1);
 	if (below(rng, 2)) {
-		m->flags = PROTO_ROUND_FINAL;
+		uint32_t kind = (uint32_t)below(rng, 4); /* 0 unsaid, else 2..4 */
+
+		m->flags = PROTO_ROUND_FINAL | (kind ? kind + 1 : 0) << PROTO_ROUND_CAPTURE_SHIFT;
 		m->capture_unix_ms = 1 + rnd(rng) % UINT64_MAX;
 	}
 }
@@ -1705,6 +1707,15 @@ static void test_round_bounds(void **state)
 		{ 2, PROTO_ROUND_FINAL | (1u << 31), 1795000000123ull, false },
 		{ 2, 0, 1795000000123ull, false },  /* a capture time without FINAL */
 		{ 2, PROTO_ROUND_FINAL, 0, false }, /* FINAL without a capture time */
+		/* how the source was captured: a final round's, a known kind */
+		{ 2, PROTO_ROUND_FINAL | PROTO_CAPTURE_FREEZE << 8, 7, true },
+		{ 3, PROTO_ROUND_FINAL | PROTO_CAPTURE_REFLINK << 8, 7, true },
+		{ 2, PROTO_ROUND_FINAL | PROTO_CAPTURE_SNAPSHOT << 8, 7, true },
+		{ 2, PROTO_CAPTURE_FREEZE << 8, 0, false }, /* not final */
+		{ 2, PROTO_ROUND_FINAL | 1u << 8, 7, false },
+		{ 2, PROTO_ROUND_FINAL | 5u << 8, 7, false },
+		{ 2, PROTO_ROUND_FINAL | 15u << 8, 7, false },
+		{ 2, PROTO_ROUND_FINAL | 1u << 12, 7, false }, /* past the kind's bits */
 	};
 	uint8_t *p = out + PROTO_HEADER_BYTES;
 	struct proto_round m, got;

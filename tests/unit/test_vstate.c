@@ -23,6 +23,7 @@
 
 #include "pvrepl_assert.h"
 #include "replace.h"
+#include "status.h"
 #include "testutil.h"
 #include "vstate.h"
 
@@ -47,7 +48,7 @@ static void new_dir(char *dir, size_t len)
 static bool same(const struct vstate *a, const struct vstate *b)
 {
 	return a->kind == b->kind && a->crash_consistent == b->crash_consistent &&
-	       a->epoch == b->epoch && a->generation == b->generation &&
+	       a->capture == b->capture && a->epoch == b->epoch && a->generation == b->generation &&
 	       a->sync_epoch == b->sync_epoch && a->sync_cursor == b->sync_cursor &&
 	       a->committed_unix == b->committed_unix &&
 	       a->consistent_point_ms == b->consistent_point_ms &&
@@ -73,6 +74,7 @@ static void states_of(enum transition t, struct vstate *before, struct vstate *a
 	struct vstate consistent = {
 		.kind = VSTATE_CONSISTENT,
 		.crash_consistent = true,
+		.capture = STATUS_CAPTURE_FREEZE,
 		.epoch = 5,
 		.generation = 2,
 		.committed_unix = 1700000001,
@@ -100,6 +102,7 @@ static void states_of(enum transition t, struct vstate *before, struct vstate *a
 		*before = consistent;
 		*after = consistent;
 		after->epoch = 6;
+		after->capture = STATUS_CAPTURE_REFLINK; /* how it was captured is kept */
 		after->committed_unix++;
 		after->consistent_point_ms += 5000;
 		break;
@@ -198,10 +201,28 @@ static void test_damaged_record(void **state)
 	assert_int_equal(vstate_load(&got, dir, err, sizeof(err)), -ENOENT);
 }
 
+/* The byte that said crash_consistent says how: 1 (written before kinds were
+ * recorded) and values past the known kinds read as captured, kind unknown. */
+static void test_capture_byte(void **state)
+{
+	(void)state;
+	assert_int_equal(status_capture_of_byte(0), STATUS_CAPTURE_LIVE);
+	assert_int_equal(status_capture_of_byte(1), STATUS_CAPTURE_UNKNOWN);
+	assert_int_equal(status_capture_of_byte(2), STATUS_CAPTURE_FREEZE);
+	assert_int_equal(status_capture_of_byte(3), STATUS_CAPTURE_REFLINK);
+	assert_int_equal(status_capture_of_byte(4), STATUS_CAPTURE_SNAPSHOT);
+	assert_int_equal(status_capture_of_byte(5), STATUS_CAPTURE_UNKNOWN);
+	assert_int_equal(status_capture_of_byte(255), STATUS_CAPTURE_UNKNOWN);
+	assert_string_equal(status_capture_name(STATUS_CAPTURE_UNKNOWN), "captured");
+	assert_string_equal(status_capture_name(STATUS_CAPTURE_REFLINK), "reflink");
+	assert_string_equal(status_capture_name(STATUS_CAPTURE_LIVE), "live");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crash_every_step),
+		cmocka_unit_test(test_capture_byte),
 		cmocka_unit_test(test_damaged_record),
 	};
 
