@@ -818,7 +818,9 @@ static int snapshot_take(struct capture *c, uint64_t epoch, char *err, size_t er
 			c->volume, c->snapshot_cmd, c->image);
 		return -EINVAL;
 	}
-	snprintf(c->image_name, sizeof(c->image_name), "snapshot %s", c->image);
+	snprintf(c->image_name, sizeof(c->image_name),
+		 "snapshot %.*s (printed by the snapshot command, %.200s)", CAPTURE_PATH_MAX - 512,
+		 c->image, c->snapshot_cmd);
 	return 0;
 }
 

@@ -94,7 +94,7 @@ struct capture {
 	bool image_held;
 	int image_fd;				/* reflink: the clone; -1 */
 	char image[CAPTURE_PATH_MAX];		/* the path the epoch reads */
-	char image_name[CAPTURE_PATH_MAX + 32]; /* what messages call it */
+	char image_name[CAPTURE_PATH_MAX + 32]; /* what messages call it (the command too) */
 	int64_t image_unix_ms;			/* the instant it holds */
 	double image_ms; /* how long making it took (the clone, the command) */
 };
