@@ -43,7 +43,10 @@
 #      a device of another size (64 MiB) fails the epoch naming the volume and
 #      the command (its stderr's last line, the size); the standby keeps its
 #      epoch; the release command ran for the wrong-sized device; then a good
-#      epoch is ok; the writer stopped, one more and the standby equals the source;
+#      epoch is ok; the writer stopped, a snapshot command that writes a marker
+#      block to the source after it made the snapshot: that epoch lacks the
+#      marker, the next holds it (the second harvest is carried), and the
+#      standby equals the source (fails with the carry removed: checked);
 #   4. refusals on ext4 (no clone): --capture reflink fails on a file and on
 #      a loop device of it, naming the volume, the file and reflink/clone;
 #      --capture auto replicates live (capture none) and says why.
@@ -501,9 +504,34 @@ n_snap=$((n_snap + 1))
 [ "$TORN" = 0 ] || fail "the snapshot epoch after the failures is torn: low high = $LH"
 echo "snapshot epoch $(get epoch) after the failures: low high = $LH, clone_ms ${CMS[-1]}"
 writer_stop
+# A write that completes after the snapshot and before the second harvest is
+# not in the image but is harvested: it must be carried into the next epoch.
+# The snapshot command makes it (a marker block at 100 MiB, O_DIRECT) once the
+# snapshot exists, so the race is certain, not left to the writer.
+cat >"$TMP/snap-then-write.sh" <<'EOF'
+#!/bin/sh
+set -eu
+dev=$("$TMP/snap.sh")
+printf 'pvrepl carry marker %s' "$PVREPL_EPOCH" | dd of="$PVREPL_DEVICE" bs=4096 seek=25600 \
+	conv=sync,notrunc oflag=direct status=none
+echo "$dev"
+EOF
+chmod +x "$TMP/snap-then-write.sh"
+marker() { dd if="$1" bs=4096 skip=25600 count=1 iflag=direct status=none | tr -d '\0'; }
+send_ok "snapshot epoch with a write after the snapshot" "${V[@]}" "${SNAP[@]}" \
+	--snapshot-cmd "TMP=$TMP $TMP/snap-then-write.sh"
+applied
+ep=$(get epoch)
+[ "$(marker "$src2")" = "pvrepl carry marker $ep" ] || fail "the marker was not written to $src2"
+[ "$(marker "$dst2")" != "pvrepl carry marker $ep" ] ||
+	fail "epoch $ep holds a write made after its snapshot: the epoch was not read from the image"
 send_ok "snapshot epoch after the writer" "${V[@]}" "${SNAP[@]}" --snapshot-cmd "$TMP/snap.sh"
 expect capture snapshot "snapshot epoch after the writer"
+expect scan tracked "snapshot epoch after the writer"
 applied
+[ "$(marker "$dst2")" = "pvrepl carry marker $ep" ] ||
+	fail "the write made between the snapshot and the second harvest of epoch $ep was not carried into epoch $(get epoch): the standby lacks it"
+echo "snapshot: a write made after the snapshot of epoch $ep reached the standby in epoch $(get epoch)"
 dev_cmp "$src2" "$dst2" || fail "snapshot: the standby differs from $src2"
 no_snapshots "at the end"
 echo "snapshot: the standby equals the source"
