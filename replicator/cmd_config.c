@@ -9,19 +9,25 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "config.h"
+#include "devid.h"
 #include "out.h"
 
 static void config_usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: pvrepl config validate FILE [-o text|json]\n\n"
-		"Checks a configuration file (docs/CONFIG.md) and reports every problem with\n"
-		"its line. Exit 0 if it is valid, 78 if it is not, 66 if FILE does not exist.\n\n"
-		"  -o, --output FORMAT   text (default: FILE:LINE: message) or json\n"
-		"  -h, --help            this help\n");
+	fprintf(f, "Usage: pvrepl config validate FILE [-o text|json] [--syntax-only]\n\n"
+		   "Checks a configuration file (docs/CONFIG.md) and reports every problem with\n"
+		   "its line, and checks the devices as the daemons will on this host: each\n"
+		   "exists, and no two volumes share storage (one device under two paths, two\n"
+		   "loop devices over one file, a disk and its partition). Exit 0 if it is\n"
+		   "valid, 78 if it is not, 66 if FILE does not exist.\n\n"
+		   "  -o, --output FORMAT   text (default: FILE:LINE: message) or json\n"
+		   "      --syntax-only     the file alone, not the devices of this host (to\n"
+		   "                        check a file for another machine)\n"
+		   "  -h, --help            this help\n");
 }
 
 static int config_print(const char *path, const struct config *c,
@@ -68,10 +74,54 @@ static int config_print(const char *path, const struct config *c,
 	return rc;
 }
 
+/*
+ * What the daemons check of the devices, here too: each exists, and no two
+ * volumes share storage (devid.h). Appends up to room problems; returns how
+ * many it found.
+ */
+static unsigned check_devices(const struct config *cfg, struct config_problem *out, unsigned room)
+{
+	const char *names[CONFIG_VOLUMES_MAX], *paths[CONFIG_VOLUMES_MAX];
+	unsigned n = 0, found = 0;
+	char err[CONFIG_MESSAGE_MAX];
+
+	for (unsigned i = 0; i < cfg->volume_count; i++) {
+		const struct config_volume *v = &cfg->volumes[i];
+		struct stat st;
+
+		if (!v->device[0])
+			continue;
+		if (stat(v->device, &st)) {
+			if (found < room) {
+				out[found].line = v->line;
+				snprintf(out[found].message, sizeof(out[found].message),
+					 "[volume %s] device %s: %s (on this host, %s)", v->name,
+					 v->device, strerror(errno),
+					 cfg->receiver.present
+						 ? "the receiver refuses to start until it exists"
+						 : "the sender's epochs fail until it exists");
+			}
+			found++;
+			continue;
+		}
+		names[n] = v->name;
+		paths[n++] = v->device;
+	}
+	if (devid_find_conflict(names, paths, n, err, sizeof(err))) {
+		if (found < room) {
+			out[found].line = 0;
+			snprintf(out[found].message, sizeof(out[found].message), "%s", err);
+		}
+		found++;
+	}
+	return found;
+}
+
 static int config_validate(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
+		{ "syntax-only", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -79,13 +129,17 @@ static int config_validate(int argc, char **argv)
 	static struct config_problem problems[CONFIG_PROBLEMS_MAX];
 	enum out_format fmt = OUT_TEXT;
 	unsigned found = 0, stored;
+	bool syntax_only = false;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:Sh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			if (cli_opt_output(optarg, &fmt))
 				return CLI_EXIT_USAGE;
+			break;
+		case 'S':
+			syntax_only = true;
 			break;
 		case 'h':
 			config_usage(stdout);
@@ -100,6 +154,13 @@ static int config_validate(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	rc = config_load(&cfg, argv[optind], problems, CONFIG_PROBLEMS_MAX, &found);
+	if (!syntax_only && (rc == 0 || rc == -EINVAL))
+		found += check_devices(
+			&cfg,
+			problems + (found < CONFIG_PROBLEMS_MAX ? found : CONFIG_PROBLEMS_MAX),
+			found < CONFIG_PROBLEMS_MAX ? CONFIG_PROBLEMS_MAX - found : 0);
+	if (found && rc == 0)
+		rc = -EINVAL;
 	stored = found < CONFIG_PROBLEMS_MAX ? found : CONFIG_PROBLEMS_MAX;
 	if (config_print(argv[optind], &cfg, problems, stored, found, fmt))
 		return CLI_EXIT_FAIL;

@@ -47,6 +47,7 @@
 
 #include "clock.h"
 #include "conn.h"
+#include "devid.h"
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
@@ -462,14 +463,17 @@ static void receiver_apply(struct receiver *r, const struct receiver_config *nex
 		}
 		/* One device, one volume: a volume renamed in the file keeps its old
 		 * name (retired) and device until a restart. */
-		bool taken = false;
+		const char *names[RECEIVER_VOLUMES_MAX + 1], *paths[RECEIVER_VOLUMES_MAX + 1];
 
-		for (unsigned k = 0; k < r->vol_count && !taken; k++)
-			taken = !strcmp(r->vols[k].cfg->device, nv->device);
-		if (taken) {
+		for (unsigned k = 0; k < r->vol_count; k++) {
+			names[k] = r->vols[k].cfg->name;
+			paths[k] = r->vols[k].cfg->device;
+		}
+		names[r->vol_count] = nv->name;
+		paths[r->vol_count] = nv->device;
+		if (devid_find_conflict(names, paths, r->vol_count + 1, err, sizeof(err))) {
 			log_msg(LOG_ERROR, nv->name, NULL, 0,
-				"reload: not added: device %s is already served by another volume of this receiver (a renamed volume needs a restart)",
-				nv->device);
+				"reload: not added: %s (a renamed volume needs a restart)", err);
 			continue;
 		}
 		/* The slot past vol_count is invisible to connections until counted. */
@@ -504,6 +508,18 @@ static void receiver_apply(struct receiver *r, const struct receiver_config *nex
 		added, removed, changed);
 }
 
+/* No two volumes over one storage (devid.h): refused before anything opens. */
+static int receiver_check_devices(const struct receiver_config *cfg, char *err, size_t err_len)
+{
+	const char *names[RECEIVER_VOLUMES_MAX], *paths[RECEIVER_VOLUMES_MAX];
+
+	for (unsigned i = 0; i < cfg->vol_count; i++) {
+		names[i] = cfg->vols[i].name;
+		paths[i] = cfg->vols[i].device;
+	}
+	return devid_find_conflict(names, paths, cfg->vol_count, err, err_len);
+}
+
 int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop, char *err,
 		 size_t err_len)
 {
@@ -529,6 +545,9 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 	rc = tls_ctx_new(&r->tls, &tc, err, err_len);
 	if (rc)
 		goto free_r;
+	rc = receiver_check_devices(cfg, err, err_len);
+	if (rc)
+		goto close_vols;
 	for (unsigned i = 0; i < cfg->vol_count; i++) {
 		rc = standby_open(&r->vols[i], cfg, &cfg->vols[i], err, err_len);
 		if (rc) {

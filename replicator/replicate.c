@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "config.h"
+#include "devid.h"
 #include "log.h"
 #include "metrics.h"
 #include "netwatch.h"
@@ -695,6 +696,19 @@ static int replicate_build(const struct replicate_ops *ops, struct config *conf,
 	for (unsigned i = 0; i < *count; i++) {
 		memset(&strs[i], 0, sizeof(strs[i]));
 		opts_own(&specs[i], &strs[i]);
+	}
+	/* One source device, one volume (devid.h): resolved, not by path. */
+	{
+		const char *names[CONFIG_VOLUMES_MAX], *paths[CONFIG_VOLUMES_MAX];
+
+		for (unsigned i = 0; i < *count; i++) {
+			names[i] = strs[i].volume;
+			paths[i] = strs[i].device;
+		}
+		if (devid_find_conflict(names, paths, *count, err, err_len)) {
+			*count = 0;
+			return CLI_EXIT_CONFIG;
+		}
 	}
 	return 0;
 }

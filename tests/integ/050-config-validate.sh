@@ -2,10 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # `pvrepl config validate`: a good file is accepted (exit 0, "ok, 2 volume(s)"), a
 # bad one is refused with exit 78 and one "FILE:LINE: message" per problem, -o json
-# gives the same problems, and a missing file exits 66. No network, no devices.
+# gives the same problems, and a missing file exits 66. The devices are checked as
+# the daemons check them: a missing one is a problem (not with --syntax-only), and
+# two volumes over one storage (a file under two names) are refused. No network;
+# regular files stand for the devices.
 #
-#   $TMP/good.ini  [receiver] [sender] [volume data] [volume logs]
+#   $TMP/good.ini  [receiver] [sender] [volume data] [volume logs] on $TMP/*.img
 #   $TMP/bad.ini   four mistakes on known lines
+#   $TMP/ghost.ini devices that do not exist; $TMP/twice.ini data.img and a symlink to it
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 trap cleanup_common EXIT
@@ -22,14 +26,19 @@ peer = standby:7400
 interval = 30s
 
 [volume data]
-device = /dev/vg0/data
+device = @TMP@/data.img
 state_dir = /var/lib/pvrepl/data
 allow = primary
 
 [volume logs]
-device = /dev/vg0/logs
+device = @TMP@/logs.img
 state_dir = /var/lib/pvrepl/logs
 INI
+truncate -s 1M "$TMP/data.img" "$TMP/logs.img"
+ln -s data.img "$TMP/alias.img"
+sed -i "s|@TMP@|$TMP|" "$TMP/good.ini"
+sed "s|$TMP/data.img|/dev/vg0/data|; s|$TMP/logs.img|/dev/vg0/logs|" "$TMP/good.ini" >"$TMP/ghost.ini"
+sed "s|$TMP/logs.img|$TMP/alias.img|" "$TMP/good.ini" >"$TMP/twice.ini"
 cat >"$TMP/bad.ini" <<'INI'
 [receiver]
 listen = 0.0.0.0:7400
@@ -64,6 +73,27 @@ rc=0
 [ "$rc" = 78 ] || fail "json: exit $rc"
 grep -q '"problem_count":4' "$TMP/json" || fail "json lacks problem_count 4: $(cat "$TMP/json")"
 grep -q '{"line":8,"message":"\[volume data\] appears twice' "$TMP/json" || fail "json lacks line 8"
+
+# Devices that do not exist here: problems with their lines, unless the file is
+# checked for another machine (--syntax-only).
+rc=0
+"$PVREPL" config validate "$TMP/ghost.ini" >"$TMP/out" 2>"$TMP/err" || rc=$?
+cat "$TMP/err"
+[ "$rc" = 78 ] || fail "missing devices: exit $rc, expected 78"
+grep -qx "$TMP/ghost.ini:11: \[volume data\] device /dev/vg0/data: No such file or directory.*" "$TMP/err" ||
+	fail "missing devices: no problem for /dev/vg0/data on line 11"
+grep -q "/dev/vg0/logs: No such file" "$TMP/err" || fail "missing devices: no problem for /dev/vg0/logs"
+out=$("$PVREPL" config validate --syntax-only "$TMP/ghost.ini")
+[ "$out" = "$TMP/ghost.ini: ok, 2 volume(s)" ] || fail "--syntax-only: '$out'"
+
+# One file under two names: the receiver would write one standby for two
+# volumes (and the sender read one source as two).
+rc=0
+"$PVREPL" config validate "$TMP/twice.ini" >"$TMP/out" 2>"$TMP/err" || rc=$?
+cat "$TMP/err"
+[ "$rc" = 78 ] || fail "one file under two names: exit $rc, expected 78"
+grep -q "volumes data and logs share storage: $TMP/data.img and $TMP/alias.img are both file" "$TMP/err" ||
+	fail "one file under two names: not refused naming both volumes and paths"
 
 rc=0
 "$PVREPL" config validate "$TMP/missing.ini" 2>"$TMP/err" || rc=$?

@@ -126,7 +126,7 @@ device = $TMP/c-dst.img
 EOF
 kill -HUP "$rpid"
 wait_log "$TMP/recv.log" "volume=e .*reload: not added: .*missing.img"
-wait_log "$TMP/recv.log" "volume=c2 .*reload: not added: device $TMP/c-dst.img is already served"
+wait_log "$TMP/recv.log" "volume=c2 .*reload: not added: volumes c and c2 share storage: $TMP/c-dst.img and $TMP/c-dst.img"
 pid_alive "$rpid" || fail "the receiver died on a reload with a missing device"
 [ "$(send_one c)" = 0 ] || fail "volume c stopped being served after a partly failed reload"
 cp "$TMP/rx.good" "$TMP/rx.ini"
@@ -138,6 +138,18 @@ rc=0
 PVREPL_TIMEOUT=soon "$PVREPL" receive --config "$TMP/rx.ini" >"$TMP/env.log" 2>&1 || rc=$?
 [ "$rc" = 78 ] || fail "PVREPL_TIMEOUT=soon: exit $rc, expected 78"
 grep -q "environment: PVREPL_TIMEOUT=soon" "$TMP/env.log" || fail "no message naming PVREPL_TIMEOUT"
+# Two volumes over one storage are refused at start, before anything opens
+# (exit 78), however the paths differ: here a symlink to the other's file.
+# Once two such volumes wrote one standby from two sources and status said
+# both were in sync.
+ln -s b-dst.img "$TMP/b-alias.img"
+rc=0
+"$PVREPL" receive --listen 127.0.0.1:0 --tls-dir "$TMP/standby" --state-dir "$TMP/rstate2" \
+	--volume "x=$TMP/b-dst.img" --volume "y=$TMP/b-alias.img" >"$TMP/twice.log" 2>&1 || rc=$?
+[ "$rc" = 78 ] || { cat "$TMP/twice.log"; fail "receive with two volumes over one file: exit $rc, expected 78"; }
+grep -q "volumes x and y share storage: $TMP/b-dst.img and $TMP/b-alias.img are both file $TMP/b-dst.img" "$TMP/twice.log" ||
+	{ cat "$TMP/twice.log"; fail "receive with two volumes over one file: no message naming both"; }
+[ ! -e "$TMP/rstate2/x" ] && [ ! -e "$TMP/rstate2/y" ] || fail "the refused receiver created volume state"
 # A missing file is EX_NOINPUT, naming the path.
 rc=0
 "$PVREPL" receive --config "$TMP/nothing.ini" >"$TMP/nofile.log" 2>&1 || rc=$?
@@ -162,6 +174,14 @@ state_dir = $TMP/send-b
 device = $TMP/c.img
 state_dir = $TMP/send-c
 EOF
+# The sender refuses two volumes over one source as well (exit 78), naming both.
+sed "s|^device = $TMP/c.img|device = $TMP/b.img|" "$TMP/tx.ini" >"$TMP/tx-twice.ini"
+rc=0
+"$PVREPL" replicate --config "$TMP/tx-twice.ini" --progress none --no-netwatch >"$TMP/twice.out" \
+	2>"$TMP/twice.log" || rc=$?
+[ "$rc" = 78 ] || { cat "$TMP/twice.log"; fail "replicate with two volumes over one file: exit $rc, expected 78"; }
+grep -q "volumes b and c share storage" "$TMP/twice.log" ||
+	{ cat "$TMP/twice.log"; fail "replicate with two volumes over one file: no message naming both"; }
 "$PVREPL" replicate --config "$TMP/tx.ini" --progress none -o json --no-netwatch \
 	--metrics-addr 127.0.0.1:0 >"$TMP/rep.out" 2>"$TMP/rep.log" &
 spid=$!
