@@ -1116,7 +1116,7 @@ static int jrn_super_load(struct journal *j)
 	if (!have) {
 		jrn_errf(
 			j,
-			"%s: no valid superblock: the copy at offset 0 is %s, the copy at offset %u is %s; the journal is damaged (remove it only after a resync)",
+			"%s: no valid superblock: the copy at offset 0 is %s, the copy at offset %u is %s; the journal is damaged and the standby may hold part of an epoch: remove the volume's state directory (the one holding this journal) and it resyncs from scratch",
 			j->path, res[0] == 0 ? "blank" : why[0], JOURNAL_DISK_SLOT_BYTES,
 			res[1] == 0 ? "blank" : why[1]);
 		return -EBADMSG;

@@ -24,6 +24,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -865,8 +866,15 @@ int map_commit(struct map *m, const char *state_dir, uint64_t epoch, char *err, 
 	ASSERT(m->hashes != NULL);
 	ASSERT(state_dir != NULL);
 	/* Epoch 0 may be committed once, by an empty map: it records the volume's
-	 * identity before its first sync. */
-	ASSERT(epoch > m->epoch || (m->empty && epoch == 0));
+	 * identity before its first sync. Epochs can come from disk (a journal's
+	 * superblock): an error, never an assert. */
+	if (!(epoch > m->epoch || (m->empty && epoch == 0))) {
+		map_err(err, err_len,
+			"%s: cannot commit epoch %" PRIu64 " over the map's epoch %" PRIu64
+			" (epochs only go forward)",
+			state_dir, epoch, m->epoch);
+		return -EINVAL;
+	}
 	if (m->failed) {
 		map_err(err, err_len,
 			"%s: an earlier commit of this map failed; reload the map before "

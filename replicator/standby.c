@@ -97,6 +97,7 @@ int standby_open_journal(struct standby *v, char *err, size_t err_len)
 static int vol_recover(struct standby *v, char *err, size_t err_len)
 {
 	struct journal_recovery jr;
+	struct journal_status js;
 	char jpath[KFIO_PATH_MAX + 16];
 	struct stat st;
 	int rc;
@@ -122,6 +123,20 @@ static int vol_recover(struct standby *v, char *err, size_t err_len)
 		rc = standby_open_journal(v, err, err_len);
 		if (rc)
 			return rc;
+		/* A committed epoch older than the map's would roll the standby
+		 * back: refused before any replay (only damage makes one). The
+		 * map's own epoch is replayed again harmlessly (the newest
+		 * superblock was unreadable, the older one names it committed). */
+		journal_status(v->j, &js);
+		if (js.state == JOURNAL_COMMITTED && !v->map.empty && js.epoch < v->map.epoch) {
+			snprintf(
+				err, err_len,
+				"volume %s: the journal %s names epoch %" PRIu64
+				" committed, but the standby's map already holds epoch %" PRIu64
+				": replaying it would roll the standby back; the state directory %s is inconsistent (damaged?): remove it and the volume resyncs from scratch",
+				v->cfg->name, jpath, js.epoch, v->map.epoch, v->dir);
+			return -EBADMSG;
+		}
 		memset(&jr, 0, sizeof(jr));
 		rc = journal_recover(v->j, &jr, on_block_set, v);
 		if (rc) {
@@ -129,7 +144,10 @@ static int vol_recover(struct standby *v, char *err, size_t err_len)
 				 v->cfg->name, journal_err(v->j));
 			return rc;
 		}
-		if (jr.replayed_epoch) {
+		if (jr.replayed_epoch && !v->map.empty && jr.replayed_epoch == v->map.epoch) {
+			log_msg(LOG_INFO, v->cfg->name, NULL, jr.replayed_epoch,
+				"recovered: replayed committed epoch, which the map already held (the journal's newest superblock was unreadable)");
+		} else if (jr.replayed_epoch) {
 			rc = map_commit(&v->map, v->dir, jr.replayed_epoch, err, err_len);
 			if (rc)
 				return rc;
