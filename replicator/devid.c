@@ -2,6 +2,7 @@
 /*
  * devid — the storage behind a volume's path (see devid.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -216,4 +217,43 @@ int devid_find_conflict(const char *const *names, const char *const *paths, unsi
 	free(ids);
 	free(ok);
 	return rc;
+}
+
+int devid_loop_over(const char *path, char *loop, size_t loop_len)
+{
+	struct stat want;
+	DIR *d;
+	struct dirent *e;
+	int found = 0;
+
+	if (stat(path, &want))
+		return -errno;
+	if (!S_ISREG(want.st_mode))
+		return 0;
+	d = opendir("/sys/block");
+	if (!d)
+		return 0; /* no sysfs: nothing to say */
+	while (!found && (e = readdir(d))) {
+		char p[300], file[4096];
+		struct stat st;
+		FILE *f;
+
+		if (strncmp(e->d_name, "loop", 4))
+			continue;
+		snprintf(p, sizeof(p), "/sys/block/%.200s/loop/backing_file", e->d_name);
+		f = fopen(p, "re");
+		if (!f)
+			continue;
+		if (fgets(file, sizeof(file), f)) {
+			file[strcspn(file, "\n")] = '\0';
+			if (!stat(file, &st) && st.st_dev == want.st_dev &&
+			    st.st_ino == want.st_ino) {
+				snprintf(loop, loop_len, "/dev/%.200s", e->d_name);
+				found = 1;
+			}
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
 }

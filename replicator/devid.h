@@ -42,6 +42,12 @@ int devid_resolve(const char *path, struct devid *out, char *err, size_t err_len
 bool devid_overlap(const struct devid *a, const struct devid *b);
 
 /*
+ * The loop device (its /dev name into loop) over the regular file path, if
+ * any: 1 found, 0 none, -errno when path cannot be looked at.
+ */
+int devid_loop_over(const char *path, char *loop, size_t loop_len);
+
+/*
  * Among n volumes (names[i] on paths[i]), the first two whose storage overlaps:
  * -EINVAL (a configuration error) with a sentence naming both volumes, both paths and what they share
  * in err; 0 when none does. A path that does not resolve is left to the code

@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "delta.h"
+#include "devid.h"
 #include "journal.h"
 #include "log.h"
 #include "metrics.h"
@@ -26,6 +27,11 @@
 #include "standby.h"
 #include "status.h"
 #include "tls.h"
+
+/* An exclusive open of the standby that finds it busy is tried again for up
+ * to 3 s (a previous receiver's io_uring is torn down after it exits). */
+#define STANDBY_BUSY_RETRIES  60
+#define STANDBY_BUSY_RETRY_US 50000
 
 static uint64_t zero_hash_of(uint32_t len)
 {
@@ -292,7 +298,35 @@ int standby_open(struct standby *v, const struct receiver_config *rcfg,
 		snprintf(err, err_len, "cannot create %s: %s", v->dir, strerror(-rc));
 		return rc;
 	}
-	rc = kfio_dev_open(&v->dev, vc->device, KFIO_OPEN_WRITE);
+	/* Exclusive while served (a block device): nothing else may mount or
+	 * claim the standby, whose writes the receiver would never know of. A
+	 * file cannot be claimed: one behind a loop device is refused. */
+	{
+		char loop[256];
+
+		if (devid_loop_over(vc->device, loop, sizeof(loop)) == 1) {
+			snprintf(
+				err, err_len,
+				"volume %s: the standby %s is the backing file of %s, through which it can be mounted or written behind the receiver's back: detach it (losetup -d %s), or make %s the volume's device instead of the file",
+				vc->name, vc->device, loop, loop, loop);
+			return -EBUSY;
+		}
+	}
+	/* A receiver that just stopped may still hold it for a moment: the
+	 * kernel drops an io_uring's files after the process is gone. */
+	for (int i = 0;; i++) {
+		rc = kfio_dev_open(&v->dev, vc->device, KFIO_OPEN_WRITE | KFIO_OPEN_EXCL);
+		if (rc != -EBUSY || i >= STANDBY_BUSY_RETRIES)
+			break;
+		usleep(STANDBY_BUSY_RETRY_US);
+	}
+	if (rc == -EBUSY) {
+		snprintf(
+			err, err_len,
+			"volume %s: the standby %s is mounted or held by another program; nothing may write a standby while it is served (a mount changes it behind the receiver's back): unmount it. For a read-only look, stop the receiver first and mount it with -o ro,noload (ext4) or -o ro,norecovery (xfs)",
+			vc->name, vc->device);
+		return rc;
+	}
 	if (rc) {
 		snprintf(err, err_len, "volume %s: %s", vc->name, v->dev.err_msg);
 		return rc;
