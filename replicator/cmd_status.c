@@ -7,7 +7,8 @@
  * --check exits 0 when every volume is replicating within its RPO, 1 when one is
  * degraded (initial sync, disconnected, paused, lag over the RPO, writes the
  * tracker missed found by the last full scan), 2 when one is
- * critical (error, split brain) or no volume is found.
+ * critical (error, split brain, its daemon not running: a stale record) or no
+ * volume is found.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -35,25 +36,59 @@ enum check_level {
 static void status_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: pvrepl status [--state-dir DIR] [-o text|json] [--check]\n\n"
+		"Usage: pvrepl status [--state-dir DIR] [-o text|json] [--check] [--rpo DURATION]\n\n"
 		"Shows every volume under DIR (default %s), source or standby side.\n\n"
 		"  -s, --state-dir DIR  a sender's state directory, a receiver's, or one of its\n"
 		"                       volumes' directories\n"
 		"  -o, --output FMT     text (a table, default) or json\n"
-		"      --check          exit 0 ok, 1 degraded, 2 critical (for scripts and probes)\n"
+		"      --check          exit 0 ok, 1 degraded, 2 critical (for scripts and probes);\n"
+		"                       critical too when the daemon that keeps a record has\n"
+		"                       stopped (no heartbeat for %ds): its state is unknown\n"
+		"      --rpo DURATION   degraded when a volume's consistent point is older (on\n"
+		"                       either side; default: the sender's own --rpo)\n"
 		"  -h, --help           this help\n",
-		STATUS_DIR_DEFAULT);
+		STATUS_DIR_DEFAULT, STATUS_STALE_S);
 }
+
+/* --rpo: the lag bound for every volume (0: each record's own, the sender's). */
+static double g_rpo_seconds;
 
 static double lag_of(const struct status_record *s, int64_t now)
 {
 	return s->consistent_point_ms ? (double)now - (double)s->consistent_point_ms / 1e3 : -1;
 }
 
+/* The state as status shows it: "unknown" once the daemon that wrote it is gone. */
+static const char *state_label(const struct status_record *s, int64_t now)
+{
+	return status_writer_gone(s, now) ? "unknown" : status_state_name(s->state);
+}
+
+/* "the receiver is not running (last heard of at T)" into buf. */
+static const char *gone_text(const struct status_record *s, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t = (time_t)s->heartbeat_unix;
+	char ts[32] = "?";
+
+	if (gmtime_r(&t, &tm))
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(
+		buf, len,
+		"the %s (pid %u) is not running: its last heartbeat was at %s; what this record says is from then",
+		s->role == STATUS_ROLE_PRIMARY ? "sender" : "receiver", s->writer_pid, ts);
+	return buf;
+}
+
 static enum check_level level_of(const struct status_record *s, int64_t now, const char **why)
 {
-	double lag = lag_of(s, now);
+	double lag = lag_of(s, now), rpo = g_rpo_seconds ? g_rpo_seconds : s->rpo_target_seconds;
 
+	/* A record nobody keeps any more says nothing about now. */
+	if (status_writer_gone(s, now)) {
+		*why = "NotRunning";
+		return CHECK_CRITICAL;
+	}
 	switch (s->state) {
 	case STATUS_ERROR:
 		*why = "Error";
@@ -73,7 +108,7 @@ static enum check_level level_of(const struct status_record *s, int64_t now, con
 	default:
 		break;
 	}
-	if (s->rpo_target_seconds > 0 && lag > s->rpo_target_seconds) {
+	if (rpo > 0 && lag > rpo) {
 		*why = "RPOExceeded";
 		return CHECK_DEGRADED;
 	}
@@ -184,8 +219,13 @@ static void print_table(const struct status_record *recs, unsigned n, int64_t no
 		age(s->last_success_unix, now, last, sizeof(last));
 		out_human_bytes(s->out_of_sync_bytes, oos, sizeof(oos));
 		printf("%-20s %-9s %-12s %6" PRIu64 " %8s %-10s %11s  %s\n", s->volume,
-		       status_role_name(s->role), status_state_name(s->state), s->epoch, lag, last,
-		       oos, s->peer[0] ? s->peer : "-");
+		       status_role_name(s->role), state_label(s, now), s->epoch, lag, last, oos,
+		       s->peer[0] ? s->peer : "-");
+		if (status_writer_gone(s, now)) {
+			char gone[200];
+
+			printf("  %s\n", gone_text(s, gone, sizeof(gone)));
+		}
 		if (s->last_error[0] && s->state != STATUS_REPLICATING)
 			printf("  last error: %s\n", s->last_error);
 		if (s->tracking == STATUS_TRACKING_OFF)
@@ -218,7 +258,7 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 			break;
 		out_str(v, "volume", "Volume", s->volume);
 		out_str(v, "role", "Role", status_role_name(s->role));
-		out_str(v, "state", "State", status_state_name(s->state));
+		out_str(v, "state", "State", state_label(s, now));
 		out_u64(v, "epoch", "Epoch", s->epoch, OUT_UNIT_NONE);
 		if (lag >= 0)
 			out_f64(v, "lagSeconds", "Lag", lag, OUT_UNIT_SECONDS);
@@ -244,8 +284,16 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 			out_u64(v, "trackerMissedBlocks", "Blocks the tracker missed",
 				s->tracker_missed_blocks, OUT_UNIT_NONE);
 		}
-		snprintf(msg, sizeof(msg), "%s: %s", status_state_name(s->state),
-			 s->last_error[0] && lvl != CHECK_OK ? s->last_error : "ok");
+		if (s->daemon) {
+			rfc3339(s->heartbeat_unix, ts, sizeof(ts));
+			out_str(v, "heartbeatTime", "Heartbeat", ts);
+			out_u64(v, "writerPid", "Written by pid", s->writer_pid, OUT_UNIT_NONE);
+		}
+		if (status_writer_gone(s, now))
+			gone_text(s, msg, sizeof(msg));
+		else
+			snprintf(msg, sizeof(msg), "%s: %s", status_state_name(s->state),
+				 s->last_error[0] && lvl != CHECK_OK ? s->last_error : "ok");
 		condition(v, "Ready", lvl == CHECK_OK, why, msg, s->state_since_unix);
 		/* True only for one instant of the source: an epoch read live is
 		 * complete but may be torn (a database on it may not open). */
@@ -281,6 +329,7 @@ int cmd_status(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "check", no_argument, NULL, 'c' },
+		{ "rpo", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -304,6 +353,17 @@ int cmd_status(int argc, char **argv)
 		case 'c':
 			check = true;
 			break;
+		case 'r': {
+			uint64_t ms;
+
+			if (cli_parse_duration(optarg, &ms) || ms < 1000) {
+				cli_err("--rpo %s: expected a duration of at least 1s, e.g. 5m",
+					optarg);
+				return CLI_EXIT_USAGE;
+			}
+			g_rpo_seconds = (double)ms / 1e3;
+			break;
+		}
 		case 'h':
 			status_usage(stdout);
 			return CLI_EXIT_OK;

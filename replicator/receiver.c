@@ -57,6 +57,7 @@
 #include "recv_epoch.h"
 #include "replace.h"
 #include "standby.h"
+#include "status.h"
 #include "tls.h"
 
 #define RECV_ERR_MAX 512
@@ -526,6 +527,7 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 	struct tls_config tc = { .server = true };
 	struct receiver *r;
 	int lfd = -1, rc;
+	double last_beat;
 
 	ASSERT(cfg != NULL);
 	ASSERT(stop != NULL);
@@ -577,11 +579,23 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 		metrics_set_ready(cfg->metrics, true);
 	log_msg(LOG_INFO, NULL, NULL, 0, "listening on %s, %u volume(s), %s", cfg->listen,
 		r->vol_count, cfg->insecure_plaintext ? "INSECURE PLAINTEXT" : "mutual TLS 1.3");
+	last_beat = clock_mono_s();
 	while (!*stop) {
 		struct pollfd p = { .fd = lfd, .events = POLLIN };
 
 		if (poll(&p, 1, 250) > 0)
 			accept_one(r, lfd);
+		/* Every record says the receiver runs (status tells a stale one). */
+		if (clock_mono_s() - last_beat >= STATUS_HEARTBEAT_S) {
+			unsigned n;
+
+			last_beat = clock_mono_s();
+			pthread_mutex_lock(&r->lock);
+			n = r->vol_count;
+			pthread_mutex_unlock(&r->lock);
+			for (unsigned i = 0; i < n; i++)
+				standby_heartbeat(&r->vols[i]);
+		}
 		if (cfg->reload_requested && *cfg->reload_requested) {
 			const struct receiver_config *next = NULL;
 			char rerr[RECV_ERR_MAX] = "";

@@ -34,6 +34,7 @@
 #include "pvrepl_assert.h"
 #include "replicate.h"
 #include "sender.h"
+#include "status.h"
 #include "tls.h"
 
 #define REPLICATE_BACKOFF_MS_MIN 500u
@@ -142,11 +143,6 @@ static void watch_stop(struct watch *w)
 static bool woken(struct watch *w)
 {
 	return w && __atomic_exchange_n(&w->wake, 0, __ATOMIC_ACQ_REL);
-}
-
-static void alive_heartbeat(void *ctx)
-{
-	metrics_heartbeat(ctx);
 }
 
 static enum metrics_error_kind error_kind(const struct sender_result *r)
@@ -293,6 +289,7 @@ struct job {
 	/* The TLS context of the epochs (cfg.tls), made at the first and again
 	 * after a reload (which may change the directory or the name). */
 	struct tls_ctx *tls;
+	double last_beat; /* the status record's last heartbeat (cli_now_s) */
 	struct watch watch;
 	const struct replicate_ops *ops; /* the output hooks */
 	pthread_t thread;
@@ -366,6 +363,29 @@ static bool job_has_reload(struct job *j)
  * Sleeps ms in steps until stopped, or until the watcher says the route is back.
  * Each 200 ms step is a heartbeat (j->m is NULL without --metrics-addr).
  */
+/* The volume's status record says the job still runs (STATUS_HEARTBEAT_S);
+ * the job's thread is its only writer. */
+static void job_heartbeat(struct job *j)
+{
+	double now = cli_now_s();
+
+	if (now - j->last_beat < STATUS_HEARTBEAT_S)
+		return;
+	j->last_beat = now;
+	status_heartbeat_nosync(j->o.cfg.state_dir);
+}
+
+/* A long epoch (an initial sync) keeps /livez and the status record fresh
+ * through the scan's progress updates. */
+static void alive_heartbeat(void *ctx)
+{
+	struct job *j = ctx;
+
+	if (j->m)
+		metrics_heartbeat(j->m);
+	job_heartbeat(j);
+}
+
 static void job_sleep(struct job *j, uint64_t ms, bool wake_on_route)
 {
 	while (ms && !job_stopping(j) && !(wake_on_route && woken(&j->watch))) {
@@ -376,6 +396,7 @@ static void job_sleep(struct job *j, uint64_t ms, bool wake_on_route)
 		ms -= step;
 		if (j->m)
 			metrics_heartbeat(j->m);
+		job_heartbeat(j);
 	}
 }
 
@@ -403,11 +424,10 @@ static void job_take_reload(struct job *j)
 	j->o.cfg.abort = &j->abort;
 	tls_ctx_free(j->tls);
 	j->tls = NULL;
-	if (j->m) {
-		j->o.cfg.alive = alive_heartbeat;
-		j->o.cfg.alive_ctx = j->m;
+	j->o.cfg.alive = alive_heartbeat;
+	j->o.cfg.alive_ctx = j;
+	if (j->m)
 		metrics_set(&j->mv->rpo_target_seconds, j->o.cfg.rpo_target_seconds);
-	}
 	if (j->o.cfg.progress == PROGRESS_AUTO)
 		j->o.cfg.progress = PROGRESS_LOG;
 	if (!j->o.no_netwatch)
@@ -427,7 +447,37 @@ struct job_loop {
 	bool retry;	     /* the last epoch failed: the next one is a reconnect */
 	bool said_untracked; /* the reason for running without a tracker was logged */
 	bool said_live;	     /* the reason epochs are not one instant was logged */
+	double rpo_warned;   /* cli_now_s() of the last RPO warning during an outage */
+	double rpo_checked;  /* and of the last look at the record (once a second) */
 };
+
+/* Seconds between two RPO warnings while no epoch succeeds. */
+#define REPLICATE_RPO_WARN_EVERY_S 60.0
+
+/*
+ * During an outage (failed epochs, or paused for the route): once the standby's
+ * consistent point (the status record's, kept across restarts) is older than
+ * the RPO target, a warning, then one a minute; why: what stops the epochs.
+ */
+static void job_rpo_outage(struct job *j, struct job_loop *loop, const char *why)
+{
+	struct status_record s;
+	double lag;
+
+	if (!j->o.rpo_ms || cli_now_s() - loop->rpo_checked < 1.0)
+		return;
+	loop->rpo_checked = cli_now_s();
+	if (status_load(&s, j->o.cfg.state_dir) || !s.consistent_point_ms)
+		return;
+	lag = (double)(clock_unix_ms() - s.consistent_point_ms) / 1e3;
+	if (lag * 1e3 <= (double)j->o.rpo_ms ||
+	    (loop->rpo_warned && cli_now_s() - loop->rpo_warned < REPLICATE_RPO_WARN_EVERY_S))
+		return;
+	loop->rpo_warned = cli_now_s();
+	log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, s.epoch,
+		"no epoch confirmed: the standby is %.0f s behind, past the RPO target of %.1f s (%s)",
+		lag, (double)j->o.rpo_ms / 1e3, why);
+}
 
 /* What an epoch read and why, in the log: tracking off once, full scans each. */
 static void job_log_scan(struct job *j, struct job_loop *loop, const struct sender_result *r)
@@ -477,8 +527,10 @@ static void job_wait_route(struct job *j, struct job_loop *loop)
 {
 	if (j->mv)
 		metrics_set_state(j->mv, METRICS_STATE_PAUSED);
-	while (sender_abort_paused(&j->abort) && !job_stopping(j) && !job_has_reload(j))
+	while (sender_abort_paused(&j->abort) && !job_stopping(j) && !job_has_reload(j)) {
+		job_rpo_outage(j, loop, "paused: the peer is unreachable");
 		job_sleep(j, 50, false);
+	}
 	woken(&j->watch);
 	loop->backoff_ms = REPLICATE_BACKOFF_MS_MIN;
 }
@@ -520,6 +572,7 @@ static enum job_turn job_after_failure(struct job *j, struct job_loop *loop,
 	log_msg(LOG_WARN, j->o.cfg.volume, j->o.cfg.peer, r->epoch, "%s; retrying in %.1f s",
 		r->message, (double)loop->backoff_ms / 1e3);
 	j->rc = j->ops->exit_code(r);
+	job_rpo_outage(j, loop, r->message);
 	if (r->outcome == SENDER_REFUSED && r->refuse_reason != PROTO_REFUSE_BUSY) {
 		log_fatal(j->o.cfg.volume, "%s; refused by the receiver: fix the cause and restart",
 			  r->message);
@@ -568,7 +621,9 @@ static enum job_turn job_take_turn(struct job *j, struct job_loop *loop)
 	if (j->mv && loop->retry)
 		metrics_add(&j->mv->reconnects_total, 1);
 	job_tls(j);
+	j->o.cfg.daemon = true;
 	sender_run_epoch(&j->o.cfg, &r);
+	j->last_beat = cli_now_s(); /* the epoch wrote the record */
 	if (r.outcome == SENDER_OK)
 		loop->last_ok = start;
 	/* The standby holds the source as of the start of the last good epoch. */
@@ -644,11 +699,9 @@ static int job_start(struct job *j, struct metrics *m, const struct replicate_op
 		}
 		metrics_set(&j->mv->rpo_target_seconds, j->o.cfg.rpo_target_seconds);
 		tls_expiry_update(j->mv, j->o.cfg.tls_dir);
-		/* A long epoch (an initial sync) keeps /livez fresh through the scan's
-		 * progress updates. */
-		j->o.cfg.alive = alive_heartbeat;
-		j->o.cfg.alive_ctx = m;
 	}
+	j->o.cfg.alive = alive_heartbeat;
+	j->o.cfg.alive_ctx = j;
 	j->watch.nw = NULL;
 	if (!j->o.no_netwatch)
 		watch_start(&j->watch, j->o.cfg.peer, j->o.cfg.volume, &j->abort);

@@ -761,6 +761,7 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 	int64_t now;
 
 	status_update_begin(&u, &s, cfg->state_dir, STATUS_ROLE_PRIMARY, cfg->volume);
+	s.daemon = cfg->daemon;
 	now = u.now_unix;
 	snprintf(s.peer, sizeof(s.peer), "%s", cfg->peer);
 	s.rpo_target_seconds = cfg->rpo_target_seconds;

@@ -65,6 +65,9 @@ struct sender_config {
 	 * spares every epoch the few milliseconds of making one; tls_connect
 	 * reloads it when the files change. */
 	struct tls_ctx *tls;
+	/* Run by a daemon (replicate), which refreshes the status record's
+	 * heartbeat between epochs: `status` calls the record stale without it. */
+	bool daemon;
 	struct capture_config capture;
 	struct scan_config scan;
 	struct tracking_config tracking;

@@ -82,6 +82,15 @@ void standby_fail(struct standby *v, const char *fmt, ...)
 	va_end(ap);
 	v->failed = true;
 	log_msg(LOG_ERROR, v->cfg->name, NULL, 0, "FAILED: %s", v->fail_msg);
+	/* Status says so at once, not at the end of some later epoch. */
+	standby_record(v, NULL, -1, 0, 0, v->fail_msg);
+}
+
+void standby_heartbeat(struct standby *v)
+{
+	pthread_mutex_lock(&v->status_lock);
+	status_heartbeat_nosync(v->dir);
+	pthread_mutex_unlock(&v->status_lock);
 }
 
 int standby_open_journal(struct standby *v, char *err, size_t err_len)
@@ -240,7 +249,9 @@ void standby_record(struct standby *v, const char *peer, int ok, double seconds,
 	struct status_record s;
 	int64_t now;
 
+	pthread_mutex_lock(&v->status_lock);
 	status_update_begin(&u, &s, v->dir, STATUS_ROLE_SECONDARY, v->cfg->name);
+	s.daemon = true;
 	now = u.now_unix;
 	if (peer)
 		snprintf(s.peer, sizeof(s.peer), "%s", peer);
@@ -265,6 +276,7 @@ void standby_record(struct standby *v, const char *peer, int ok, double seconds,
 			 error);
 	}
 	status_update_store_nosync(&u, &s, v->dir);
+	pthread_mutex_unlock(&v->status_lock);
 	vol_metrics(v, &s, ok, seconds, wire_bytes);
 }
 
@@ -285,6 +297,7 @@ int standby_open(struct standby *v, const struct receiver_config *rcfg,
 	v->cfg = &v->own;
 	v->rcfg = rcfg;
 	pthread_mutex_init(&v->lock, NULL);
+	pthread_mutex_init(&v->status_lock, NULL);
 	pthread_cond_init(&v->idle, NULL);
 	snprintf(v->dir, sizeof(v->dir), "%s/%s", rcfg->state_dir, vc->name);
 	if (mkdir(rcfg->state_dir, 0700) && errno != EEXIST) {
@@ -363,6 +376,7 @@ void standby_close(struct standby *v)
 	kfio_dev_close(&v->dev);
 	pthread_cond_destroy(&v->idle);
 	pthread_mutex_destroy(&v->lock);
+	pthread_mutex_destroy(&v->status_lock);
 }
 
 /* After an aborted epoch the in-memory map holds hashes that were never

@@ -46,9 +46,10 @@ struct standby {
 	const struct receiver_config *rcfg;
 	char dir[KFIO_PATH_MAX];
 	pthread_mutex_t lock;
-	pthread_cond_t idle; /* signalled when busy clears */
-	bool busy;	     /* a sender is connected */
-	bool failed;	     /* sticky I/O error: refuse until restart */
+	pthread_cond_t idle;	     /* signalled when busy clears */
+	pthread_mutex_t status_lock; /* one writer of DIR/status at a time (heartbeats) */
+	bool busy;		     /* a sender is connected */
+	bool failed;		     /* sticky I/O error: refuse until restart */
 	char fail_msg[STANDBY_ERR_MAX];
 	struct kfio_dev dev;
 	struct kfio_queue *q; /* standby writes during a sync */
@@ -67,7 +68,11 @@ int standby_open(struct standby *v, const struct receiver_config *rcfg,
 		 const struct receiver_volume_cfg *vc, char *err, size_t err_len);
 void standby_close(struct standby *v);
 
-/* The sticky failure: logged once, refuses further epochs. */
+/* Refreshes the heartbeat of the volume's status record (the receiver's loop,
+ * every STATUS_HEARTBEAT_S): a reader knows the receiver still runs. */
+void standby_heartbeat(struct standby *v);
+
+/* The sticky failure: logged once, recorded in status, refuses further epochs. */
 void standby_fail(struct standby *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* After an aborted epoch: the committed map from disk (a failure is sticky). */
 int standby_reload_map(struct standby *v);

@@ -6,6 +6,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -60,6 +61,18 @@ struct status_ext {
 };
 _Static_assert(sizeof(struct status_ext) == 224, "status extension size");
 
+/* The second extension: who writes the record, and when it last said so. */
+#define STATUS_EXT2_MAGIC 0x32545650u /* "PVT2" */
+struct status_ext2 {
+	uint32_t magic;
+	uint32_t writer_pid;
+	int64_t heartbeat_unix;
+	uint8_t daemon;
+	uint8_t reserved[15];
+	uint64_t checksum; /* xxh3 of the bytes before it */
+};
+_Static_assert(sizeof(struct status_ext2) == 40, "status second extension size");
+
 const char *status_state_name(enum status_state st)
 {
 	static const char *const names[STATUS_STATE_COUNT] = {
@@ -88,9 +101,11 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 	struct {
 		struct status_disk d;
 		struct status_ext x;
+		struct status_ext2 x2;
 	} rec;
 	struct status_disk d;
 	struct status_ext x;
+	struct status_ext2 x2;
 
 	ASSERT(s != NULL);
 	ASSERT(dir != NULL);
@@ -126,9 +141,17 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 	snprintf(d.last_error, sizeof(d.last_error), "%s", s->last_error);
 	d.checksum = htole64(delta_hash(&d, offsetof(struct status_disk, checksum)));
 
-	_Static_assert(sizeof(rec) == sizeof(d) + sizeof(x), "no padding between the parts");
+	memset(&x2, 0, sizeof(x2));
+	x2.magic = htole32(STATUS_EXT2_MAGIC);
+	x2.writer_pid = htole32(s->writer_pid);
+	x2.heartbeat_unix = (int64_t)htole64((uint64_t)s->heartbeat_unix);
+	x2.daemon = s->daemon;
+	x2.checksum = htole64(delta_hash(&x2, offsetof(struct status_ext2, checksum)));
+	_Static_assert(sizeof(rec) == sizeof(d) + sizeof(x) + sizeof(x2),
+		       "no padding between the parts");
 	rec.d = d;
 	rec.x = x;
+	rec.x2 = x2;
 	/* Reporting only: rename-atomic for readers, deliberately not fsynced. */
 	return replace_file(&spec, &rec, sizeof(rec), NULL, 0);
 }
@@ -147,6 +170,8 @@ void status_update_begin(struct status_update *u, struct status_record *s, const
 		*s = u->prev;
 	s->role = role;
 	snprintf(s->volume, sizeof(s->volume), "%s", volume);
+	s->writer_pid = (uint32_t)getpid();
+	s->heartbeat_unix = u->now_unix;
 }
 
 int status_update_store_nosync(const struct status_update *u, struct status_record *s,
@@ -163,8 +188,9 @@ int status_load(struct status_record *s, const char *dir)
 {
 	struct status_disk d;
 	struct status_ext x;
+	struct status_ext2 x2;
 	char path[4200];
-	ssize_t n, nx;
+	ssize_t n, nx, nx2;
 	int fd;
 
 	memset(s, 0, sizeof(*s));
@@ -174,6 +200,7 @@ int status_load(struct status_record *s, const char *dir)
 		return -errno;
 	n = pread(fd, &d, sizeof(d), 0);
 	nx = pread(fd, &x, sizeof(x), sizeof(d));
+	nx2 = pread(fd, &x2, sizeof(x2), sizeof(d) + sizeof(x));
 	close(fd);
 	if (n != (ssize_t)sizeof(d) || le64toh(d.magic) != STATUS_MAGIC ||
 	    le32toh(d.version) != STATUS_VERSION ||
@@ -211,7 +238,36 @@ int status_load(struct status_record *s, const char *dir)
 		x.scan_note[sizeof(x.scan_note) - 1] = '\0';
 		memcpy(s->scan_note, x.scan_note, sizeof(s->scan_note));
 	}
+	if (nx2 == (ssize_t)sizeof(x2) && le32toh(x2.magic) == STATUS_EXT2_MAGIC &&
+	    le64toh(x2.checksum) == delta_hash(&x2, offsetof(struct status_ext2, checksum))) {
+		s->daemon = x2.daemon != 0;
+		s->writer_pid = le32toh(x2.writer_pid);
+		s->heartbeat_unix = (int64_t)le64toh((uint64_t)x2.heartbeat_unix);
+	}
 	return 0;
+}
+
+bool status_writer_gone(const struct status_record *s, int64_t now_unix)
+{
+	if (!s->daemon || !s->writer_pid)
+		return false;
+	if (now_unix - s->heartbeat_unix > STATUS_STALE_S)
+		return true;
+	/* EPERM: alive, someone else's. A reused pid passes, until the heartbeat
+	 * goes stale. */
+	return kill((pid_t)s->writer_pid, 0) != 0 && errno == ESRCH;
+}
+
+int status_heartbeat_nosync(const char *dir)
+{
+	struct status_record s;
+	int rc = status_load(&s, dir);
+
+	if (rc)
+		return rc;
+	s.writer_pid = (uint32_t)getpid();
+	s.heartbeat_unix = (int64_t)time(NULL);
+	return status_store_nosync(&s, dir);
 }
 
 const char *status_capture_name(uint8_t capture)

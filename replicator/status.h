@@ -83,7 +83,27 @@ struct status_record {
 	bool last_scan_tracked;		/* read only what the tracker marked */
 	uint64_t tracker_missed_blocks; /* found by the last checking full scan */
 	char scan_note[200];		/* why a full scan, or why no tracker */
+	/* the writer (the record's second extension; 0/false in older records) */
+	bool daemon;	     /* receive or replicate, which refresh heartbeat_unix */
+	uint32_t writer_pid; /* its process */
+	int64_t heartbeat_unix;
 };
+
+/* A daemon refreshes its records this often, even when idle; a reader calls a
+ * daemon's record stale (the daemon is not running) past STATUS_STALE_S. */
+#define STATUS_HEARTBEAT_S 10
+#define STATUS_STALE_S	   35
+
+/*
+ * Whether the daemon that writes s has stopped: its heartbeat is older than
+ * STATUS_STALE_S at now, or its pid is gone. Never for a record a one-shot
+ * command (send) wrote, or one from before the writer was recorded.
+ */
+bool status_writer_gone(const struct status_record *s, int64_t now_unix);
+
+/* Refreshes the heartbeat (and the writer's pid) of DIR/status: 0, -ENOENT
+ * when there is no record yet, or -errno. Reporting only: not fsynced. */
+int status_heartbeat_nosync(const char *dir);
 
 /* Writes DIR/status: rename-atomic for readers, deliberately not fsynced (it
  * decides nothing after a crash). Returns 0 or -errno. */
