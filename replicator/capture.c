@@ -25,6 +25,7 @@
 
 #include "capture.h"
 #include "clock.h"
+#include "devid.h"
 #include "pvrepl_assert.h"
 
 /* The watchdog's exit codes. */
@@ -266,11 +267,12 @@ static int read_sysfs(const char *path, char *out, size_t out_len)
 
 /*
  * The file behind loop device rdev (opened as device): its backing file, which
- * must be that very inode (LOOP_GET_STATUS64) and be mapped from offset 0.
- * 0 with file filled, or -errno with the reason in why.
+ * must be that very inode (LOOP_GET_STATUS64: *ino and *fs_dev, to check the
+ * file opened later against) and be mapped from offset 0. 0 with file
+ * filled, or -errno with the reason in why.
  */
-static int loop_backing(const char *device, dev_t rdev, char *file, size_t file_len, char *why,
-			size_t why_len)
+static int loop_backing(const char *device, dev_t rdev, char *file, size_t file_len, ino_t *ino,
+			dev_t *fs_dev, char *why, size_t why_len)
 {
 	char p[128], off[32];
 	struct loop_info64 li;
@@ -310,6 +312,8 @@ static int loop_backing(const char *device, dev_t rdev, char *file, size_t file_
 		return rc;
 	}
 	close(fd);
+	*ino = (ino_t)li.lo_inode;
+	*fs_dev = (dev_t)li.lo_device;
 	return 0;
 }
 
@@ -322,8 +326,11 @@ static int loop_backing(const char *device, dev_t rdev, char *file, size_t file_
 static int reflink_open(struct capture *c, const char *device, char *why, size_t why_len)
 {
 	char dir[CAPTURE_PATH_MAX], *slash;
-	struct stat st;
+	struct stat st, sst;
 	struct statfs sf;
+	ino_t loop_ino = 0;
+	dev_t loop_dev = 0;
+	bool via_loop = false;
 	int a = -1, b = -1, rc;
 
 	if (stat(device, &st)) {
@@ -334,10 +341,11 @@ static int reflink_open(struct capture *c, const char *device, char *why, size_t
 	if (S_ISREG(st.st_mode)) {
 		snprintf(c->clone_src, sizeof(c->clone_src), "%s", device);
 	} else if (S_ISBLK(st.st_mode)) {
-		rc = loop_backing(device, st.st_rdev, c->clone_src, sizeof(c->clone_src), why,
-				  why_len);
+		rc = loop_backing(device, st.st_rdev, c->clone_src, sizeof(c->clone_src), &loop_ino,
+				  &loop_dev, why, why_len);
 		if (rc)
 			return rc;
+		via_loop = true;
 	} else {
 		snprintf(why, why_len, "%s is neither a file nor a loop device: nothing to clone",
 			 device);
@@ -359,6 +367,14 @@ static int reflink_open(struct capture *c, const char *device, char *why, size_t
 			 strerror(-rc));
 		return rc;
 	}
+	/* The file opened is the one behind the loop device (not one renamed
+	 * over its name since). */
+	if (fstat(c->src_fd, &sst) ||
+	    (via_loop && (sst.st_ino != loop_ino || sst.st_dev != loop_dev))) {
+		snprintf(why, why_len, "%.250s is no longer the backing file of loop device %.200s",
+			 c->clone_src, device);
+		return -ESTALE;
+	}
 	a = openat(c->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	b = a < 0 ? -1 : openat(c->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (a < 0 || b < 0) {
@@ -378,6 +394,21 @@ static int reflink_open(struct capture *c, const char *device, char *why, size_t
 							: "not xfs or btrfs");
 		if (rc == -EINVAL || rc == -ENOTTY)
 			rc = -EOPNOTSUPP;
+	} else if (sst.st_size >= sst.st_blksize && sst.st_blksize > 0 &&
+		   ioctl(a, FICLONERANGE,
+			 &(struct file_clone_range){ .src_fd = c->src_fd,
+						     .src_length = (uint64_t)sst.st_blksize })) {
+		/* The file system clones, this file does not (one block tried). */
+		rc = -errno;
+		snprintf(
+			why, why_len,
+			"%.300s cannot be cloned (FICLONERANGE of its first block: %s)%s",
+			c->clone_src, strerror(-rc),
+			rc == -EINVAL
+				? ": on btrfs, a NOCOW file (chattr +C) cannot be; copy it to a file without +C"
+				: "");
+		if (rc == -EINVAL || rc == -ENOTTY)
+			rc = -EOPNOTSUPP;
 	} else {
 		rc = 0;
 		c->mode = CAPTURE_REFLINK;
@@ -389,6 +420,17 @@ static int reflink_open(struct capture *c, const char *device, char *why, size_t
 	return rc;
 }
 
+void capture_init(struct capture *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->mode = CAPTURE_NONE;
+	c->fd = -1;
+	c->watchdog_fd = -1;
+	c->src_fd = -1;
+	c->dir_fd = -1;
+	c->image_fd = -1;
+}
+
 int capture_open(struct capture *c, const struct capture_config *cfg, const char *volume,
 		 const char *device, bool tracking, char *err, size_t err_len)
 {
@@ -396,12 +438,7 @@ int capture_open(struct capture *c, const struct capture_config *cfg, const char
 	struct stat st;
 	int rc;
 
-	memset(c, 0, sizeof(*c));
-	c->fd = -1;
-	c->watchdog_fd = -1;
-	c->src_fd = -1;
-	c->dir_fd = -1;
-	c->image_fd = -1;
+	capture_init(c);
 	c->volume = volume;
 	c->device = device;
 	c->mode = CAPTURE_NONE;
@@ -619,18 +656,24 @@ static void keep_tail(char *tail, size_t tail_len, char *acc, size_t *acc_len, c
 
 /*
  * Runs cmd under /bin/sh -c with the environment plus env (NULL-terminated
- * "NAME=value" strings), stdin from /dev/null, in a process group of its own
- * that is killed past CAPTURE_CMD_TIMEOUT_MS. Returns 0 with r filled (the
- * command's status is in r->status), or -errno when it could not be run.
+ * "NAME=value" strings), stdin from /dev/null, default signal dispositions
+ * and an empty signal mask, in a process group of its own. Past
+ * CAPTURE_CMD_TIMEOUT_MS the group gets SIGTERM, and SIGKILL 2 s later; a
+ * command that exits in time leaves its background helpers alone. tick (may
+ * be NULL) is called about once a second while it runs (the sender keeps its
+ * connection alive). Returns 0 with r filled (the command's status is in
+ * r->status), or -errno when it could not be run.
  */
-static int run_cmd(const char *cmd, const char *const *env, struct cmd_run *r)
+static int run_cmd(const char *cmd, const char *const *env, void (*tick)(void *), void *tick_ctx,
+		   struct cmd_run *r)
 {
 	extern char **environ;
 	size_t nenv = 0, nadd = 0, out_len = 0, acc_len = 0;
 	char acc[sizeof(r->err_tail)];
 	int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, rc = 0;
 	const char **envp;
-	double deadline = clock_mono_s() + CAPTURE_CMD_TIMEOUT_MS / 1e3;
+	double deadline = clock_mono_s() + CAPTURE_CMD_TIMEOUT_MS / 1e3,
+	       next_tick = clock_mono_s() + 1.0;
 	bool exited = false;
 	pid_t pid;
 
@@ -662,8 +705,15 @@ static int run_cmd(const char *cmd, const char *const *env, struct cmd_run *r)
 		goto out;
 	}
 	if (pid == 0) {
+		static const int sigs[] = { SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD };
 		int null = open("/dev/null", O_RDONLY);
+		sigset_t none;
 
+		/* A daemon's blocked and ignored signals are not the command's. */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			signal(sigs[i], SIG_DFL);
 		setpgid(0, 0);
 		if (null < 0 || dup2(null, 0) < 0 || dup2(out[1], 1) < 0 || dup2(errp[1], 2) < 0)
 			_exit(127);
@@ -686,6 +736,10 @@ static int run_cmd(const char *cmd, const char *const *env, struct cmd_run *r)
 
 		if (!exited && waitpid(pid, &r->status, WNOHANG) == pid)
 			exited = true;
+		if (tick && !exited && clock_mono_s() >= next_tick) {
+			tick(tick_ctx);
+			next_tick = clock_mono_s() + 1.0;
+		}
 		if (left <= 0) {
 			r->timed_out = !exited;
 			break;
@@ -728,10 +782,23 @@ static int run_cmd(const char *cmd, const char *const *env, struct cmd_run *r)
 		}
 	}
 	keep_tail(r->err_tail, sizeof(r->err_tail), acc, &acc_len, "\n", 1);
-	kill(-pid, SIGKILL); /* what is left of its group */
-	if (!exited)
-		while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
-			;
+	if (!exited) {
+		/* Past its time: asked to stop, then made to. */
+		kill(-pid, SIGTERM);
+		for (int i = 0; i < 40 && !exited; i++) {
+			struct timespec ts = { .tv_sec = 0, .tv_nsec = 50000000L };
+
+			if (waitpid(pid, &r->status, WNOHANG) == pid)
+				exited = true;
+			else
+				nanosleep(&ts, NULL);
+		}
+		if (!exited) {
+			kill(-pid, SIGKILL);
+			while (waitpid(pid, &r->status, 0) < 0 && errno == EINTR)
+				;
+		}
+	}
 out:
 	for (int i = 0; i < 2; i++) {
 		if (out[i] >= 0)
@@ -762,7 +829,8 @@ static const char *cmd_outcome(const struct cmd_run *r, char *buf, size_t len)
 	return buf;
 }
 
-static int snapshot_take(struct capture *c, uint64_t epoch, char *err, size_t err_len)
+static int snapshot_take(struct capture *c, uint64_t epoch, void (*tick)(void *), void *tick_ctx,
+			 char *err, size_t err_len)
 {
 	char e_vol[300], e_dev[CAPTURE_PATH_MAX + 16], e_epoch[48], how[400];
 	const char *env[] = { e_vol, e_dev, e_epoch, NULL };
@@ -776,7 +844,7 @@ static int snapshot_take(struct capture *c, uint64_t epoch, char *err, size_t er
 	snprintf(e_dev, sizeof(e_dev), "PVREPL_DEVICE=%s", c->device);
 	snprintf(e_epoch, sizeof(e_epoch), "PVREPL_EPOCH=%" PRIu64, epoch);
 	c->image_unix_ms = clock_unix_ms();
-	rc = run_cmd(c->snapshot_cmd, env, &r);
+	rc = run_cmd(c->snapshot_cmd, env, tick, tick_ctx, &r);
 	c->image_ms = (clock_mono_s() - t0) * 1e3;
 	if (rc) {
 		snprintf(err, err_len, "volume %s: cannot run the snapshot command (%.200s): %s",
@@ -787,10 +855,27 @@ static int snapshot_take(struct capture *c, uint64_t epoch, char *err, size_t er
 	line[strcspn(line, "\r\n")] = '\0';
 	for (size_t n = strlen(line); n && (line[n - 1] == ' ' || line[n - 1] == '\t'); n--)
 		line[n - 1] = '\0';
-	/* Printed a path, then failed: it may hold a snapshot all the same. */
-	if (line[0])
+	if (line[0]) {
+		struct devid img, vol;
+		char why[400];
+
 		snprintf(c->image, sizeof(c->image), "%s", line);
-	c->image_held = line[0] != '\0';
+		/* Never the volume itself (a symlink, its file, a loop device over
+		 * its file): not read as a snapshot, and never released. */
+		if (!devid_resolve(c->image, &img, why, sizeof(why)) &&
+		    !devid_resolve(c->device, &vol, why, sizeof(why)) &&
+		    devid_overlap(&img, &vol)) {
+			snprintf(
+				err, err_len,
+				"volume %s: the snapshot command (%.200s) printed %.300s, which is the volume's own storage, not a snapshot of it (the release command was not run on it)",
+				c->volume, c->snapshot_cmd, c->image);
+			return -EINVAL;
+		}
+	}
+	/* Printed a path, then failed: it may hold a snapshot all the same, and
+	 * one killed for its time may have made one: the release command runs
+	 * (with PVREPL_SNAPSHOT empty when nothing was printed). */
+	c->image_held = line[0] != '\0' || r.timed_out;
 	if (r.timed_out || !WIFEXITED(r.status) || WEXITSTATUS(r.status)) {
 		snprintf(err, err_len, "volume %s: the snapshot command (%.200s) %s", c->volume,
 			 c->snapshot_cmd, cmd_outcome(&r, how, sizeof(how)));
@@ -810,13 +895,6 @@ static int snapshot_take(struct capture *c, uint64_t epoch, char *err, size_t er
 			"volume %s: the snapshot command (%.200s) printed %.300s, which is not there: %s",
 			c->volume, c->snapshot_cmd, c->image, strerror(-rc));
 		return rc;
-	}
-	if (S_ISBLK(st.st_mode) && c->device_rdev && st.st_rdev == c->device_rdev) {
-		snprintf(
-			err, err_len,
-			"volume %s: the snapshot command (%.200s) printed %.300s, which is the volume's own device, not a snapshot of it",
-			c->volume, c->snapshot_cmd, c->image);
-		return -EINVAL;
 	}
 	snprintf(c->image_name, sizeof(c->image_name),
 		 "snapshot %.*s (printed by the snapshot command, %.200s)", CAPTURE_PATH_MAX - 512,
@@ -844,8 +922,10 @@ static int clone_take(struct capture *c, char *err, size_t err_len)
 	if (rc) {
 		snprintf(err, err_len, "volume %s: cloning %s failed: %s%s", c->volume,
 			 c->clone_src, strerror(-rc),
-			 rc == -ENOSPC ? " (the file system needs room for the clone's metadata)"
-				       : "");
+			 rc == -ENOSPC	 ? " (the file system needs room for the clone's metadata)"
+			 : rc == -EDQUOT ? " (a quota charges the clone's blocks to its directory)"
+			 : rc == -EINVAL ? " (on btrfs: a NOCOW file, chattr +C, cannot be cloned)"
+					 : "");
 		return rc;
 	}
 	snprintf(c->image, sizeof(c->image), "/proc/self/fd/%d", c->image_fd);
@@ -853,14 +933,15 @@ static int clone_take(struct capture *c, char *err, size_t err_len)
 	return 0;
 }
 
-int capture_image(struct capture *c, uint64_t epoch, char *err, size_t err_len)
+int capture_image(struct capture *c, uint64_t epoch, void (*tick)(void *), void *tick_ctx,
+		  char *err, size_t err_len)
 {
 	ASSERT(capture_reads_image(c));
 	ASSERT(!c->image_held);
 	c->image[0] = '\0';
 	c->image_ms = 0;
 	return c->mode == CAPTURE_REFLINK ? clone_take(c, err, err_len)
-					  : snapshot_take(c, epoch, err, err_len);
+					  : snapshot_take(c, epoch, tick, tick_ctx, err, err_len);
 }
 
 int capture_image_release(struct capture *c, uint64_t epoch, char *err, size_t err_len)
@@ -885,7 +966,7 @@ int capture_image_release(struct capture *c, uint64_t epoch, char *err, size_t e
 	snprintf(e_dev, sizeof(e_dev), "PVREPL_DEVICE=%s", c->device);
 	snprintf(e_epoch, sizeof(e_epoch), "PVREPL_EPOCH=%" PRIu64, epoch);
 	snprintf(e_snap, sizeof(e_snap), "PVREPL_SNAPSHOT=%s", c->image);
-	rc = run_cmd(c->snapshot_release_cmd, env, &r);
+	rc = run_cmd(c->snapshot_release_cmd, env, NULL, NULL, &r);
 	if (rc) {
 		snprintf(err, err_len,
 			 "volume %s: cannot run the snapshot release command (%.200s): %s",

@@ -112,6 +112,8 @@ struct capture {
  */
 int capture_open(struct capture *c, const struct capture_config *cfg, const char *volume,
 		 const char *device, bool tracking, char *err, size_t err_len);
+/* A capture nothing was opened for (every fd -1): capture_close may run on it. */
+void capture_init(struct capture *c);
 void capture_close(struct capture *c);
 
 /* syncfs(2) of the frozen-to-be file system (no-op for none). 0 or -errno. */
@@ -136,9 +138,13 @@ bool capture_reads_image(const struct capture *c);
  * command (environment PVREPL_VOLUME, PVREPL_DEVICE, PVREPL_EPOCH) and takes
  * the first line it prints as the device's path. c->image is then the path to
  * read, and c->image_unix_ms its instant (when the clone or the command
- * began: every write completed before then is in it). 0 or -errno with err.
+ * began: every write completed before then is in it). tick (may be NULL) is
+ * called about once a second while a snapshot command runs. 0 or -errno with
+ * err. A snapshot that is the volume's own storage is refused (and never
+ * released).
  */
-int capture_image(struct capture *c, uint64_t epoch, char *err, size_t err_len);
+int capture_image(struct capture *c, uint64_t epoch, void (*tick)(void *), void *tick_ctx,
+		  char *err, size_t err_len);
 
 /*
  * Drops the image (reflink: closes the clone, which the file system then

@@ -341,6 +341,34 @@ static const struct config_key *config_find_key(enum config_sec sec, const char 
 	return NULL;
 }
 
+/*
+ * The volume's capture against its snapshot commands (after the environment
+ * too: PVREPL_CAPTURE may change the capture). The problem into why; false
+ * when there is none.
+ */
+static bool config_capture_problem(const struct config *c, const struct config_volume *v, char *why,
+				   size_t why_len)
+{
+	const char *capture = v->capture[0] ? v->capture : c->sender.capture;
+	bool snapshot = !strcmp(capture, "snapshot");
+
+	if (snapshot && !v->snapshot_cmd[0]) {
+		snprintf(
+			why, why_len,
+			"[volume %s] is captured by snapshot but lacks snapshot_cmd; add 'snapshot_cmd = ...', a command that prints the path of a point-in-time device of it",
+			v->name);
+		return true;
+	}
+	if (!snapshot && (v->snapshot_cmd[0] || v->snapshot_release_cmd[0])) {
+		snprintf(
+			why, why_len,
+			"[volume %s] has a snapshot command, but its capture is %s; set 'capture = snapshot' (or PVREPL_CAPTURE=snapshot), or drop the command",
+			v->name, capture[0] ? capture : "auto");
+		return true;
+	}
+	return false;
+}
+
 static void config_close_section(struct config_parse *p)
 {
 	const char *name = p->sec == SEC_VOLUME ? p->vol->name : "";
@@ -456,6 +484,13 @@ static char *config_read_line(char *str, int num, void *stream)
 		snprintf(str, (size_t)num, "\n");
 		return str;
 	}
+	/* libinih cuts a value at a ';' after whitespace (a comment): a shell
+	 * command with one would run cut short, so it is refused. */
+	if ((!strncmp(s, "snapshot_cmd", 12) || !strncmp(s, "snapshot_release_cmd", 20)) &&
+	    (strstr(s, " ;") || strstr(s, "\t;")))
+		config_problem(
+			p, p->line,
+			"a ';' after a space starts a comment in this file, so this command would be cut there; put the command in a script and give the script's path");
 	if (*s == '[') {
 		char *close = strchr(s, ']');
 		char header[CONFIG_NAME_MAX + 16];
@@ -589,24 +624,15 @@ int config_load(struct config *c, const char *path, struct config_problem *probl
 			       "neither [receiver] nor [sender]; add the section of this host");
 	for (unsigned i = 0; c->sender.present && i < c->volume_count; i++) {
 		const struct config_volume *v = &c->volumes[i];
-		const char *capture = v->capture[0] ? v->capture : c->sender.capture;
-		bool snapshot = !strcmp(capture, "snapshot");
+		char why[CONFIG_MESSAGE_MAX];
 
 		if (!v->state_dir[0])
 			config_problem(
 				&p, v->line,
 				"[volume %s] lacks state_dir, which the sender needs; add 'state_dir = /var/lib/pvrepl/%s'",
 				v->name, v->name);
-		if (snapshot && !v->snapshot_cmd[0])
-			config_problem(
-				&p, v->line,
-				"[volume %s] is captured by snapshot but lacks snapshot_cmd; add 'snapshot_cmd = ...', a command that prints the path of a point-in-time device of it",
-				v->name);
-		if (!snapshot && (v->snapshot_cmd[0] || v->snapshot_release_cmd[0]))
-			config_problem(
-				&p, v->line,
-				"[volume %s] has a snapshot command, but its capture is %s; set 'capture = snapshot', or drop the command",
-				v->name, capture[0] ? capture : "auto");
+		if (config_capture_problem(c, v, why, sizeof(why)))
+			config_problem(&p, v->line, "%s", why);
 	}
 	config_sort_problems(problems,
 			     p.problem_count < problems_max ? p.problem_count : problems_max);
@@ -755,6 +781,14 @@ int config_gather(struct config *c, const char *path, char *const *envp, char *m
 	erc = config_apply_env(c, envp, problems, CONFIG_PROBLEMS_MAX, &found);
 	if (!rc)
 		rc = erc;
+	/* What the environment changed is checked as the file was. */
+	for (unsigned i = 0; !rc && c->sender.present && i < c->volume_count; i++) {
+		char why[CONFIG_MESSAGE_MAX];
+
+		if (config_capture_problem(c, &c->volumes[i], why, sizeof(why)))
+			config_env_problem(problems, CONFIG_PROBLEMS_MAX, &found, &erc, "%s", why);
+		rc = erc;
+	}
 	for (unsigned i = 0; i < found && i < CONFIG_PROBLEMS_MAX && used < msg_len; i++) {
 		int n;
 

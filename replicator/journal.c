@@ -174,6 +174,9 @@ __attribute__((format(printf, 3, 4))) static int jrn_fail(struct journal *j, int
 	return rc;
 }
 
+/* A superblock's sequence at or past this is damage (see jrn_super_decode). */
+#define JOURNAL_SEQUENCE_MAX (UINT64_MAX / 2)
+
 static const char *jrn_state_name(uint32_t state)
 {
 	switch (state) {
@@ -462,6 +465,12 @@ static int jrn_super_decode(const void *slot, unsigned k, struct journal_disk_su
 	out->records_checksum = le64toh(d.records_checksum);
 	if (out->sequence % JOURNAL_DISK_SLOTS != k) {
 		*why = "its sequence number belongs to the other slot";
+		return -EBADMSG;
+	}
+	/* +1 per superblock write: no journal lives to half of 2^64 (and the next
+	 * write must not wrap to a sequence that loses to this one). */
+	if (out->sequence >= JOURNAL_SEQUENCE_MAX) {
+		*why = "its sequence number is out of range";
 		return -EBADMSG;
 	}
 	if (out->state < JOURNAL_DISK_STATE_EMPTY || out->state > JOURNAL_DISK_STATE_APPLIED) {
@@ -759,6 +768,8 @@ static int jrn_super_write(struct journal *j, uint32_t state)
 			return rc;
 	}
 	ASSERT(!j->sb_inflight);
+	if (j->sb.sequence + 1 >= JOURNAL_SEQUENCE_MAX) /* unreachable: decode refuses it */
+		return -EOVERFLOW;
 	j->sb.sequence++;
 	j->sb.state = state;
 	slot = (j->sb.sequence % JOURNAL_DISK_SLOTS) * JOURNAL_DISK_SLOT_BYTES;

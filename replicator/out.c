@@ -56,9 +56,52 @@ static void add(struct out *o, const char *key, const char *label, json_t *v, en
 	o->fields[o->count++] = (struct out_field){ .key = key, .label = label, .unit = unit };
 }
 
+/*
+ * A JSON string of value. Strings can come from disk or a path the user typed,
+ * and JSON takes only UTF-8: bytes that are not valid UTF-8 become '?' (jansson
+ * refuses them, and bad bytes are never an assert).
+ */
+static json_t *json_text(const char *value)
+{
+	json_t *v = json_string(value);
+	char *copy;
+
+	if (v)
+		return v;
+	copy = strdup(value);
+	if (!copy)
+		return NULL;
+	for (unsigned char *p = (unsigned char *)copy; *p;) {
+		/* the length of a valid sequence at p, or 0 */
+		size_t n = *p < 0x80		 ? 1
+			   : (*p & 0xe0) == 0xc0 ? 2
+			   : (*p & 0xf0) == 0xe0 ? 3
+			   : (*p & 0xf8) == 0xf0 ? 4
+						 : 0;
+
+		for (size_t k = 1; k < n; k++)
+			if ((p[k] & 0xc0) != 0x80)
+				n = 0;
+		if (n == 0 || (n == 2 && *p < 0xc2)) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+	v = json_string(copy);
+	if (!v) /* overlong or surrogate forms: keep ASCII alone */
+		for (unsigned char *p = (unsigned char *)copy; *p; p++)
+			if (*p >= 0x80)
+				*p = '?';
+	if (!v)
+		v = json_string(copy);
+	free(copy);
+	return v;
+}
+
 void out_str(struct out *o, const char *key, const char *label, const char *value)
 {
-	add(o, key, label, value ? json_string(value) : json_null(), OUT_UNIT_NONE);
+	add(o, key, label, value ? json_text(value) : json_null(), OUT_UNIT_NONE);
 }
 
 void out_u64(struct out *o, const char *key, const char *label, uint64_t value, enum out_unit unit)

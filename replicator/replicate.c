@@ -573,6 +573,12 @@ static enum job_turn job_after_failure(struct job *j, struct job_loop *loop,
 		r->message, (double)loop->backoff_ms / 1e3);
 	j->rc = j->ops->exit_code(r);
 	job_rpo_outage(j, loop, r->message);
+	if (r->config_error) {
+		log_fatal(j->o.cfg.volume, "%s; a configuration error: fix it and restart",
+			  r->message);
+		j->fatal = true;
+		return JOB_TURN_FINISHED;
+	}
 	if (r->outcome == SENDER_REFUSED && r->refuse_reason != PROTO_REFUSE_BUSY) {
 		log_fatal(j->o.cfg.volume, "%s; refused by the receiver: fix the cause and restart",
 			  r->message);

@@ -889,6 +889,8 @@ static int open_capture(const struct sender_config *cfg, const struct tracking *
 
 	if (rc)
 		set_msg(res, "%s", err);
+	/* Options that contradict each other do not get better by retrying. */
+	res->config_error = rc == -EINVAL;
 	return rc;
 }
 
@@ -1236,6 +1238,17 @@ out:
 	return rc;
 }
 
+/* While a snapshot command runs: the receiver keeps waiting (its read timeout
+ * is per frame). A failure here surfaces at the next send. */
+static void keep_alive(void *ctx)
+{
+	struct conn *c = ctx;
+	int n = proto_encode_keepalive(c->tx, PROTO_FRAME_BYTES_MAX);
+
+	if (n > 0)
+		conn_send(c, c->tx, (size_t)n);
+}
+
 /* The final ROUND's flags: FINAL, and how the source was captured where the
  * receiver takes it. */
 static uint32_t final_flags(const struct proto_welcome *w, const struct sender_result *res)
@@ -1282,7 +1295,15 @@ static int image_epoch(const struct sender_config *cfg, const struct kfio_dev *d
 	uint64_t *more = NULL, more_bytes = 0;
 	int rc;
 
-	rc = capture_image(cap, eb->epoch, err, sizeof(err));
+	/* A write-back layer under the tracked device (a buffered loop device)
+	 * is flushed first: a write the harvest saw complete is in the snapshot. */
+	if (cap->mode == CAPTURE_SNAPSHOT && fsync(dev->fd)) {
+		rc = -errno;
+		set_msg(res, "volume %s: flushing %s before its snapshot failed: %s", cfg->volume,
+			cfg->device, strerror(-rc));
+		goto out;
+	}
+	rc = capture_image(cap, eb->epoch, keep_alive, c, err, sizeof(err));
 	res->clone_ms = cap->image_ms;
 	if (rc) {
 		set_msg(res, "%s", err);
@@ -1419,7 +1440,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	struct proto_welcome w;
 	struct proto_epoch_begin eb;
 	struct tracking tr;
-	struct capture cap = { .fd = -1, .watchdog_fd = -1 };
+	struct capture cap;
 	struct scan_stats st;
 	bool tracking_open = false, rounds = false;
 	double t0 = clock_mono_s(), cpu0 = clock_cpu_s();
@@ -1434,6 +1455,7 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	ASSERT(cfg->peer != NULL);
 	ASSERT(cfg->timeout_ms > 0);
 	memset(res, 0, sizeof(*res));
+	capture_init(&cap);
 	res->outcome = SENDER_FAILED;
 	res->capture = CAPTURE_NONE; /* until one is chosen */
 	rc = open_source(cfg, &dev, &m, res);

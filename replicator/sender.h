@@ -125,6 +125,7 @@ struct sender_result {
 	 * rate reached 85% of the cap (else the link set the pace). */
 	double throttled_seconds;
 	bool disconnected; /* failed on the network: the peer is away */
+	bool config_error; /* the options cannot work (a capture that cannot be): fix, restart */
 	bool paused;	   /* stopped by sender_abort_now (the route is gone) */
 	char message[512];
 };

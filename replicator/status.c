@@ -274,7 +274,7 @@ const char *status_capture_name(uint8_t capture)
 {
 	switch (capture) {
 	case STATUS_CAPTURE_LIVE:
-		return "live";
+		return "none";
 	case STATUS_CAPTURE_FREEZE:
 		return "freeze";
 	case STATUS_CAPTURE_REFLINK:

@@ -53,7 +53,7 @@ enum status_capture {
 	STATUS_CAPTURE_SNAPSHOT = 4,
 };
 
-/* "live", "captured", "freeze", "reflink", "snapshot". */
+/* "none" (read live), "captured", "freeze", "reflink", "snapshot". */
 const char *status_capture_name(uint8_t capture);
 /* The on-disk byte read back: crash_consistent and the kind (an unknown one
  * is STATUS_CAPTURE_UNKNOWN). */

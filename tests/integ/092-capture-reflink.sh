@@ -490,6 +490,17 @@ small=$(tail -n 1 "$SNAPLOG")
 [ "$(wc -l <"$RELLOG")" -gt "$nrel" ] && grep -qx "$small" "$RELLOG" ||
 	{ cat "$SNAPLOG" "$RELLOG" >&2; fail "the release command did not run for the snapshot of another size ($small)"; }
 no_snapshots "after the snapshot of another size"
+# A command that prints the volume itself (its device, or the file behind it):
+# refused, and the release command never runs on the source.
+nrel=$(wc -l <"$RELLOG")
+for self in '$PVREPL_DEVICE' "$BACKING"; do
+	send "${V[@]}" "${SNAP[@]}" --snapshot-cmd "echo $self"
+	expect result failed "a snapshot command that prints the volume itself ($self)"
+	has "the volume's own storage" "a snapshot command that prints the volume itself ($self)"
+	echo "a snapshot command that prints the volume itself: $(get message)"
+done
+[ "$(wc -l <"$RELLOG")" = "$nrel" ] ||
+	{ tail -n 2 "$RELLOG" >&2; fail "the release command ran on the volume's own storage"; }
 sleep 1 # an epoch wrongly applied would be by now
 [ "$(rstatus epoch)" = "$committed" ] ||
 	fail "the standby's epoch moved from $committed to $(rstatus epoch) after failed snapshot epochs"

@@ -215,7 +215,7 @@ static void test_capture_byte(void **state)
 	assert_int_equal(status_capture_of_byte(255), STATUS_CAPTURE_UNKNOWN);
 	assert_string_equal(status_capture_name(STATUS_CAPTURE_UNKNOWN), "captured");
 	assert_string_equal(status_capture_name(STATUS_CAPTURE_REFLINK), "reflink");
-	assert_string_equal(status_capture_name(STATUS_CAPTURE_LIVE), "live");
+	assert_string_equal(status_capture_name(STATUS_CAPTURE_LIVE), "none");
 }
 
 int main(void)
