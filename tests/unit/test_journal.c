@@ -1188,6 +1188,51 @@ static void test_identity_refused(void **state)
 	fix_teardown(&f);
 }
 
+/*
+ * A superblock whose sequence is near 2^64 (a forged one, with a good checksum)
+ * is damage: the other copy is used, and the next write does not wrap to a
+ * sequence that would lose to it (it once tripped an invariant: an abort).
+ */
+static void test_super_sequence_bound(void **state)
+{
+	struct journal_disk_super sb[JOURNAL_DISK_SLOTS];
+	struct journal_recovery rec;
+	char err[JOURNAL_ERR_MAX] = "";
+	unsigned k;
+	struct fix f;
+
+	(void)state;
+	fix_setup(&f, &geo_main, JRN_BYTES, true);
+	fix_reset(&f);
+	for (k = 0; k < JOURNAL_DISK_SLOTS; k++)
+		file_read(f.jpath, &sb[k], sizeof(sb[k]), k * JOURNAL_DISK_SLOT_BYTES);
+	/* the newest copy, re-signed with the largest sequence of its slot */
+	k = le64toh(sb[1].sequence) > le64toh(sb[0].sequence) ? 1 : 0;
+	sb[k].sequence = htole64(k ? UINT64_MAX : UINT64_MAX - 1);
+	sb[k].checksum = htole64(delta_hash_seeded(
+		&sb[k], offsetof(struct journal_disk_super, checksum), JOURNAL_DISK_SEED_SUPER));
+	file_write(f.jpath, &sb[k], sizeof(sb[k]), k * JOURNAL_DISK_SLOT_BYTES);
+	assert_int_equal(fix_try_open(&f, err, sizeof(err)), 0);
+	assert_int_equal(journal_recover(f.j, &rec, NULL, NULL), 0);
+	/* a new epoch writes superblocks: no abort, and it commits */
+	assert_int_equal(journal_begin(f.j, EPOCH_E + 1, GENERATION, EPOCH_E), 0);
+	assert_int_equal(journal_add_zero(f.j, 0, 1), 0);
+	assert_int_equal(journal_commit(f.j), 0);
+	fix_close(&f);
+	/* both copies forged: refused as damaged, naming the sequence */
+	for (k = 0; k < JOURNAL_DISK_SLOTS; k++) {
+		file_read(f.jpath, &sb[k], sizeof(sb[k]), k * JOURNAL_DISK_SLOT_BYTES);
+		sb[k].sequence = htole64(k ? UINT64_MAX : UINT64_MAX - 1);
+		sb[k].checksum = htole64(
+			delta_hash_seeded(&sb[k], offsetof(struct journal_disk_super, checksum),
+					  JOURNAL_DISK_SEED_SUPER));
+		file_write(f.jpath, &sb[k], sizeof(sb[k]), k * JOURNAL_DISK_SLOT_BYTES);
+	}
+	assert_int_equal(fix_try_open(&f, err, sizeof(err)), -EBADMSG);
+	assert_contains(err, "sequence number is out of range");
+	fix_teardown(&f);
+}
+
 /* Damage in a committed epoch's records: -EBADMSG at recovery, standby untouched. */
 static void test_corrupt_record(void **state)
 {
@@ -1782,6 +1827,7 @@ int main(void)
 		cmocka_unit_test(test_hash_mismatch),
 		cmocka_unit_test(test_enospc),
 		cmocka_unit_test(test_identity_refused),
+		cmocka_unit_test(test_super_sequence_bound),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_min_queue_depth),
 		cmocka_unit_test(test_corrupt_record),
