@@ -624,6 +624,17 @@ int map_load(struct map *m, const char *state_dir, char *err, size_t err_len)
 		rc = map_load_log(m, dirfd, state_dir, err, err_len);
 	close(dirfd);
 	if (rc < 0) {
+		/* Damage says what to do: the map is only a cache of what the
+		 * volume holds, and a full resync rebuilds it. */
+		if (rc == -EBADMSG && err) {
+			size_t n = strnlen(err, err_len);
+
+			if (n + 1 < err_len)
+				snprintf(
+					err + n, err_len - n,
+					"; the map is damaged: remove the files map and map.log from %s and the volume resyncs in full (its standby is kept until the resync overwrites it)",
+					state_dir);
+		}
 		map_release(m);
 		return rc;
 	}

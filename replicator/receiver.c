@@ -527,6 +527,7 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 	struct tls_config tc = { .server = true };
 	struct receiver *r;
 	int lfd = -1, rc;
+	unsigned failed = 0;
 	double last_beat;
 
 	ASSERT(cfg != NULL);
@@ -550,14 +551,30 @@ int receiver_run(const struct receiver_config *cfg, volatile sig_atomic_t *stop,
 	rc = receiver_check_devices(cfg, err, err_len);
 	if (rc)
 		goto close_vols;
+	/* One volume that cannot be served (a damaged map, a resized standby)
+	 * is failed alone, with its fix in its status; the others are served.
+	 * Only when none can be does the receiver not start. */
 	for (unsigned i = 0; i < cfg->vol_count; i++) {
-		rc = standby_open(&r->vols[i], cfg, &cfg->vols[i], err, err_len);
-		if (rc) {
-			r->vol_count = i + 1;
-			goto close_vols;
-		}
+		char why[RECV_ERR_MAX] = "";
+		int vrc = standby_open(&r->vols[i], cfg, &cfg->vols[i], why, sizeof(why));
+
 		r->vol_count = i + 1;
+		if (!vrc)
+			continue;
+		if (!failed++) {
+			rc = vrc;
+			snprintf(err, err_len, "%s", why);
+		}
+		standby_fail(&r->vols[i], "%s", why);
 	}
+	if (failed == cfg->vol_count && failed)
+		goto close_vols;
+	if (failed)
+		log_msg(LOG_ERROR, NULL, NULL, 0,
+			"%u of %u volume(s) cannot be served (each logged above, with its fix); serving the others",
+			failed, cfg->vol_count);
+	rc = 0;
+	err[0] = '\0';
 	lfd = conn_tcp_listen(cfg->listen, err, err_len);
 	if (lfd < 0) {
 		rc = lfd;

@@ -52,7 +52,7 @@ int recv_check_hello(const struct standby *v, const struct proto_hello *h, struc
 	if (v->failed)
 		return recv_verdict_set(
 			vd, RECV_VERDICT_ERROR, PROTO_ERR_IO,
-			"volume %s is stopped after an I/O error (%s); restart the receiver to recover",
+			"volume %s is not served: %s; restart the receiver once that is fixed",
 			v->cfg->name, v->fail_msg);
 	if (v->have_map && memcmp(h->volume_id, v->map.volume_id, 16)) {
 		hex_id(h->volume_id, a);

@@ -38,12 +38,14 @@ static void test_invalid_utf8(void **state)
 		const char *in, *want;
 	} cases[] = {
 		{ "plain", "{\"s\":\"plain\"}" },
-		{ "caf\xc3\xa9", "{\"s\":\"caf\xc3\xa9\"}" },		/* valid: kept */
-		{ "donn\xc3", "{\"s\":\"donn?\"}" },			/* cut mid-character */
-		{ "a\xff" "b", "{\"s\":\"a?b\"}" },			/* never valid */
-		{ "\xc0\xaf", "{\"s\":\"??\"}" },			/* overlong */
-		{ "x\xed\xa0\x80y", "{\"s\":\"x???y\"}" },		/* a surrogate */
-		{ "\xe2\x82", "{\"s\":\"??\"}" },			/* truncated */
+		{ "caf\xc3\xa9", "{\"s\":\"caf\xc3\xa9\"}" }, /* valid: kept */
+		{ "donn\xc3", "{\"s\":\"donn?\"}" },	      /* cut mid-character */
+		{ "a\xff"
+		  "b",
+		  "{\"s\":\"a?b\"}" },			   /* never valid */
+		{ "\xc0\xaf", "{\"s\":\"??\"}" },	   /* overlong */
+		{ "x\xed\xa0\x80y", "{\"s\":\"x???y\"}" }, /* a surrogate */
+		{ "\xe2\x82", "{\"s\":\"??\"}" },	   /* truncated */
 	};
 	char buf[256];
 
