@@ -73,8 +73,13 @@ struct receiver {
 	pthread_cond_t idle;
 	unsigned conns;
 	/* Live connection sockets, so a stop can cut them (slot -1: free). The fd is
-	 * withdrawn under the lock before it is closed: never a reused fd. */
+	 * withdrawn under the lock before it is closed: never a reused fd. A slot
+	 * not yet authorised is a handshake, which a newer one may evict. */
 	int conn_fds[RECEIVER_CONNS_MAX];
+	bool conn_authed[RECEIVER_CONNS_MAX];
+	double conn_t0[RECEIVER_CONNS_MAX];
+	char conn_host[RECEIVER_CONNS_MAX][INET6_ADDRSTRLEN];
+	uint64_t evicted; /* handshakes cut to make room, for the log */
 };
 
 struct rconn {
@@ -227,6 +232,13 @@ static void *conn_main(void *arg)
 			rc->p.name, v->cfg->name, v->cfg->name, rc->p.name);
 		goto reply;
 	}
+	/* Authorised: no longer a handshake anyone may evict, and the epoch's
+	 * own timeout from here. */
+	pthread_mutex_lock(&r->lock);
+	if (rc->slot >= 0)
+		r->conn_authed[rc->slot] = true;
+	pthread_mutex_unlock(&r->lock);
+	conn_tcp_tune(rc->fd, r->cfg->timeout_ms);
 	pthread_mutex_lock(&v->lock);
 	/* The previous sender's connection may still be applying the epoch it just
 	 * acked: wait for it (bounded) rather than refuse a sender that is on time. */
@@ -285,6 +297,45 @@ done:
 	return NULL;
 }
 
+/*
+ * Under r->lock, before a connection from host is admitted: past the limits of
+ * handshakes (in all, or from host), the oldest one (from host, else any) is
+ * cut; so is the oldest handshake when every slot is taken. Never an
+ * authorised connection. Its thread sees the socket shut down and ends.
+ */
+static void make_room(struct receiver *r, const char *host)
+{
+	unsigned all = 0, mine = 0;
+	int oldest = -1, oldest_mine = -1;
+
+	for (int i = 0; i < (int)RECEIVER_CONNS_MAX; i++) {
+		if (r->conn_fds[i] < 0 || r->conn_authed[i])
+			continue;
+		all++;
+		if (oldest < 0 || r->conn_t0[i] < r->conn_t0[oldest])
+			oldest = i;
+		if (strcmp(r->conn_host[i], host))
+			continue;
+		mine++;
+		if (oldest_mine < 0 || r->conn_t0[i] < r->conn_t0[oldest_mine])
+			oldest_mine = i;
+	}
+	if (mine >= RECEIVER_HANDSHAKES_PER_HOST_MAX)
+		oldest = oldest_mine;
+	else if (all < RECEIVER_HANDSHAKES_MAX && r->conns < RECEIVER_CONNS_MAX)
+		return;
+	if (oldest < 0)
+		return;
+	shutdown(r->conn_fds[oldest], SHUT_RDWR);
+	r->conn_authed[oldest] = true; /* cut once: not chosen again while it ends */
+	if (r->evicted++ % 100 == 0)
+		log_msg(LOG_WARN, NULL, r->conn_host[oldest], 0,
+			"cut a connection still unauthorised after %.1f s to make room (%" PRIu64
+			" so far): too many handshakes at once%s",
+			clock_mono_s() - r->conn_t0[oldest], r->evicted,
+			mine >= RECEIVER_HANDSHAKES_PER_HOST_MAX ? " from this address" : "");
+}
+
 static void accept_one(struct receiver *r, int lfd)
 {
 	struct sockaddr_storage ss;
@@ -301,9 +352,10 @@ static void accept_one(struct receiver *r, int lfd)
 	else if (ss.ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
 	pthread_mutex_lock(&r->lock);
+	make_room(r, host);
 	if (r->conns >= RECEIVER_CONNS_MAX) {
 		pthread_mutex_unlock(&r->lock);
-		log_msg(LOG_WARN, NULL, host, 0, "refused: %u connections already",
+		log_msg(LOG_WARN, NULL, host, 0, "refused: %u authorised connections already",
 			RECEIVER_CONNS_MAX);
 		close(fd);
 		return;
@@ -335,13 +387,19 @@ static void accept_one(struct receiver *r, int lfd)
 	for (int i = 0; i < (int)RECEIVER_CONNS_MAX; i++) {
 		if (r->conn_fds[i] < 0) {
 			r->conn_fds[i] = fd;
+			r->conn_authed[i] = false;
+			r->conn_t0[i] = clock_mono_s();
+			snprintf(r->conn_host[i], sizeof(r->conn_host[i]), "%s", host);
 			rc->slot = i;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
 	snprintf(rc->p.addr, sizeof(rc->p.addr), "%s", host);
-	conn_tcp_tune(fd, r->cfg->timeout_ms);
+	/* The handshake and HELLO within RECEIVER_HANDSHAKE_MS (or the timeout,
+	 * when shorter); then the configured timeout. */
+	conn_tcp_tune(fd, r->cfg->timeout_ms < RECEIVER_HANDSHAKE_MS ? r->cfg->timeout_ms
+								     : RECEIVER_HANDSHAKE_MS);
 	if (pthread_create(&t, NULL, conn_main, rc)) {
 		close(fd);
 		free(rc->p.hashes);

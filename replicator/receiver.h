@@ -18,11 +18,18 @@
 
 struct metrics;
 
-#define RECEIVER_VOLUMES_MAX	       64u
-#define RECEIVER_ALLOW_MAX	       8u
-#define RECEIVER_CONNS_MAX	       32u
-#define RECEIVER_JOURNAL_BYTES_DEFAULT (1ull << 30)
-#define RECEIVER_NAME_MAX	       64u
+#define RECEIVER_VOLUMES_MAX 64u
+#define RECEIVER_ALLOW_MAX   8u
+#define RECEIVER_CONNS_MAX   64u
+/* Connections not yet authorised (TLS handshake, HELLO): at most this many,
+ * this many from one address, each for at most RECEIVER_HANDSHAKE_MS; a new
+ * one evicts the oldest past a limit, so idle or slow strangers never keep a
+ * sender out (defect 9 of the reliability issue). */
+#define RECEIVER_HANDSHAKES_MAX		 16u
+#define RECEIVER_HANDSHAKES_PER_HOST_MAX 4u
+#define RECEIVER_HANDSHAKE_MS		 5000u
+#define RECEIVER_JOURNAL_BYTES_DEFAULT	 (1ull << 30)
+#define RECEIVER_NAME_MAX		 64u
 
 struct receiver_volume_cfg {
 	char name[RECEIVER_NAME_MAX];
