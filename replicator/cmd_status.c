@@ -75,8 +75,9 @@ static const char *gone_text(const struct status_record *s, char *buf, size_t le
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	snprintf(
 		buf, len,
-		"the %s (pid %u) is not running: its last heartbeat was at %s; what this record says is from then",
-		s->role == STATUS_ROLE_PRIMARY ? "sender" : "receiver", s->writer_pid, ts);
+		"the %s (pid %u) is not running: its last heartbeat was at %s, when the volume was %s",
+		s->role == STATUS_ROLE_PRIMARY ? "sender" : "receiver", s->writer_pid, ts,
+		status_state_name(s->state));
 	return buf;
 }
 
@@ -259,6 +260,7 @@ static int print_json(const struct status_record *recs, unsigned n, int64_t now)
 		out_str(v, "volume", "Volume", s->volume);
 		out_str(v, "role", "Role", status_role_name(s->role));
 		out_str(v, "state", "State", state_label(s, now));
+		out_str(v, "lastKnownState", "Last known state", status_state_name(s->state));
 		out_u64(v, "epoch", "Epoch", s->epoch, OUT_UNIT_NONE);
 		if (lag >= 0)
 			out_f64(v, "lagSeconds", "Lag", lag, OUT_UNIT_SECONDS);
