@@ -107,6 +107,23 @@ static unsigned check_devices(const struct config *cfg, struct config_problem *o
 		names[n] = v->name;
 		paths[n++] = v->device;
 	}
+	/* The certificates: the daemons refuse to start without them. */
+	for (int side = 0; side < 2; side++) {
+		const char *tls = side ? cfg->sender.tls_dir : cfg->receiver.tls_dir;
+		bool present = side ? cfg->sender.present : cfg->receiver.present;
+		struct stat st;
+
+		if (!present || !tls[0] || (!stat(tls, &st) && S_ISDIR(st.st_mode)))
+			continue;
+		if (found < room) {
+			out[found].line = 0;
+			snprintf(
+				out[found].message, sizeof(out[found].message),
+				"[%s] tls_dir %.150s is not a directory here; make it (pvrepl certs) or fix the path",
+				side ? "sender" : "receiver", tls);
+		}
+		found++;
+	}
 	if (devid_find_conflict(names, paths, n, err, sizeof(err))) {
 		if (found < room) {
 			out[found].line = 0;

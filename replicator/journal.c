@@ -1166,10 +1166,11 @@ static int jrn_check_identity(struct journal *j)
 		return -EINVAL;
 	}
 	if (j->sb.journal_bytes != j->journal_bytes) {
-		jrn_errf(j,
-			 "%s: the file is %" PRIu64 " bytes but its superblock says %" PRIu64
-			 " (truncated or damaged)",
-			 j->path, j->journal_bytes, j->sb.journal_bytes);
+		jrn_errf(
+			j,
+			"%s: the file is %" PRIu64 " bytes but its superblock says %" PRIu64
+			" (truncated or damaged), and the standby may hold part of an epoch: remove the volume's state directory (the one holding this journal) and it resyncs from scratch",
+			j->path, j->journal_bytes, j->sb.journal_bytes);
 		return -EBADMSG;
 	}
 	return 0;

@@ -807,6 +807,26 @@ static void record_status(const struct sender_config *cfg, const struct sender_r
 	status_update_store_nosync(&u, &s, cfg->state_dir);
 }
 
+/*
+ * An initial sync can take hours: status says so while it runs (the record
+ * is otherwise written when an epoch ends). Reporting only.
+ */
+static void record_sync_start(const struct sender_config *cfg, const struct sender_result *res)
+{
+	struct status_update u;
+	struct status_record s;
+
+	status_update_begin(&u, &s, cfg->state_dir, STATUS_ROLE_PRIMARY, cfg->volume);
+	s.daemon = cfg->daemon;
+	snprintf(s.peer, sizeof(s.peer), "%s", cfg->peer);
+	s.rpo_target_seconds = cfg->rpo_target_seconds;
+	s.size_bytes = res->size_bytes;
+	s.state = STATUS_INITIAL_SYNC;
+	s.last_attempt_unix = u.now_unix;
+	s.out_of_sync_bytes = res->size_bytes;
+	status_update_store_nosync(&u, &s, cfg->state_dir);
+}
+
 /* The source device and its confirmed map (created on the very first run). */
 static int open_source(const struct sender_config *cfg, struct kfio_dev *dev, struct map *m,
 		       struct sender_result *res)
@@ -1478,6 +1498,8 @@ int sender_run_epoch(const struct sender_config *cfg, struct sender_result *res)
 	if (rc)
 		goto release;
 	choose_epoch(&m, &w, hello_root, &eb, res);
+	if (res->initial_sync)
+		record_sync_start(cfg, res);
 	rc = choose_capture(cfg, &cap, &w, &eb, res, &rounds);
 	if (rc)
 		goto release;

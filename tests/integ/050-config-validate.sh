@@ -17,11 +17,11 @@ trap cleanup_common EXIT
 cat >"$TMP/good.ini" <<'INI'
 [receiver]
 listen = 0.0.0.0:7400
-tls_dir = /etc/pvrepl/tls
+tls_dir = @TMP@/tls
 state_dir = /var/lib/pvrepl
 
 [sender]
-tls_dir = /etc/pvrepl/tls
+tls_dir = @TMP@/tls
 peer = standby:7400
 interval = 30s
 
@@ -36,8 +36,10 @@ state_dir = /var/lib/pvrepl/logs
 INI
 truncate -s 1M "$TMP/data.img" "$TMP/logs.img"
 ln -s data.img "$TMP/alias.img"
+mkdir "$TMP/tls"
 sed -i "s|@TMP@|$TMP|" "$TMP/good.ini"
-sed "s|$TMP/data.img|/dev/vg0/data|; s|$TMP/logs.img|/dev/vg0/logs|" "$TMP/good.ini" >"$TMP/ghost.ini"
+sed "s|$TMP/data.img|/dev/vg0/data|; s|$TMP/logs.img|/dev/vg0/logs|; s|$TMP/tls|/etc/pvrepl/tls|" \
+	"$TMP/good.ini" >"$TMP/ghost.ini"
 sed "s|$TMP/logs.img|$TMP/alias.img|" "$TMP/good.ini" >"$TMP/twice.ini"
 cat >"$TMP/bad.ini" <<'INI'
 [receiver]
@@ -56,7 +58,7 @@ out=$("$PVREPL" config validate "$TMP/good.ini")
 [ "$out" = "$TMP/good.ini: ok, 2 volume(s)" ] || fail "good file: '$out'"
 
 rc=0
-"$PVREPL" config validate "$TMP/bad.ini" >"$TMP/out" 2>"$TMP/err" || rc=$?
+"$PVREPL" config validate --syntax-only "$TMP/bad.ini" >"$TMP/out" 2>"$TMP/err" || rc=$?
 cat "$TMP/err"
 [ "$rc" = 78 ] || fail "bad file: exit $rc, expected 78"
 [ "$(wc -l <"$TMP/err")" = 4 ] || fail "expected 4 problems"
@@ -69,7 +71,7 @@ grep -qx "$TMP/bad.ini:10: unknown section \[volumes x\].*" "$TMP/err" ||
 	fail "no line 10 (unknown section)"
 
 rc=0
-"$PVREPL" config validate -o json "$TMP/bad.ini" >"$TMP/json" || rc=$?
+"$PVREPL" config validate --syntax-only -o json "$TMP/bad.ini" >"$TMP/json" || rc=$?
 [ "$rc" = 78 ] || fail "json: exit $rc"
 grep -q '"problem_count":4' "$TMP/json" || fail "json lacks problem_count 4: $(cat "$TMP/json")"
 grep -q '{"line":8,"message":"\[volume data\] appears twice' "$TMP/json" || fail "json lacks line 8"
@@ -83,6 +85,8 @@ cat "$TMP/err"
 grep -qx "$TMP/ghost.ini:11: \[volume data\] device /dev/vg0/data: No such file or directory.*" "$TMP/err" ||
 	fail "missing devices: no problem for /dev/vg0/data on line 11"
 grep -q "/dev/vg0/logs: No such file" "$TMP/err" || fail "missing devices: no problem for /dev/vg0/logs"
+grep -q "\[receiver\] tls_dir /etc/pvrepl/tls is not a directory here" "$TMP/err" ||
+	fail "a missing tls_dir is not a problem"
 out=$("$PVREPL" config validate --syntax-only "$TMP/ghost.ini")
 [ "$out" = "$TMP/ghost.ini: ok, 2 volume(s)" ] || fail "--syntax-only: '$out'"
 
