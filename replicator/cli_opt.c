@@ -13,15 +13,21 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli_opt.h"
 #include "kfio.h"
 #include "scan.h"
+
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
 
 void cli_err(const char *fmt, ...)
 {
@@ -140,12 +146,86 @@ int cli_opt_timeout(const char *arg, unsigned *ms)
 	return 0;
 }
 
+/*
+ * RATE: bytes per second as cli_parse_size ("100M" = 100 MiB/s, "100MB",
+ * "100MiB", optional "/s"), or bits per second with a "bit", "bit/s", "bps" or
+ * a lowercase "b" suffix and decimal multipliers ("100Mbit" = "100Mb" =
+ * 12.5e6 bytes/s, "2.5Gbit"), as network links are rated. Returns 0 or
+ * -EINVAL.
+ */
+int cli_parse_rate(const char *s, uint64_t *bytes_per_s)
+{
+	static const char *const bit_suffixes[] = { "bit/s", "bit", "bps", "b/s", "b" };
+	char num[64];
+	size_t len = strlen(s);
+	double v, mult = 1;
+	char *end;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bit_suffixes); i++) {
+		size_t sl = strlen(bit_suffixes[i]);
+
+		/* "b" and "b/s" are bits in lowercase only ("MB" is bytes). */
+		bool exact = bit_suffixes[i][0] == 'b' && bit_suffixes[i][1] != 'i' &&
+			     bit_suffixes[i][1] != 'p';
+
+		if (len <= sl || (exact ? strcmp(s + len - sl, bit_suffixes[i])
+					: strcasecmp(s + len - sl, bit_suffixes[i])))
+			continue;
+		if (len - sl >= sizeof(num) || !isdigit((unsigned char)s[0]))
+			return -EINVAL;
+		memcpy(num, s, len - sl);
+		num[len - sl] = '\0';
+		errno = 0;
+		v = strtod(num, &end);
+		if (errno || end == num)
+			return -EINVAL;
+		switch (tolower((unsigned char)*end)) {
+		case '\0':
+			break;
+		case 'k':
+			mult = 1e3;
+			end++;
+			break;
+		case 'm':
+			mult = 1e6;
+			end++;
+			break;
+		case 'g':
+			mult = 1e9;
+			end++;
+			break;
+		case 't':
+			mult = 1e12;
+			end++;
+			break;
+		default:
+			return -EINVAL;
+		}
+		if (*end)
+			return -EINVAL;
+		v = v * mult / 8;
+		if (!isfinite(v) || v < 0 || v >= 1.8e19)
+			return -EINVAL;
+		*bytes_per_s = (uint64_t)v;
+		return 0;
+	}
+	if (len > 2 && !strcmp(s + len - 2, "/s")) {
+		if (len - 2 >= sizeof(num))
+			return -EINVAL;
+		memcpy(num, s, len - 2);
+		num[len - 2] = '\0';
+		return cli_parse_size(num, bytes_per_s);
+	}
+	return cli_parse_size(s, bytes_per_s);
+}
+
 int cli_opt_rate(const char *opt, const char *arg, uint64_t *bytes_per_s)
 {
 	uint64_t v;
 
-	if (cli_parse_size(arg, &v) || v < 4096) {
-		cli_err("--%s %s: expected bytes per second, at least 4k (e.g. 50M)", opt, arg);
+	if (cli_parse_rate(arg, &v) || v < 4096) {
+		cli_err("--%s %s: expected a rate of at least 4k bytes per second: 50M (MiB/s), 50MB/s, or bits as links are rated: 400Mbit, 400Mb, 1Gbps",
+			opt, arg);
 		return -EINVAL;
 	}
 	*bytes_per_s = v;

@@ -23,6 +23,9 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_size(const char *s, uint64_t *bytes);
 /* "30s", "5m", "250ms", "1h" -> milliseconds. Returns 0 or -EINVAL. */
 int cli_parse_duration(const char *s, uint64_t *ms);
+/* A rate in bytes per second: sizes as cli_parse_size ("50M" = 50 MiB/s, "/s"
+ * allowed), or bits with decimal multipliers ("400Mbit", "400Mb", "1Gbps"). */
+int cli_parse_rate(const char *s, uint64_t *bytes_per_s);
 /* Option values shared by several commands; each prints its own error naming the
  * option and the accepted values, and returns 0 or -EINVAL. */
 int cli_opt_output(const char *arg, enum out_format *format);

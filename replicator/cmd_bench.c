@@ -120,75 +120,9 @@ struct bench_opts {
 	enum out_format fmt;
 };
 
-/*
- * RATE: bytes per second as cli_parse_size ("100M" = 100 MiB/s, optional "/s"),
- * or bits per second with a "bit", "bit/s" or "bps" suffix and decimal
- * multipliers ("100Mbit" = 12.5e6 bytes/s, "2.5Gbit"). Returns 0 or -EINVAL.
- */
-static int bench_parse_rate(const char *s, uint64_t *bytes_per_s)
-{
-	static const char *const bit_suffixes[] = { "bit/s", "bit", "bps" };
-	char num[64];
-	size_t len = strlen(s);
-	double v, mult = 1;
-	char *end;
-
-	for (size_t i = 0; i < ARRAY_SIZE(bit_suffixes); i++) {
-		size_t sl = strlen(bit_suffixes[i]);
-
-		if (len <= sl || strcasecmp(s + len - sl, bit_suffixes[i]))
-			continue;
-		if (len - sl >= sizeof(num) || !isdigit((unsigned char)s[0]))
-			return -EINVAL;
-		memcpy(num, s, len - sl);
-		num[len - sl] = '\0';
-		errno = 0;
-		v = strtod(num, &end);
-		if (errno || end == num)
-			return -EINVAL;
-		switch (tolower((unsigned char)*end)) {
-		case '\0':
-			break;
-		case 'k':
-			mult = 1e3;
-			end++;
-			break;
-		case 'm':
-			mult = 1e6;
-			end++;
-			break;
-		case 'g':
-			mult = 1e9;
-			end++;
-			break;
-		case 't':
-			mult = 1e12;
-			end++;
-			break;
-		default:
-			return -EINVAL;
-		}
-		if (*end)
-			return -EINVAL;
-		v = v * mult / 8;
-		if (!isfinite(v) || v < 0 || v >= 1.8e19)
-			return -EINVAL;
-		*bytes_per_s = (uint64_t)v;
-		return 0;
-	}
-	if (len > 2 && !strcmp(s + len - 2, "/s")) {
-		if (len - 2 >= sizeof(num))
-			return -EINVAL;
-		memcpy(num, s, len - 2);
-		num[len - 2] = '\0';
-		return cli_parse_size(num, bytes_per_s);
-	}
-	return cli_parse_size(s, bytes_per_s);
-}
-
 static int bench_opt_rate(const char *name, const char *arg, bool zero_ok, uint64_t *v)
 {
-	if (bench_parse_rate(arg, v) || (!zero_ok && *v == 0)) {
+	if (cli_parse_rate(arg, v) || (!zero_ok && *v == 0)) {
 		cli_err("--%s %s: expected %sbytes per second (e.g. 5M, 100M) or bits per second (e.g. 100Mbit, 1Gbit)",
 			name, arg, zero_ok ? "" : "a rate above zero in ");
 		return -EINVAL;

@@ -42,6 +42,7 @@ enum config_type {
 	TYPE_ABSPATH,  /* starts with '/' */
 	TYPE_DURATION, /* cli_parse_duration, in [min, max] ms */
 	TYPE_SIZE,     /* cli_parse_size, in [min, max] bytes */
+	TYPE_RATE,     /* cli_parse_rate, in [min, max] bytes per second */
 	TYPE_BLOCK,    /* a power of two from SCAN_BLOCK_BYTES_MIN to _MAX */
 	TYPE_ALLOW,    /* a comma list of certificate names, repeatable */
 	TYPE_TRACK,    /* auto, bpf or off */
@@ -95,9 +96,10 @@ static const struct config_key config_keys[] = {
 		"a duration such as 30s or 5m"),
 	NUM_KEY(SEC_SENDER, config_sender, "timeout", timeout_ms, TYPE_DURATION, 100, 3600000,
 		false, "a duration from 100ms to 1h, e.g. 30s"),
-	NUM_KEY(SEC_SENDER, config_sender, "max_rate", max_rate_bytes_per_s, TYPE_SIZE, 4096,
-		UINT64_MAX, false, "bytes per second, at least 4k, e.g. 50M"),
-	NUM_KEY(SEC_SENDER, config_sender, "max_read_rate", max_read_bytes_per_s, TYPE_SIZE, 4096,
+	NUM_KEY(SEC_SENDER, config_sender, "max_rate", max_rate_bytes_per_s, TYPE_RATE, 4096,
+		UINT64_MAX, false,
+		"a rate of at least 4k bytes per second, e.g. 50M (MiB/s) or 400Mbit"),
+	NUM_KEY(SEC_SENDER, config_sender, "max_read_rate", max_read_bytes_per_s, TYPE_RATE, 4096,
 		UINT64_MAX, false, "bytes per second, at least 4k, e.g. 200M"),
 	STR_KEY(SEC_SENDER, config_sender, "metrics_addr", metrics_addr, TYPE_ADDR, false,
 		"HOST:PORT or :PORT, e.g. :9501"),
@@ -314,8 +316,13 @@ static int config_set(const struct config_key *k, void *base, const char *value,
 	case TYPE_BLOCK:
 		rc = cli_parse_size(value, &v);
 		break;
+	case TYPE_RATE:
+		rc = cli_parse_rate(value, &v);
+		break;
 	}
-	if (!rc && (k->type == TYPE_DURATION || k->type == TYPE_SIZE || k->type == TYPE_BLOCK) &&
+	if (!rc &&
+	    (k->type == TYPE_DURATION || k->type == TYPE_SIZE || k->type == TYPE_RATE ||
+	     k->type == TYPE_BLOCK) &&
 	    (v < k->min || v > k->max || (k->type == TYPE_BLOCK && (v & (v - 1)))))
 		rc = -EINVAL;
 	if (!rc && k->size != sizeof(uint64_t) && strlen(value) >= k->size) {
@@ -326,7 +333,8 @@ static int config_set(const struct config_key *k, void *base, const char *value,
 		snprintf(err, err_len, "expected %s", k->hint);
 		return rc;
 	}
-	if (k->type == TYPE_DURATION || k->type == TYPE_SIZE || k->type == TYPE_BLOCK)
+	if (k->type == TYPE_DURATION || k->type == TYPE_SIZE || k->type == TYPE_RATE ||
+	    k->type == TYPE_BLOCK)
 		memcpy(field, &v, sizeof(v));
 	else
 		snprintf(field, k->size, "%s", value);

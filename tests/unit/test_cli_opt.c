@@ -127,11 +127,45 @@ static void test_parse_duration(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/* Rates: bytes as sizes (binary), bits as links are rated (decimal); a
+ * lowercase "b" is bits ("1Gb" once read as 1 GiB/s), an uppercase "B" bytes. */
+static void test_parse_rate(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		uint64_t want;
+	} cases[] = {
+		{ "50M", 0, 50ull << 20 },    { "50MB", 0, 50ull << 20 },
+		{ "50MiB", 0, 50ull << 20 },  { "50M/s", 0, 50ull << 20 },
+		{ "50MB/s", 0, 50ull << 20 }, { "100Mbit", 0, 12500000 },
+		{ "100mbit", 0, 12500000 },   { "100Mb", 0, 12500000 },
+		{ "100Mbps", 0, 12500000 },   { "100Mbit/s", 0, 12500000 },
+		{ "1Gb", 0, 125000000 },      { "1Gb/s", 0, 125000000 },
+		{ "2.5Gbit", 0, 312500000 },  { "1GB", 0, 1ull << 30 },
+		{ "4096", 0, 4096 },	      { "800kbit", 0, 100000 },
+		{ "fast", -EINVAL, 0 },	      { "10Xbit", -EINVAL, 0 },
+		{ "Mbit", -EINVAL, 0 },	      { "-1Mbit", -EINVAL, 0 },
+		{ "1e30Gbit", -EINVAL, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t v = 0;
+		int rc = cli_parse_rate(cases[i].in, &v);
+
+		if (rc != cases[i].rc || (!rc && v != cases[i].want))
+			fail_msg("%s: rc %d value %" PRIu64 ", want rc %d value %" PRIu64,
+				 cases[i].in, rc, v, cases[i].rc, cases[i].want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_path),
 		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_rate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
