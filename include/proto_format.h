@@ -185,6 +185,9 @@ enum proto_error_code {
 	/* PAGES and the standby's other pages do not make the block's hash: the
 	 * source changed outside the pages sent (a write its tracker missed). */
 	PROTO_ERR_PAGES = 8,
+	/* The epoch does not fit the receiver's journal: retrying cannot help
+	 * until the journal is made larger (the message says how large). */
+	PROTO_ERR_JOURNAL_FULL = 9,
 };
 
 #endif

@@ -122,9 +122,39 @@ static int conn_write(struct conn *c, const void *buf, size_t len)
 			c->paced_s += blocked;
 	}
 
-	if (rc)
+	if (rc) {
 		snprintf(c->err, sizeof(c->err), "send failed: %s", tls_conn_err(c->tls));
-	return rc;
+		return rc;
+	}
+	/* A frame the peer sent while we stream (its ERROR) ends the stream at
+	 * once: it says why, where a write into a closed connection would not. */
+	if (c->watch_peer && tls_conn_readable(c->tls)) {
+		struct proto_msg msg;
+
+		rc = conn_recv(c, &msg);
+		if (rc)
+			return rc;
+		if (msg.header.type == PROTO_ERROR) {
+			c->peer_error = msg.u.error.code;
+			snprintf(c->err, sizeof(c->err),
+				 "the receiver stopped the epoch: %.*s (%s)",
+				 (int)sizeof(c->err) - 80, msg.u.error.message,
+				 proto_error_name(msg.u.error.code));
+		} else {
+			snprintf(c->err, sizeof(c->err),
+				 "unexpected %s from the receiver mid-epoch",
+				 proto_type_name(msg.header.type));
+		}
+		return -EPROTO;
+	}
+	return 0;
+}
+
+void conn_linger(struct conn *c, unsigned ms)
+{
+	ASSERT(c != NULL);
+	if (c->tls)
+		tls_conn_linger(c->tls, ms);
 }
 
 int conn_recv(struct conn *c, struct proto_msg *msg)

@@ -29,6 +29,11 @@ struct conn {
 	 * past that everything held is sent and the rest goes straight out). */
 	uint8_t *hold;
 	size_t hold_len, hold_cap;
+	/* The sender while it streams an epoch: after each write, a frame the
+	 * receiver sent (an ERROR) is read and ends the send with -EPROTO, its
+	 * message in err and its code in peer_error. */
+	bool watch_peer;
+	uint16_t peer_error;
 	char err[320];
 };
 
@@ -43,6 +48,8 @@ int conn_send(struct conn *c, const void *buf, size_t len);
  * system is frozen does not wait for the network. 0 or -ENOMEM.
  */
 int conn_hold(struct conn *c, size_t cap);
+/* After an ERROR that ends the conversation: see tls_conn_linger. */
+void conn_linger(struct conn *c, unsigned ms);
 /* Sends what is held and stops holding. 0 or the send's error. */
 int conn_release_hold(struct conn *c);
 /*

@@ -148,6 +148,7 @@ const char *proto_error_name(uint16_t code)
 		[PROTO_ERR_INTERNAL] = "INTERNAL",
 		[PROTO_ERR_TIMEOUT] = "TIMEOUT",
 		[PROTO_ERR_PAGES] = "PAGES",
+		[PROTO_ERR_JOURNAL_FULL] = "JOURNAL_FULL",
 	};
 
 	if (code < ARRAY_SIZE(names) && names[code] != NULL)

@@ -18,6 +18,11 @@
 
 /* ------------------------------------------------------------ replies */
 
+/* After an ERROR, what the sender still streams is drained this long at most
+ * (it stops at the ERROR it reads between its writes), so the ERROR reaches it
+ * instead of a reset. */
+#define RECV_LINGER_MS 2000u
+
 int recv_epoch_reply(struct recv_peer *p, const struct recv_verdict *vd)
 {
 	int n;
@@ -31,8 +36,8 @@ int recv_epoch_reply(struct recv_peer *p, const struct recv_verdict *vd)
 		log_msg(LOG_WARN, NULL, p->addr, 0, "%s: %s", proto_error_name(vd->code),
 			vd->message);
 		n = proto_encode_error(&e, p->c.tx, PROTO_FRAME_BYTES_MAX);
-		if (n > 0)
-			conn_send(&p->c, p->c.tx, (size_t)n);
+		if (n > 0 && conn_send(&p->c, p->c.tx, (size_t)n) == 0)
+			conn_linger(&p->c, RECV_LINGER_MS); /* the sender may be mid-stream */
 		return -EPROTO;
 	}
 	if (vd->kind == RECV_VERDICT_REFUSE) {
@@ -466,11 +471,20 @@ static int journal_verdict(struct rx *x, int r)
 {
 	struct standby *v = x->v;
 
-	if (r == -ENOSPC)
-		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_IO,
-					"volume %s: epoch %" PRIu64 " does not fit the %" PRIu64
-					"-byte journal; raise --journal-size",
-					v->cfg->name, x->eb->epoch, v->rcfg->journal_bytes);
+	if (r == -ENOSPC) {
+		struct journal_status js;
+
+		/* The journal's own size (a setting changed since it was made
+		 * takes effect only when it is resized at a start). */
+		journal_status(v->j, &js);
+		return recv_verdict_set(
+			&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_JOURNAL_FULL,
+			"volume %s: epoch %" PRIu64
+			" does not fit the receiver's journal of %" PRIu64
+			" bytes (the epoch needed more than %" PRIu64
+			" bytes of records); raise journal_size (--journal-size) above the largest epoch and restart the receiver: the journal is resized then",
+			v->cfg->name, x->eb->epoch, js.journal_bytes, js.records_bytes);
+	}
 	if (r == -EBADMSG)
 		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_VERIFY,
 					"volume %s: %s", v->cfg->name, journal_err(v->j));

@@ -550,7 +550,16 @@ static void explain_send_failure(struct conn *c, struct sender_result *res, cons
 	char send_err[sizeof(c->err)];
 
 	snprintf(send_err, sizeof(send_err), "%s", c->err);
+	/* The ERROR came while streaming: c->err holds it already. */
+	if (c->peer_error) {
+		set_msg(res, "volume %s: %s", volume, send_err);
+		/* A journal too small for the epoch fails every retry alike. */
+		res->config_error = c->peer_error == PROTO_ERR_JOURNAL_FULL;
+		return;
+	}
+	c->watch_peer = false;
 	if (conn_recv(c, &msg) == 0 && msg.header.type == PROTO_ERROR) {
+		res->config_error = msg.u.error.code == PROTO_ERR_JOURNAL_FULL;
 		set_msg(res, "volume %s: the receiver aborted the epoch: %s (%s)", volume,
 			msg.u.error.message, proto_error_name(msg.u.error.code));
 		return;
@@ -1017,6 +1026,8 @@ static int send_epoch_begin(const struct sender_config *cfg, struct conn *c,
 	rc = n < 0 ? n : conn_send(c, c->tx, (size_t)n);
 	if (rc)
 		set_msg(res, "volume %s: sending EPOCH_BEGIN failed: %s", cfg->volume, c->err);
+	/* Until EPOCH_END the receiver says nothing unless it stops the epoch. */
+	c->watch_peer = true;
 	return rc;
 }
 
@@ -1402,6 +1413,7 @@ static int end_epoch(const struct sender_config *cfg, struct conn *c, const stru
 		set_msg(res, "volume %s: %s", cfg->volume, err);
 		return rc;
 	}
+	c->watch_peer = false; /* its ack is awaited below */
 	ee = (struct proto_epoch_end){ .epoch = epoch,
 				       .block_count = res->blocks_sent,
 				       .merkle_root = map_merkle_root(m) };
@@ -1415,6 +1427,7 @@ static int end_epoch(const struct sender_config *cfg, struct conn *c, const stru
 		return rc;
 	}
 	if (msg.header.type == PROTO_ERROR) {
+		res->config_error = msg.u.error.code == PROTO_ERR_JOURNAL_FULL;
 		set_msg(res, "volume %s: the receiver refused epoch %" PRIu64 ": %s (%s)",
 			cfg->volume, epoch, msg.u.error.message,
 			proto_error_name(msg.u.error.code));

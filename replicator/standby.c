@@ -108,6 +108,39 @@ int standby_open_journal(struct standby *v, char *err, size_t err_len)
 	return journal_open(&v->j, v->dir, &jc, &v->dev, err, err_len);
 }
 
+/*
+ * A journal made under another journal_size is made again at the configured
+ * size, once recovery left nothing in it (EMPTY, or APPLIED: the standby and
+ * the map hold its epoch). A crash between the two leaves no journal, which
+ * is made again when needed, or the old one, resized at the next start.
+ */
+static int resize_journal(struct standby *v, const char *jpath, char *err, size_t err_len)
+{
+	struct journal_status js;
+	uint64_t want = v->rcfg->journal_bytes ? v->rcfg->journal_bytes : JOURNAL_BYTES_DEFAULT;
+	int rc;
+
+	want -= want % JOURNAL_DISK_ALIGN_BYTES;
+	journal_status(v->j, &js);
+	if (js.journal_bytes == want || (js.state != JOURNAL_EMPTY && js.state != JOURNAL_APPLIED))
+		return 0;
+	journal_close(v->j);
+	v->j = NULL;
+	if (unlink(jpath)) {
+		rc = -errno;
+		snprintf(err, err_len, "volume %s: cannot remove %s to resize it: %s", v->cfg->name,
+			 jpath, strerror(-rc));
+		return rc;
+	}
+	rc = standby_open_journal(v, err, err_len);
+	if (rc)
+		return rc;
+	log_msg(LOG_INFO, v->cfg->name, NULL, 0,
+		"journal resized from %" PRIu64 " to %" PRIu64 " bytes (journal_size)",
+		js.journal_bytes, want);
+	return 0;
+}
+
 /* Brings a volume to a known state after a restart (crash included). */
 static int vol_recover(struct standby *v, char *err, size_t err_len)
 {
@@ -172,6 +205,9 @@ static int vol_recover(struct standby *v, char *err, size_t err_len)
 		if (jr.discarded_epoch)
 			log_msg(LOG_INFO, v->cfg->name, NULL, jr.discarded_epoch,
 				"recovered: discarded uncommitted epoch");
+		rc = resize_journal(v, jpath, err, err_len);
+		if (rc)
+			return rc;
 	}
 	/* The map is the authority on the committed epoch; the state follows it. */
 	if (v->have_map && v->vs.kind == VSTATE_CONSISTENT && v->vs.epoch != v->map.epoch) {

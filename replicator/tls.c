@@ -26,6 +26,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -49,6 +50,7 @@
 #include <openssl/x509v3.h>
 
 #include "pvrepl_assert.h"
+#include "clock.h"
 #include "tls.h"
 #include "tls_internal.h"
 
@@ -1156,6 +1158,43 @@ const char *tls_conn_cipher(const struct tls_conn *c)
 {
 	ASSERT(c);
 	return c->insecure ? "plaintext" : SSL_get_cipher_name(c->ssl);
+}
+
+bool tls_conn_readable(struct tls_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	ASSERT(c);
+	if (c->fatal)
+		return false;
+	if (!c->insecure && SSL_pending(c->ssl) > 0)
+		return true;
+	return poll(&p, 1, 0) == 1;
+}
+
+void tls_conn_linger(struct tls_conn *c, unsigned ms)
+{
+	double until = clock_mono_s() + ms / 1e3;
+	char buf[16384];
+
+	ASSERT(c);
+	if (c->fd < 0)
+		return;
+	shutdown(c->fd, SHUT_WR);
+	for (;;) {
+		double left = until - clock_mono_s();
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)(left * 1e3) + 1) <= 0)
+			break;
+		n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			break;
+	}
+	/* The TLS stream is out of step now: nothing more through it. */
+	c->fatal = true;
+	c->fatal_rc = -EPIPE;
 }
 
 const char *tls_conn_err(const struct tls_conn *c)

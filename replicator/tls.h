@@ -122,6 +122,16 @@ int tls_conn_read_full(struct tls_conn *conn, void *buf, size_t len);
  * tls_conn_read_full. -ETIMEDOUT here consumed nothing: the caller may retry.
  */
 ssize_t tls_conn_read_some(struct tls_conn *conn, void *buf, size_t len);
+/* Whether the peer sent something not read yet (decrypted and buffered, or on
+ * the socket): never blocks. */
+bool tls_conn_readable(struct tls_conn *conn);
+/*
+ * After a last frame that ends the conversation (an ERROR): no more writes
+ * (the socket's write side is shut), then what the peer still sends is read
+ * and dropped for up to ms, or until it closes, so our last frame reaches it
+ * rather than being lost to a reset. The connection can only be closed after.
+ */
+void tls_conn_linger(struct tls_conn *conn, unsigned ms);
 /* The message of the last error on conn ("" if none). Owned by conn. */
 const char *tls_conn_err(const struct tls_conn *conn);
 /* Bytes written to / read from the socket, TLS records and handshake included.
