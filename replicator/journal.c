@@ -100,7 +100,8 @@ struct journal {
 	uint64_t volume_bytes;
 	uint64_t volume_blocks;
 	uint64_t journal_bytes;
-	uint64_t area_bytes; /* journal_bytes - JOURNAL_DISK_RECORDS_OFFSET */
+	uint64_t area_bytes;		    /* journal_bytes - JOURNAL_DISK_RECORDS_OFFSET */
+	uint64_t full_written, full_needed; /* the last epoch that did not fit */
 	uint8_t volume_id[JOURNAL_DISK_VOLUME_ID_BYTES];
 	uint64_t zero_hash;	 /* xxh3 of a zero block */
 	uint64_t zero_tail_hash; /* xxh3 of the zero short last block (or zero_hash) */
@@ -915,11 +916,13 @@ static int jrn_check_run(struct journal *j, const char *what, uint64_t first_blo
 static int jrn_check_room(struct journal *j, uint64_t rec_bytes)
 {
 	if (rec_bytes > j->area_bytes - j->tail) {
+		j->full_written = j->tail;
+		j->full_needed = rec_bytes;
 		jrn_errf(j,
 			 "%s: epoch %" PRIu64 " does not fit the journal: %" PRIu64
 			 " bytes of records written, the next needs %" PRIu64
-			 ", the record area holds %" PRIu64 " (journal_max_bytes %" PRIu64
-			 "); the epoch is aborted: resync, or give the journal more room",
+			 ", the record area holds %" PRIu64 " (a journal of %" PRIu64
+			 " bytes); the epoch is aborted",
 			 j->path, j->sb.epoch, j->tail, rec_bytes, j->area_bytes, j->journal_bytes);
 		jrn_epoch_drop(j);
 		return -ENOSPC;
@@ -1358,6 +1361,8 @@ void journal_status(const struct journal *j, struct journal_status *out)
 	out->records_bytes = j->state == JOURNAL_OPEN ? j->tail : j->sb.records_bytes;
 	out->area_bytes = j->area_bytes;
 	out->journal_bytes = j->journal_bytes;
+	out->full_written = j->full_written;
+	out->full_needed = j->full_needed;
 }
 
 /* ---------------------------------------------------------------- epochs */

@@ -91,6 +91,9 @@ struct journal_status {
 	uint64_t records_bytes; /* record bytes of the epoch (so far, while open) */
 	uint64_t area_bytes;	/* room for records: the file size less the superblocks */
 	uint64_t journal_bytes; /* the file size */
+	/* The last epoch that did not fit (-ENOSPC): its record bytes written,
+	 * and what the next record needed. 0 when none did. */
+	uint64_t full_written, full_needed;
 };
 
 struct journal;

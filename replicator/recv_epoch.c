@@ -480,10 +480,11 @@ static int journal_verdict(struct rx *x, int r)
 		return recv_verdict_set(
 			&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_JOURNAL_FULL,
 			"volume %s: epoch %" PRIu64
-			" does not fit the receiver's journal of %" PRIu64
-			" bytes (the epoch needed more than %" PRIu64
-			" bytes of records); raise journal_size (--journal-size) above the largest epoch and restart the receiver: the journal is resized then",
-			v->cfg->name, x->eb->epoch, js.journal_bytes, js.records_bytes);
+			" does not fit the receiver's journal of %" PRIu64 " bytes (%" PRIu64
+			" written, %" PRIu64
+			" more needed at least); raise journal_size and restart the receiver, which resizes it",
+			v->cfg->name, x->eb->epoch, js.journal_bytes, js.full_written,
+			js.full_needed);
 	}
 	if (r == -EBADMSG)
 		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_VERIFY,
