@@ -1123,7 +1123,7 @@ static void test_enospc(void **state)
 	rc = journal_add_data(f.j, 0, 3, f.buf, 3 * 8192, hashes);
 	assert_int_equal(rc, -ENOSPC);
 	assert_contains(journal_err(f.j), "does not fit the journal");
-	assert_contains(journal_err(f.j), "resync");
+	assert_contains(journal_err(f.j), "the epoch is aborted");
 	assert_int_equal(journal_commit(f.j), -EINVAL);
 	/* a third zero record does not fit either */
 	assert_int_equal(journal_begin(f.j, 2, GENERATION, 1), 0);
