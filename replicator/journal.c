@@ -1100,6 +1100,9 @@ free_slot:
 	free(slot);
 close_fd:
 	close(fd);
+	/* A partial journal.tmp (a full disk, say) must not keep the space. */
+	if (rc != 0)
+		unlinkat(dirfd, JOURNAL_TMP_FILE, 0);
 close_dir:
 	close(dirfd);
 	return rc;

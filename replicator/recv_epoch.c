@@ -516,7 +516,13 @@ static int journal_sink_begin(struct rx *x)
 		return r;
 	r = standby_open_journal(v, err, sizeof(err));
 	if (r) {
-		standby_fail(v, "%s", err);
+		/* No room for the journal (nothing written: it left no partial
+		 * file): the next epoch tries again once there is. Anything else
+		 * is sticky. */
+		if (r != -ENOSPC && r != -EDQUOT)
+			standby_fail(v, "%s", err);
+		else
+			standby_record(v, x->p->addr, -1, 0, 0, err);
 		return recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_IO, "volume %s: %s",
 					v->cfg->name, err);
 	}

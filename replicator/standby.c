@@ -192,6 +192,22 @@ static int vol_recover(struct standby *v, char *err, size_t err_len)
 				 v->cfg->name, journal_err(v->j));
 			return rc;
 		}
+		/* Applied, but the map's commit after it failed (a full disk):
+		 * the epoch is applied again and the map committed now, rather
+		 * than a durable epoch being lost to a full resync. */
+		journal_status(v->j, &js);
+		if (!jr.replayed_epoch && js.state == JOURNAL_APPLIED && !v->map.empty &&
+		    js.epoch > v->map.epoch) {
+			rc = journal_apply(v->j, on_block_set, v);
+			if (rc) {
+				snprintf(err, err_len,
+					 "volume %s: applying epoch %" PRIu64
+					 " again (its map was not committed) failed: %s",
+					 v->cfg->name, js.epoch, journal_err(v->j));
+				return rc;
+			}
+			jr.replayed_epoch = js.epoch;
+		}
 		if (jr.replayed_epoch && !v->map.empty && jr.replayed_epoch == v->map.epoch) {
 			log_msg(LOG_INFO, v->cfg->name, NULL, jr.replayed_epoch,
 				"recovered: replayed committed epoch, which the map already held (the journal's newest superblock was unreadable)");
@@ -542,7 +558,11 @@ int standby_commit(struct standby *v, const struct proto_epoch_begin *eb)
 	 * syncing one stays syncing (never offered as consistent; the sync is
 	 * redone). */
 	if (map_commit(&v->map, v->dir, eb->epoch, err, sizeof(err))) {
-		standby_fail(v, "%s", err);
+		standby_fail(
+			v,
+			"epoch %" PRIu64
+			" is durable in the journal, but committing its map failed (%s): the volume is stopped; make room and restart the receiver, which applies the epoch again (no resync)",
+			eb->epoch, err);
 		return -EIO;
 	}
 	v->vs.kind = VSTATE_CONSISTENT;

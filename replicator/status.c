@@ -153,7 +153,25 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 	rec.x = x;
 	rec.x2 = x2;
 	/* Reporting only: rename-atomic for readers, deliberately not fsynced. */
-	return replace_file(&spec, &rec, sizeof(rec), NULL, 0);
+	int rc = replace_file(&spec, &rec, sizeof(rec), NULL, 0);
+
+	/* A full disk is when status matters most, and a new file cannot be
+	 * made then: the record is written over the old one in place (its blocks
+	 * exist). A reader may catch it half-written: its checksum fails and it
+	 * is skipped as damaged, never misread. */
+	if (rc == -ENOSPC || rc == -EDQUOT) {
+		char path[4200];
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, STATUS_FILE);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (pwrite(fd, &rec, sizeof(rec), 0) == (ssize_t)sizeof(rec))
+				rc = 0;
+			close(fd);
+		}
+	}
+	return rc;
 }
 
 void status_update_begin(struct status_update *u, struct status_record *s, const char *dir,

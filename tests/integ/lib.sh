@@ -39,7 +39,15 @@ cleanup_common() {
 	done
 	for p in "${PIDS[@]}"; do pid_alive "$p" && kill -KILL "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount "${MOUNTS[i]}" 2>/dev/null || true; done
+	# A process just killed may hold a mount for a moment (the kernel drops an
+	# io_uring's files after the process is gone): bounded retries.
+	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+		for ((n = 0; n < 30; n++)); do
+			mountpoint -q "${MOUNTS[i]}" 2>/dev/null || break
+			umount "${MOUNTS[i]}" 2>/dev/null && break
+			sleep 0.1
+		done
+	done
 	for n in "${NETNS[@]}"; do ip netns del "$n" 2>/dev/null || true; done
 	for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null || true; done
 	[[ $PVREPL_TRACK_PIN_DIR == /sys/fs/bpf/* ]] && rm -rf "$PVREPL_TRACK_PIN_DIR"
