@@ -186,6 +186,16 @@ static void test_single_mistakes(void **state)
 		  "block_size = 2M" },
 		{ "[sender]\ntls_dir=/t\npeer=h:1\ninterval=1s\ntimeout=50ms\n", 12,
 		  "timeout = 50ms: expected a duration from 100ms to 1h" },
+		/* a shell command cut by libinih's inline comment */
+		{ "snapshot_cmd = true ; /bin/snap\n", 8, "starts a comment in this file" },
+		{ "[sender]\ntls_dir=/t\npeer=h:1\ninterval=1s\nmax_rate=fast\n", 12,
+		  "max_rate = fast: expected a rate" },
+		/* a sender's volume: its capture against its snapshot commands */
+		{ "capture = snapshot\n[sender]\ntls_dir=/t\npeer=h:1\ninterval=1s\n", 5,
+		  "lacks snapshot_cmd" },
+		{ "snapshot_cmd = /bin/snap\n[sender]\ntls_dir=/t\npeer=h:1\ninterval=1s\n", 5,
+		  "has a snapshot command, but its capture is auto" },
+		{ "state_dir = relative\n", 8, "state_dir is set twice" },
 	};
 	char text[1024];
 	unsigned n = 0;
@@ -205,6 +215,37 @@ static void test_single_mistakes(void **state)
 		assert_int_equal(problems[0].line, rows[i].line);
 		assert_non_null(strstr(problems[0].message, rows[i].words));
 	}
+}
+
+/* What the environment changes is checked as the file was: a capture that
+ * PVREPL_CAPTURE turns away from the file's snapshot command is a problem. */
+static void test_env_capture_check(void **state)
+{
+	static const char text[] = "[sender]\ntls_dir = /t\npeer = h:1\ninterval = 1s\n"
+				   "[volume v]\ndevice = /dev/v\nstate_dir = /s/v\n"
+				   "capture = snapshot\nsnapshot_cmd = /bin/snap\n";
+	char *noenv[] = { NULL }, *bad[] = { "PVREPL_CAPTURE=reflink", NULL },
+	     *none[] = { "PVREPL_CAPTURE=none", "PVREPL_SNAPSHOT_CMD=/bin/other", NULL };
+	char msg[2048];
+	const char *path = write_file("snap.ini", text);
+
+	(void)state;
+	assert_int_equal(config_gather(&cfg, path, noenv, msg, sizeof(msg)), 0);
+	/* the volume's own capture wins over [sender]'s (PVREPL_CAPTURE) */
+	assert_int_equal(config_gather(&cfg, path, bad, msg, sizeof(msg)), 0);
+	assert_string_equal(cfg.volumes[0].snapshot_cmd, "/bin/snap");
+	assert_int_equal(config_gather(&cfg, path, none, msg, sizeof(msg)), 0);
+	assert_string_equal(cfg.volumes[0].snapshot_cmd, "/bin/other");
+	/* [sender] capture = snapshot in the file, turned to reflink by the
+	 * environment: the volume's command no longer fits */
+	path = write_file("snap2.ini", "[sender]\ntls_dir = /t\npeer = h:1\ninterval = 1s\n"
+				       "capture = snapshot\n"
+				       "[volume v]\ndevice = /dev/v\nstate_dir = /s/v\n"
+				       "snapshot_cmd = /bin/snap\n");
+	assert_int_equal(config_gather(&cfg, path, noenv, msg, sizeof(msg)), 0);
+	assert_int_equal(config_gather(&cfg, path, bad, msg, sizeof(msg)), -EINVAL);
+	assert_non_null(strstr(
+		msg, "environment: [volume v] has a snapshot command, but its capture is reflink"));
 }
 
 static void test_env_overrides(void **state)
@@ -338,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_valid_two_volumes), cmocka_unit_test(test_four_problems),
 		cmocka_unit_test(test_single_mistakes),	  cmocka_unit_test(test_env_overrides),
 		cmocka_unit_test(test_volume_limit),	  cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_env_capture_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
