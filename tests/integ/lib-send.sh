@@ -33,7 +33,7 @@ expect() { # expect FIELD VALUE WHAT
 # the harvest and the read is refused by the standby, and the next attempt
 # sends whole blocks (080, documented): a live read under a writer can meet
 # it, and so, rarely, can a captured epoch whose later rounds did not send that
-# block again (seen once in 60-odd runs of 091; nothing is applied, the next
+# block again (091 met it once in a full run; nothing is applied, the next
 # attempt sends whole blocks). Such an epoch is tried once more; anything else
 # is a failure.
 refusals() {
