@@ -24,7 +24,7 @@ assert j["throttled_seconds"] > 1.0, f"throttled_seconds not reported: {j['throt
 PY
 "$PVREPL" scan --device "$TMP/src.img" --state-dir "$TMP/scan" --max-read-rate 1x 2>"$TMP/err" &&
 	fail "a bad --max-read-rate was accepted"
-grep -q "expected bytes per second" "$TMP/err" || fail "no clear message for a bad rate"
+grep -q "expected a rate of at least 4k bytes per second" "$TMP/err" || fail "no clear message for a bad rate"
 
 certs_make "$TMP"
 receiver_spawn rpid - "$TMP/recv.log" "$TMP/ready" --listen 127.0.0.1:0 \
