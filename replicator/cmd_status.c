@@ -132,13 +132,15 @@ static void rfc3339(int64_t t, char *buf, size_t len)
 		snprintf(buf, len, "-");
 		return;
 	}
-	gmtime_r(&tt, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* A time from disk may be out of any calendar: said so, never garbage. */
+	if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "invalid (%" PRId64 ")", t);
 }
 
 static void age(int64_t t, int64_t now, char *buf, size_t len)
 {
-	int64_t d = now - t;
+	/* t is from disk: the difference is taken where it cannot overflow */
+	int64_t d = t < now - (INT64_MAX / 2) || t > now + (INT64_MAX / 2) ? -1 : now - t;
 
 	if (!t)
 		snprintf(buf, len, "never");

@@ -143,8 +143,16 @@ static int serve_volume(struct rconn *rc, struct standby *v, const struct proto_
 		r = conn_recv(&rc->p.c, &msg);
 		if (r == -ECONNRESET)
 			return 0; /* the sender is done */
-		if (r)
-			return r;
+		if (r) {
+			log_msg(LOG_WARN, v->cfg->name, rc->p.addr, 0, "no EPOCH_BEGIN: %s",
+				rc->p.c.err);
+			if (r != -EBADMSG)
+				return r;
+			recv_verdict_set(&vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
+					 "volume %s: %s before EPOCH_BEGIN", v->cfg->name,
+					 rc->p.c.err);
+			return recv_epoch_reply(&rc->p, &vd);
+		}
 		r = recv_check_begin(v, h, &msg, &vd);
 		if (r)
 			return recv_epoch_reply(&rc->p, &vd);

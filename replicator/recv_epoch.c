@@ -945,6 +945,19 @@ static int rx_loop(struct rx *x, const struct rx_sink *k)
 		r = conn_recv(&x->p->c, &msg);
 		if (r) {
 			k->lost(x);
+			/* Say why, where the sender can still hear it: a damaged
+			 * frame or a silence past the timeout (not a connection
+			 * that is gone). */
+			if (r == -EBADMSG)
+				recv_verdict_set(&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_PROTOCOL,
+						 "volume %s: epoch %" PRIu64 ": %s; epoch aborted",
+						 x->v->cfg->name, x->eb->epoch, x->p->c.err);
+			else if (r == -ETIMEDOUT)
+				recv_verdict_set(
+					&x->vd, RECV_VERDICT_ERROR, PROTO_ERR_TIMEOUT,
+					"volume %s: epoch %" PRIu64
+					": nothing received for the receiver's timeout; epoch aborted",
+					x->v->cfg->name, x->eb->epoch);
 			break;
 		}
 		switch (msg.header.type) {

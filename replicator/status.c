@@ -135,7 +135,12 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 	d.last_sync_duration_ms = htole64(s->last_sync_duration_ms);
 	d.last_sync_bytes = htole64(s->last_sync_bytes);
 	d.out_of_sync_bytes = htole64(s->out_of_sync_bytes);
-	d.rpo_target_ms = htole64((uint64_t)(s->rpo_target_seconds * 1e3));
+	{
+		/* loaded from disk, it may be anything: clamped, never an overflowing cast */
+		double ms = s->rpo_target_seconds * 1e3;
+
+		d.rpo_target_ms = htole64(!(ms > 0) ? 0 : ms >= 0x1p64 ? UINT64_MAX : (uint64_t)ms);
+	}
 	snprintf(d.volume, sizeof(d.volume), "%s", s->volume);
 	snprintf(d.peer, sizeof(d.peer), "%s", s->peer);
 	snprintf(d.last_error, sizeof(d.last_error), "%s", s->last_error);
@@ -269,7 +274,7 @@ bool status_writer_gone(const struct status_record *s, int64_t now_unix)
 {
 	if (!s->daemon || !s->writer_pid)
 		return false;
-	if (now_unix - s->heartbeat_unix > STATUS_STALE_S)
+	if (s->heartbeat_unix < now_unix - STATUS_STALE_S) /* no overflow: now is sane */
 		return true;
 	/* EPERM: alive, someone else's. A reused pid passes, until the heartbeat
 	 * goes stale. */

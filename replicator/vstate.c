@@ -84,7 +84,10 @@ int vstate_load(struct vstate *s, const char *dir, char *err, size_t err_len)
 	s->committed_unix = (int64_t)le64toh((uint64_t)d.committed_unix);
 	s->consistent_point_ms = (int64_t)le64toh((uint64_t)d.consistent_point_ms);
 	s->sync_capture_ms = (int64_t)le64toh((uint64_t)d.sync_capture_ms);
-	if (!s->consistent_point_ms)
+	/* Records from before the field: the commit time (a time from disk: no
+	 * overflow whatever it holds). */
+	if (!s->consistent_point_ms && s->committed_unix > 0 &&
+	    s->committed_unix < INT64_MAX / 1000)
 		s->consistent_point_ms = s->committed_unix * 1000;
 	memcpy(s->volume_id, d.volume_id, sizeof(s->volume_id));
 	return 0;

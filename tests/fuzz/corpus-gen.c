@@ -2,7 +2,9 @@
 /*
  * corpus-gen DIR: writes the seed corpus of every fuzz target into DIR/<target>/
  * (`make fuzz` runs it before the fuzzers). Seeds come from the real encoders
- * (proto_encode_*, map_commit, journal_*), in the input layouts of fuzz.h, so they start the
+ * (proto_encode_*, map_commit, journal_*, vstate_store, pending_save, status_store_nosync;
+ * whole files of every section and key for the configuration parser), in the input
+ * layouts of fuzz.h, so they start the
  * fuzzer deep inside each decoder and follow the formats when they change; no
  * binary seed is committed. The same seeds are written on every run (fixed ids
  * and contents), next to whatever the fuzzers added to the corpus.
@@ -23,7 +25,10 @@
 #include "journal.h"
 #include "kfio.h"
 #include "map.h"
+#include "pending.h"
 #include "proto.h"
+#include "status.h"
+#include "vstate.h"
 
 #define GEN_FRAME_MAX  (64u << 10)
 #define GEN_STREAM_MAX (256u << 10)
@@ -425,6 +430,272 @@ static void gen_journal(void)
 	journal_seed("committed-barrier", GEN_COMMITTED, true);
 }
 
+/* ------------------------------------- fuzz_vstate, fuzz_pending, fuzz_status */
+
+/* A new temp directory in dir (a mkdtemp template). */
+static void gen_dir(char *dir)
+{
+	if (mkdtemp(dir) == NULL)
+		die("mkdtemp");
+}
+
+/* The seed of target: one flag byte, then dir/name (its first cut bytes; 0: all). */
+static void record_seed(const char *target, const char *seed, unsigned flags, const char *dir,
+			const char *name, size_t cut)
+{
+	static uint8_t file[FUZZ_RECORD_FILE_MAX];
+	unsigned char f = (unsigned char)flags;
+	size_t n = read_file(dir, name, file, sizeof(file));
+
+	seed_write(target, seed, &f, 1, file, cut && cut < n ? cut : n);
+}
+
+/* Removes dir/name, then dir. */
+static void gen_rmdir(const char *dir, const char *name)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (unlink(path) < 0 || rmdir(dir) < 0)
+		die(dir);
+}
+
+/* A volume syncing (at its cursor), then consistent at an epoch captured by reflink. */
+static void gen_vstate(void)
+{
+	char dir[] = "/tmp/pvrepl-corpus-gen-XXXXXX", err[512] = "";
+	struct vstate vs = { .kind = VSTATE_SYNCING,
+			     .generation = 3,
+			     .sync_epoch = 7,
+			     .sync_cursor = 4096,
+			     .committed_unix = 1700000000,
+			     .sync_capture_ms = 1700000000123ll };
+
+	gen_dir(dir);
+	memset(vs.volume_id, 0x5a, sizeof(vs.volume_id));
+	for (unsigned i = 0; i < 2; i++) {
+		if (vstate_store(&vs, dir, err, sizeof(err)) != 0) {
+			fprintf(stderr, "corpus-gen: %s\n", err);
+			exit(1);
+		}
+		record_seed("fuzz_vstate", i ? "consistent" : "syncing", 0, dir, VSTATE_FILE, 0);
+		record_seed("fuzz_vstate", i ? "consistent-resigned" : "syncing-resigned",
+			    FUZZ_VSTATE_FIX_CHECKSUM, dir, VSTATE_FILE, 0);
+		vs = (struct vstate){ .kind = VSTATE_CONSISTENT,
+				      .crash_consistent = true,
+				      .capture = STATUS_CAPTURE_REFLINK,
+				      .epoch = 7,
+				      .generation = 3,
+				      .committed_unix = 1700000100,
+				      .consistent_point_ms = 1700000099456ll };
+	}
+	gen_rmdir(dir, VSTATE_FILE);
+}
+
+/* The pending changes of fuzz_pending_map's epoch FUZZ_PENDING_EPOCH: a few blocks
+ * (sparse), none, and every block (dense: the map's first sync). */
+static void gen_pending(void)
+{
+	char dir[] = "/tmp/pvrepl-corpus-gen-XXXXXX", err[512] = "";
+	static const char *const names[] = { "sparse", "none", "dense" };
+	struct map m;
+
+	gen_dir(dir);
+	for (unsigned i = 0; i < 3; i++) {
+		char name[64];
+
+		need(fuzz_pending_map(&m, FUZZ_PENDING_BLOCKS), "fuzz_pending_map");
+		if (i == 0) {
+			map_set(&m, 3, 0xbeef03);
+			map_set(&m, 40, 0xbeef40);
+			map_set(&m, 63, 0xbeef63);
+		}
+		m.empty = i == 2;
+		if (pending_save(&m, dir, FUZZ_PENDING_EPOCH, err, sizeof(err)) != 0) {
+			fprintf(stderr, "corpus-gen: %s\n", err);
+			exit(1);
+		}
+		map_release(&m);
+		record_seed("fuzz_pending", names[i], 0, dir, PENDING_FILE, 0);
+		snprintf(name, sizeof(name), "%s-resigned", names[i]);
+		record_seed("fuzz_pending", name,
+			    FUZZ_PENDING_FIX_ALL | FUZZ_PENDING_FIX_SIZE | FUZZ_PENDING_FIT_MAP,
+			    dir, PENDING_FILE, 0);
+	}
+	gen_rmdir(dir, PENDING_FILE);
+}
+
+/* A sender's record (tracking, a heartbeat) and a receiver's, each whole and
+ * resigned; the sender's also as older writers left it (552 bytes, 776). */
+static void gen_status(void)
+{
+	char dir[] = "/tmp/pvrepl-corpus-gen-XXXXXX";
+	struct status_record s = { .role = STATUS_ROLE_PRIMARY,
+				   .state = STATUS_REPLICATING,
+				   .epoch = 7,
+				   .size_bytes = 1ull << 30,
+				   .state_since_unix = 1700000000,
+				   .last_attempt_unix = 1700000100,
+				   .last_success_unix = 1700000100,
+				   .consistent_point_ms = 1700000099456ll,
+				   .last_sync_duration_ms = 1234,
+				   .last_sync_bytes = 1 << 20,
+				   .out_of_sync_bytes = 4096,
+				   .rpo_target_seconds = 300,
+				   .volume = "data",
+				   .peer = "standby.example:7400",
+				   .tracking = STATUS_TRACKING_BPF,
+				   .tracker_missed_blocks = 2,
+				   .scan_note = "a full scan every 24h",
+				   .daemon = true,
+				   .writer_pid = 1,
+				   .heartbeat_unix = 1700000100 };
+
+	gen_dir(dir);
+	need(status_store_nosync(&s, dir), "status_store_nosync");
+	record_seed("fuzz_status", "primary", 0, dir, STATUS_FILE, 0);
+	record_seed("fuzz_status", "primary-text-check",
+		    FUZZ_STATUS_FIX_ALL | FUZZ_STATUS_TEXT | FUZZ_STATUS_CHECK, dir, STATUS_FILE,
+		    0);
+	record_seed("fuzz_status", "primary-v1", FUZZ_STATUS_FIX_ALL, dir, STATUS_FILE, 552);
+	record_seed("fuzz_status", "primary-v2", FUZZ_STATUS_FIX_ALL, dir, STATUS_FILE, 776);
+	record_seed("fuzz_status", "primary-resigned", FUZZ_STATUS_FIX_ALL, dir, STATUS_FILE, 0);
+	s = (struct status_record){ .role = STATUS_ROLE_SECONDARY,
+				    .state = STATUS_DISCONNECTED,
+				    .consistent = true,
+				    .crash_consistent = true,
+				    .capture = STATUS_CAPTURE_SNAPSHOT,
+				    .epoch = 7,
+				    .consistent_point_ms = 1700000099456ll,
+				    .volume = "data",
+				    .last_error = "connection reset by peer",
+				    .daemon = true,
+				    .writer_pid = 1,
+				    .heartbeat_unix = 1700000100 };
+	need(status_store_nosync(&s, dir), "status_store_nosync");
+	record_seed("fuzz_status", "secondary", 0, dir, STATUS_FILE, 0);
+	record_seed("fuzz_status", "secondary-resigned", FUZZ_STATUS_FIX_ALL | FUZZ_STATUS_CHECK,
+		    dir, STATUS_FILE, 0);
+	gen_rmdir(dir, STATUS_FILE);
+}
+
+/* ----------------------------------------------------------- fuzz_config */
+
+static void config_seed(const char *name, unsigned flags, const char *file, const char *env)
+{
+	static char in[FUZZ_CONFIG_PREFIX_BYTES + 2 * GEN_FILE_MAX];
+	size_t n = strlen(file);
+
+	in[0] = (char)flags;
+	in[1] = (char)n;
+	in[2] = (char)(n >> 8);
+	memcpy(in + FUZZ_CONFIG_PREFIX_BYTES, file, n);
+	memcpy(in + FUZZ_CONFIG_PREFIX_BYTES + n, env, strlen(env));
+	seed_write("fuzz_config", name, NULL, 0, in, FUZZ_CONFIG_PREFIX_BYTES + n + strlen(env));
+}
+
+/* docs/CONFIG.md's example (every key), one side each, the environment alone, a file
+ * with a problem on most lines. */
+static void gen_config(void)
+{
+	static const char receiver[] = "# the standby\n"
+				       "[receiver]\n"
+				       "listen = 0.0.0.0:7400\n"
+				       "tls_dir = /etc/pvrepl/tls\n"
+				       "state_dir = /var/lib/pvrepl/standby\n"
+				       "journal_size = 2G\n"
+				       "timeout = 30s\n"
+				       "metrics_addr = :9500\n"
+				       "\n"
+				       "[volume data]\n"
+				       "device = /dev/vg0/data\n"
+				       "allow = primary.example\n"
+				       "allow = primary-b.example, primary-c.example\n";
+	static const char sender[] = "[sender]\n"
+				     "tls_dir = /etc/pvrepl/tls\n"
+				     "peer = [fd00::1]:7400\n"
+				     "server_name = standby.example\n"
+				     "interval = 30s\n"
+				     "rpo = 5m\n"
+				     "timeout = 30s\n"
+				     "max_rate = 400Mbit\n"
+				     "max_read_rate = 200M/s\n"
+				     "metrics_addr = :9501\n"
+				     "block_size = 16k\n"
+				     "track = auto\n"
+				     "full_scan_interval = 24h\n"
+				     "track_pin_dir = /sys/fs/bpf/pvrepl\n"
+				     "capture = auto\n"
+				     "freeze_timeout = 2s\n"
+				     "\n"
+				     "[volume data]\n"
+				     "device = /dev/vg0/data\n"
+				     "state_dir = /var/lib/pvrepl/data\n"
+				     "capture = freeze\n"
+				     "freeze_path = /var/lib/postgresql\n"
+				     "\n"
+				     "[volume logs]\n"
+				     "device = /dev/vg0/logs\n"
+				     "state_dir = /var/lib/pvrepl/logs\n"
+				     "capture = snapshot\n"
+				     "snapshot_cmd = /usr/local/bin/snap logs\n"
+				     "snapshot_release_cmd = /usr/local/bin/unsnap\n";
+	static const char bad[] = "\xEF\xBB\xBFkey = outside\n"
+				  "[receiver\n"
+				  "[receiver]\n"
+				  "listen = nohost\n"
+				  "timeout = 50ms\n"
+				  "journal_size = 1k\n"
+				  "[receiver]\n"
+				  "[volume a/b]\n"
+				  "[volume v]\n"
+				  "device = dev\n"
+				  "  continued\n"
+				  "no equals sign\n"
+				  "[volume v]\n"
+				  "[sender]\n"
+				  "peer = h:99999\n"
+				  "interval = 0s\n"
+				  "block_size = 12k\n"
+				  "max_rate = fast\n"
+				  "track = maybe\n"
+				  "snapshot_cmd = x ; y\n"
+				  "[elsewhere]\n"
+				  "key = value\n";
+	static const char env[] = "PVREPL_LISTEN=:7401\n"
+				  "PVREPL_TLS_DIR=/etc/pvrepl/tls2\n"
+				  "PVREPL_STATE_DIR=/srv/pvrepl\n"
+				  "PVREPL_JOURNAL_SIZE=1G\n"
+				  "PVREPL_TIMEOUT=10s\n"
+				  "PVREPL_METRICS_ADDR=127.0.0.1:9502\n"
+				  "PVREPL_PEER=standby:7400\n"
+				  "PVREPL_SERVER_NAME=standby\n"
+				  "PVREPL_INTERVAL=1m\n"
+				  "PVREPL_RPO=10m\n"
+				  "PVREPL_MAX_RATE=1Gb/s\n"
+				  "PVREPL_MAX_READ_RATE=100MiB\n"
+				  "PVREPL_BLOCK_SIZE=64k\n"
+				  "PVREPL_TRACK=off\n"
+				  "PVREPL_FULL_SCAN_INTERVAL=12h\n"
+				  "PVREPL_TRACK_PIN_DIR=/sys/fs/bpf/x\n"
+				  "PVREPL_CAPTURE=snapshot\n"
+				  "PVREPL_FREEZE_TIMEOUT=500ms\n"
+				  "PVREPL_VOLUME=data\n"
+				  "PVREPL_DEVICE=/dev/vg0/other\n"
+				  "PVREPL_FREEZE_PATH=/srv\n"
+				  "PVREPL_SNAPSHOT_CMD=/bin/snap\n"
+				  "PVREPL_SNAPSHOT_RELEASE_CMD=/bin/unsnap\n"
+				  "PVREPL_ALLOW=a.example,b.example\n";
+
+	config_seed("receiver", 0, receiver, "");
+	config_seed("receiver-env", 0, receiver, env);
+	config_seed("sender", 0, sender, "HOME=/root\nPVREPL_RPO=1h\n");
+	config_seed("sender-env", FUZZ_CONFIG_SHORT_MSG | 2, sender, env);
+	config_seed("env-only", FUZZ_CONFIG_NO_FILE, "", env);
+	config_seed("problems", 0, bad, "PVREPL_VOLUME=a b\nPVREPL_TIMEOUT=1ms\n");
+	config_seed("problems-kept-3", 3 | FUZZ_CONFIG_SHORT_MSG, bad, "");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -437,5 +708,9 @@ int main(int argc, char **argv)
 	gen_proto();
 	gen_map();
 	gen_journal();
+	gen_vstate();
+	gen_pending();
+	gen_status();
+	gen_config();
 	return 0;
 }

@@ -19,6 +19,19 @@
  * record area (zero-padded to 4 KiB units, at least two; at most
  * FUZZ_JOURNAL_AREA_MAX). The journal is that file, over a standby and a config
  * both sides get from fuzz_journal_config.
+ *
+ * fuzz_vstate, fuzz_pending, fuzz_status: byte 0 holds the target's FIX flags
+ * (and a few more bits, below), the rest is the file (`state`, `map.pending`,
+ * `status`), cut to FUZZ_RECORD_FILE_MAX. A FIX flag makes the target recompute a
+ * checksum (or a count) after the fuzzer changed the bytes. fuzz_pending applies
+ * the file to the map of fuzz_pending_map (FUZZ_PENDING_BLOCKS blocks confirmed at
+ * epoch FUZZ_PENDING_EPOCH - 1), or with FUZZ_PENDING_FIT_MAP to one made to fit
+ * the header, so that mutated headers still reach the body.
+ *
+ * fuzz_config: byte 0 holds FUZZ_CONFIG_* bits, bytes 1-2 the length of the
+ * configuration file (little-endian, cut to what the input holds), then that
+ * file, then the environment: NAME=VALUE strings, one a line (at most
+ * FUZZ_CONFIG_ENV_MAX).
  */
 #ifndef PVREPL_FUZZ_H
 #define PVREPL_FUZZ_H
@@ -34,6 +47,7 @@
 
 #include "journal.h"
 #include "journal_format.h"
+#include "map.h"
 #include "proto.h"
 
 #define FUZZ_PROTO_MODE_PAYLOAD 0x20u
@@ -68,6 +82,48 @@ static inline unsigned char fuzz_proto_mode_of(unsigned type)
 #define FUZZ_JOURNAL_BLOCK_BYTES  512u
 #define FUZZ_JOURNAL_VOLUME_BYTES (64u << 10)
 
+#define FUZZ_RECORD_FILE_MAX (64u << 10)
+
+#define FUZZ_VSTATE_FIX_CHECKSUM (1u << 0) /* the record's checksum */
+
+#define FUZZ_PENDING_FIX_SIZE	(1u << 0) /* the count: what the file holds, the file cut to it */
+#define FUZZ_PENDING_FIX_BODY	(1u << 1) /* the checksum of the hashes */
+#define FUZZ_PENDING_FIX_HEADER (1u << 2) /* the header's checksum */
+#define FUZZ_PENDING_FIT_MAP	(1u << 3) /* the map: the header's epochs, size and volume */
+#define FUZZ_PENDING_FIX_ALL	(FUZZ_PENDING_FIX_BODY | FUZZ_PENDING_FIX_HEADER)
+#define FUZZ_PENDING_BLOCKS	64u
+#define FUZZ_PENDING_BLOCKS_MAX 4096u
+#define FUZZ_PENDING_EPOCH	2u
+
+#define FUZZ_STATUS_FIX_RECORD (1u << 0) /* the checksum of the 552-byte record */
+#define FUZZ_STATUS_FIX_EXT    (1u << 1) /* of the extension */
+#define FUZZ_STATUS_FIX_EXT2   (1u << 2) /* of the second extension */
+#define FUZZ_STATUS_TEXT       (1u << 3) /* pvrepl status -o text (else -o json) */
+#define FUZZ_STATUS_CHECK      (1u << 4) /* with --check */
+#define FUZZ_STATUS_FIX_ALL    (FUZZ_STATUS_FIX_RECORD | FUZZ_STATUS_FIX_EXT | FUZZ_STATUS_FIX_EXT2)
+
+#define FUZZ_CONFIG_PROBLEMS	 7u	   /* problems_max: these bits, 0 for CONFIG_PROBLEMS_MAX */
+#define FUZZ_CONFIG_SHORT_MSG	 (1u << 3) /* config_gather's message: 64 bytes */
+#define FUZZ_CONFIG_NO_FILE	 (1u << 4) /* config_gather without a file (path NULL) */
+#define FUZZ_CONFIG_PREFIX_BYTES 3u
+#define FUZZ_CONFIG_ENV_MAX	 32u
+
+/* The map fuzz_pending applies a file to: blocks of 4 KiB, block i's hash 0x1000 + i,
+ * confirmed at epoch FUZZ_PENDING_EPOCH - 1 (volume id 0x5a...), none dirty. */
+static inline int fuzz_pending_map(struct map *m, uint64_t blocks)
+{
+	int rc = map_create(m, "fuzzvol", blocks * 4096, 4096);
+
+	if (rc)
+		return rc;
+	memset(m->volume_id, 0x5a, sizeof(m->volume_id));
+	m->epoch = FUZZ_PENDING_EPOCH - 1;
+	m->empty = false;
+	for (uint64_t b = 0; b < blocks; b++)
+		m->hashes[b] = 0x1000 + b;
+	return 0;
+}
+
 /* A small journal: 512-byte blocks, a 64 KiB volume, four 128 KiB buffers. */
 static inline void fuzz_journal_config(struct journal_config *c)
 {
@@ -84,11 +140,14 @@ static inline void fuzz_journal_config(struct journal_config *c)
 /* ------------------------------------------------ helpers of the targets */
 
 /* A broken property: abort, so that libFuzzer keeps the input. */
-static inline void fuzz_check(int cond)
+static inline void fuzz_check_at(int cond, int line)
 {
-	if (!cond)
+	if (!cond) {
+		fprintf(stderr, "fuzz_check failed at line %d\n", line);
 		abort();
+	}
 }
+#define fuzz_check(c) fuzz_check_at((c), __LINE__)
 
 /* Makes the target's temp directory, on /dev/shm when there is one (fsyncs are free). */
 static inline void fuzz_tmpdir(char *dir, size_t len, const char *target)

@@ -30,17 +30,35 @@
  *       replace (replace.c) and map commit step: the Nth time STEP (e.g.
  *       "state.rename", "base.fsync") is about to run, the process kills itself
  *       with SIGKILL, as kill -9 at exactly that point would.
+ *   test-tool fault-proxy --listen HOST:PORT --port-file FILE --target HOST:PORT
+ *                         --seed N --plan FILE
+ *       a TCP proxy that breaks connections on purpose. It accepts one connection
+ *       at a time and applies line k of the plan to connection k (a missing line,
+ *       an empty one or "pass": pass-through), to the client->server stream only:
+ *         truncate BYTES    forward BYTES bytes, then close both sides
+ *         flip OFFSET       xor the byte at OFFSET with a non-zero value from
+ *                           the seed and k
+ *         dup OFFSET LEN    send the LEN (<= 64 KiB) bytes at OFFSET twice
+ *         drop OFFSET LEN   do not send the LEN bytes at OFFSET
+ *         delay MS          after the first 64 KiB, hold all traffic for MS once
+ *         rst BYTES         after BYTES bytes, reset both sides (SO_LINGER 0)
+ *         stall BYTES       after BYTES bytes, forward nothing more, either way,
+ *                           and keep both sockets open for 30 s
+ *       Writes the port it listens on to FILE, and one line per connection to
+ *       stderr: k, the fault, the bytes each way and how it ended.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -742,11 +760,357 @@ static int crash_at(int argc, char **argv)
 	return cli_main(argc - 3, argv + 3);
 }
 
+/*
+ * fault-proxy: a TCP proxy that damages the client->server stream of each
+ * connection as the plan says, to see what the receiver and the sender make of
+ * a broken link. One connection at a time; line k of the plan is connection
+ * k's fault; server->client traffic passes unchanged.
+ */
+enum fp_kind { FP_PASS, FP_TRUNCATE, FP_FLIP, FP_DUP, FP_DROP, FP_DELAY, FP_RST, FP_STALL };
+
+struct fp_fault {
+	enum fp_kind kind;
+	uint64_t a, b; /* BYTES, OFFSET or MS; LEN */
+	char text[128];
+};
+
+#define FP_CHUNK       (64u * 1024) /* one read */
+#define FP_DUP_MAX     (64u * 1024) /* the longest dup range */
+#define FP_DELAY_AFTER (64u * 1024) /* delay: client->server bytes before the hold */
+#define FP_STALL_MS    30000
+#define FP_IDLE_MS     60000 /* a connection with no traffic this long is closed */
+#define FP_PLAN_MAX    4096
+
+static int fp_parse(const char *line, struct fp_fault *f)
+{
+	static const struct {
+		const char *name;
+		enum fp_kind kind;
+		int args;
+	} kinds[] = { { "pass", FP_PASS, 0 }, { "truncate", FP_TRUNCATE, 1 },
+		      { "flip", FP_FLIP, 1 }, { "dup", FP_DUP, 2 },
+		      { "drop", FP_DROP, 2 }, { "delay", FP_DELAY, 1 },
+		      { "rst", FP_RST, 1 },   { "stall", FP_STALL, 1 } };
+	char copy[128], *save = NULL, *tok, *end;
+	uint64_t v[3];
+	int n = 0;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(copy, sizeof(copy), "%s", line);
+	tok = strtok_r(copy, " \t\r\n", &save);
+	if (!tok) { /* an empty line is pass-through */
+		snprintf(f->text, sizeof(f->text), "pass");
+		return 0;
+	}
+	for (char *t; n < 3 && (t = strtok_r(NULL, " \t\r\n", &save)); n++) {
+		errno = 0;
+		v[n] = strtoull(t, &end, 10);
+		if (errno || end == t || *end || t[0] == '-')
+			return -1;
+	}
+	if (strtok_r(NULL, " \t\r\n", &save))
+		return -1;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		if (strcmp(tok, kinds[i].name) || n != kinds[i].args)
+			continue;
+		f->kind = kinds[i].kind;
+		f->a = n > 0 ? v[0] : 0;
+		f->b = n > 1 ? v[1] : 0;
+		if ((f->kind == FP_DUP && (f->b == 0 || f->b > FP_DUP_MAX)) ||
+		    (f->kind == FP_DROP && f->b == 0) || (f->kind == FP_DELAY && f->a > 600000))
+			return -1;
+		snprintf(f->text, sizeof(f->text), "%s", line);
+		f->text[strcspn(f->text, "\r\n")] = '\0';
+		return 0;
+	}
+	return -1;
+}
+
+static uint64_t fp_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Holds everything for ms (no fd is read or written meanwhile). */
+static void fp_hold(uint64_t ms)
+{
+	for (uint64_t until = fp_mono_ms() + ms, now; (now = fp_mono_ms()) < until;)
+		poll(NULL, 0, (int)(until - now)); /* EINTR: the loop goes on */
+}
+
+static void fp_close(int fd, bool reset)
+{
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	if (reset)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
+}
+
+/* Writes what it can of buf[*off..len): 0, or -errno of a broken socket. */
+static int fp_flush(int fd, const uint8_t *buf, size_t len, size_t *off, uint64_t *count)
+{
+	while (*off < len) {
+		ssize_t n = send(fd, buf + *off, len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0)
+			return errno == EINTR ? 0 : errno == EAGAIN ? 0 : -errno;
+		*off += (size_t)n;
+		*count += (uint64_t)n;
+	}
+	return 0;
+}
+
+static const char fp_stalled[] = "stalled: forwarding nothing more, both sockets held open 30 s";
+
+/* Relays one connection with fault f and closes it, except when it returns
+ * fp_stalled; returns why it ended (for the log). */
+static const char *fp_relay(int cfd, int sfd, const struct fp_fault *f, uint8_t mask, uint8_t *cbuf,
+			    uint8_t *in, uint8_t *sbuf, uint8_t *dbuf, uint64_t cnt[4])
+{
+	size_t clen = 0, coff = 0, slen = 0, soff = 0, dlen = 0;
+	bool c_eof = false, s_eof = false, shut_c = false, shut_s = false, delayed = false;
+	uint64_t limit = UINT64_MAX; /* client->server bytes read before the fault fires */
+	static char why[128];
+
+	if (f->kind == FP_TRUNCATE || f->kind == FP_RST || f->kind == FP_STALL)
+		limit = f->a;
+	for (;;) {
+		struct pollfd p[2] = { { .fd = cfd }, { .fd = sfd } };
+		ssize_t n;
+		int rc;
+
+		if (f->kind == FP_DELAY && !delayed)
+			limit = FP_DELAY_AFTER;
+		if (coff == clen && cnt[0] >= limit) { /* all before the fault is forwarded */
+			if (f->kind == FP_DELAY) {
+				fp_hold(f->a);
+				delayed = true;
+				limit = UINT64_MAX;
+				continue;
+			}
+			if (f->kind == FP_STALL) /* logged, then held open by the caller */
+				return fp_stalled;
+			fp_close(cfd, f->kind == FP_RST);
+			fp_close(sfd, f->kind == FP_RST);
+			return f->kind == FP_RST ? "reset both sides" : "closed both sides";
+		}
+		if (c_eof && coff == clen && !shut_s) {
+			shutdown(sfd, SHUT_WR);
+			shut_s = true;
+		}
+		if (s_eof && soff == slen && !shut_c) {
+			shutdown(cfd, SHUT_WR);
+			shut_c = true;
+		}
+		if (shut_c && shut_s) {
+			snprintf(why, sizeof(why), "both sides closed");
+			break;
+		}
+		if (!c_eof && coff == clen)
+			p[0].events |= POLLIN;
+		if (coff < clen)
+			p[1].events |= POLLOUT;
+		if (!s_eof && soff == slen)
+			p[1].events |= POLLIN;
+		if (soff < slen)
+			p[0].events |= POLLOUT;
+		rc = poll(p, 2, FP_IDLE_MS);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc <= 0) {
+			snprintf(why, sizeof(why), "%s", rc ? strerror(errno) : "idle 60 s");
+			break;
+		}
+		/* A hang-up or error on a side that is not read: nothing will come. */
+		for (int i = 0; i < 2; i++) {
+			if ((p[i].revents & (POLLERR | POLLHUP)) && !(p[i].events & POLLIN) &&
+			    !(p[i].revents & POLLOUT)) {
+				snprintf(why, sizeof(why), "%s hung up", i ? "server" : "client");
+				goto out;
+			}
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR) && (p[0].events & POLLIN)) {
+			size_t want = FP_CHUNK;
+
+			if (limit - cnt[0] < want)
+				want = (size_t)(limit - cnt[0]);
+			n = recv(cfd, in, want, MSG_DONTWAIT);
+			if (n == 0) {
+				c_eof = true;
+			} else if (n < 0 && errno != EINTR && errno != EAGAIN) {
+				snprintf(why, sizeof(why), "client: %s", strerror(errno));
+				break;
+			}
+			clen = coff = 0;
+			for (ssize_t i = 0; i < n; i++) {
+				uint64_t o = cnt[0] + (uint64_t)i;
+				bool in_range = o >= f->a && o - f->a < f->b;
+				uint8_t b = in[i];
+
+				if (f->kind == FP_FLIP && o == f->a)
+					b ^= mask;
+				if (f->kind == FP_DROP && in_range)
+					continue;
+				cbuf[clen++] = b;
+				/* The copy comes once: cbuf holds FP_CHUNK + FP_DUP_MAX. */
+				if (f->kind == FP_DUP && in_range) {
+					dbuf[dlen++] = b;
+					if (dlen == f->b) {
+						memcpy(cbuf + clen, dbuf, dlen);
+						clen += dlen;
+					}
+				}
+			}
+			if (n > 0)
+				cnt[0] += (uint64_t)n;
+		}
+		if (p[1].revents & (POLLIN | POLLHUP | POLLERR) && (p[1].events & POLLIN)) {
+			n = recv(sfd, sbuf, FP_CHUNK, MSG_DONTWAIT);
+			if (n == 0) {
+				s_eof = true;
+			} else if (n < 0 && errno != EINTR && errno != EAGAIN) {
+				snprintf(why, sizeof(why), "server: %s", strerror(errno));
+				break;
+			}
+			soff = 0;
+			slen = n > 0 ? (size_t)n : 0;
+			cnt[2] += slen;
+		}
+		rc = fp_flush(sfd, cbuf, clen, &coff, &cnt[1]);
+		if (rc) {
+			snprintf(why, sizeof(why), "server: %s", strerror(-rc));
+			break;
+		}
+		rc = fp_flush(cfd, sbuf, slen, &soff, &cnt[3]);
+		if (rc) {
+			snprintf(why, sizeof(why), "client: %s", strerror(-rc));
+			break;
+		}
+	}
+out:
+	close(cfd);
+	close(sfd);
+	return why;
+}
+
+static int fault_proxy(int argc, char **argv)
+{
+	const char *listen_at = NULL, *port_file = NULL, *target = NULL, *plan = NULL;
+	static struct fp_fault faults[FP_PLAN_MAX];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	uint64_t seed = 0;
+	size_t nfaults = 0;
+	uint8_t *cbuf, *in, *sbuf, *dbuf;
+	char line[128], err[512] = "", tmp[4096];
+	char port[NI_MAXSERV];
+	FILE *fp;
+	int lfd;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--listen"))
+			listen_at = argv[i + 1];
+		else if (!strcmp(argv[i], "--port-file"))
+			port_file = argv[i + 1];
+		else if (!strcmp(argv[i], "--target"))
+			target = argv[i + 1];
+		else if (!strcmp(argv[i], "--seed"))
+			seed = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--plan"))
+			plan = argv[i + 1];
+		else
+			return 2;
+	}
+	if (!listen_at || !port_file || !target || !plan || argc % 2 == 0)
+		return 2;
+	fp = fopen(plan, "r");
+	if (!fp) {
+		fprintf(stderr, "fault-proxy: %s: %s\n", plan, strerror(errno));
+		return 2;
+	}
+	while (nfaults < FP_PLAN_MAX && fgets(line, sizeof(line), fp)) {
+		if (fp_parse(line, &faults[nfaults])) {
+			line[strcspn(line, "\r\n")] = '\0';
+			fprintf(stderr, "fault-proxy: %s line %zu: bad fault '%s'\n", plan,
+				nfaults + 1, line);
+			fclose(fp);
+			return 2;
+		}
+		nfaults++;
+	}
+	fclose(fp);
+	signal(SIGPIPE, SIG_IGN);
+	lfd = conn_tcp_listen(listen_at, err, sizeof(err));
+	if (lfd < 0 || getsockname(lfd, (struct sockaddr *)&ss, &sl) ||
+	    getnameinfo((struct sockaddr *)&ss, sl, NULL, 0, port, sizeof(port), NI_NUMERICSERV)) {
+		fprintf(stderr, "fault-proxy: %s\n", err[0] ? err : strerror(errno));
+		return 1;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
+	fp = fopen(tmp, "w");
+	if (!fp || fprintf(fp, "%s\n", port) < 0 || fclose(fp) || rename(tmp, port_file)) {
+		fprintf(stderr, "fault-proxy: %s: %s\n", port_file, strerror(errno));
+		return 1;
+	}
+	cbuf = malloc(FP_CHUNK + FP_DUP_MAX);
+	in = malloc(FP_CHUNK);
+	sbuf = malloc(FP_CHUNK);
+	dbuf = malloc(FP_DUP_MAX);
+	if (!cbuf || !in || !sbuf || !dbuf)
+		return 1;
+	for (uint64_t k = 1;; k++) {
+		static const struct fp_fault pass = { .kind = FP_PASS, .text = "pass" };
+		const struct fp_fault *f = k <= nfaults ? &faults[k - 1] : &pass;
+		uint64_t x = seed + k * 0x9e3779b97f4a7c15ull, cnt[4] = { 0 };
+		const char *why;
+		char what[160];
+		uint8_t mask;
+		int cfd, sfd;
+
+		x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull; /* splitmix64 */
+		x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+		mask = (uint8_t)(1 + (x ^ (x >> 31)) % 255);
+		do
+			cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		while (cfd < 0 && (errno == EINTR || errno == ECONNABORTED));
+		if (cfd < 0) {
+			perror("fault-proxy: accept");
+			return 1;
+		}
+		sfd = conn_tcp_connect(target, 5000, NULL, err, sizeof(err));
+		if (sfd < 0) {
+			fprintf(stderr, "fault-proxy: conn %" PRIu64 " fault '%s': %s\n", k,
+				f->text, err);
+			close(cfd);
+			continue;
+		}
+		fcntl(cfd, F_SETFL, fcntl(cfd, F_GETFL) | O_NONBLOCK);
+		fcntl(sfd, F_SETFL, fcntl(sfd, F_GETFL) | O_NONBLOCK);
+		why = fp_relay(cfd, sfd, f, mask, cbuf, in, sbuf, dbuf, cnt);
+		snprintf(what, sizeof(what), f->kind == FP_FLIP ? "'%s' (xor 0x%02x)" : "'%s'",
+			 f->text, mask);
+		fprintf(stderr,
+			"fault-proxy: conn %" PRIu64 " fault %s: client->server %" PRIu64
+			" bytes read, %" PRIu64 " sent; server->client %" PRIu64 " read, %" PRIu64
+			" sent; %s\n",
+			k, what, cnt[0], cnt[1], cnt[2], cnt[3], why);
+		if (why == fp_stalled) {
+			fp_hold(FP_STALL_MS);
+			close(cfd);
+			close(sfd);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr,
-			"usage: test-tool changed-blocks|map-info|lz4-blocks|map-mem|wait-applied|bad-sender|netwatch|crash-at ...\n");
+			"usage: test-tool changed-blocks|map-info|lz4-blocks|map-mem|wait-applied|bad-sender|netwatch|crash-at|fault-proxy ...\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "changed-blocks"))
@@ -767,6 +1131,8 @@ int main(int argc, char **argv)
 		return netwatch_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "crash-at"))
 		return crash_at(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "fault-proxy"))
+		return fault_proxy(argc - 1, argv + 1);
 	fprintf(stderr, "test-tool: unknown command %s\n", argv[1]);
 	return 2;
 }
