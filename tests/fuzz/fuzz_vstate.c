@@ -109,10 +109,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check(s.committed_unix == committed);
 	/* a record from before consistent_point_ms: the commit time stands for
 	 * it, when it is one (a time out of range gives none) */
-	fuzz_check(s.consistent_point_ms ==
-		   (point				      ? point
-		    : committed > 0 && committed < INT64_MAX / 1000 ? committed * 1000
-								    : 0));
+	fuzz_check(s.consistent_point_ms == (point ? point
+					     : committed > 0 && committed < INT64_MAX / 1000
+						     ? committed * 1000
+						     : 0));
 	fuzz_check(s.sync_capture_ms == (int64_t)fuzz_get_le64(file + VS_SYNC_CAP_MS));
 	fuzz_check(memcmp(s.volume_id, file + VS_VOLUME_ID, sizeof(s.volume_id)) == 0);
 	return 0;
