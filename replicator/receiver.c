@@ -132,7 +132,8 @@ static int serve_volume(struct rconn *rc, struct standby *v, const struct proto_
 	ASSERT(rc != NULL);
 	ASSERT(v != NULL);
 	ASSERT(h != NULL);
-	ASSERT(v->busy); /* ours alone: conn_main set it */
+	ASSERT(v->busy);  /* ours alone: conn_main set it */
+	standby_retry(v); /* a volume failed for want of space: try again */
 	r = recv_check_hello(v, h, &vd);
 	if (r)
 		return recv_epoch_reply(&rc->p, &vd);

@@ -86,6 +86,40 @@ void standby_fail(struct standby *v, const char *fmt, ...)
 	standby_record(v, NULL, -1, 0, 0, v->fail_msg);
 }
 
+static int vol_recover(struct standby *v, char *err, size_t err_len);
+
+int standby_retry(struct standby *v)
+{
+	char err[STANDBY_ERR_MAX] = "";
+	int rc;
+
+	if (!v->failed)
+		return 0;
+	if (!v->retry_recover)
+		return -EIO;
+	/* What a restart would do for this volume: the state from disk. */
+	if (v->j)
+		journal_close(v->j);
+	v->j = NULL;
+	if (v->have_map)
+		map_release(&v->map);
+	v->have_map = false;
+	rc = vol_recover(v, err, sizeof(err));
+	if (rc) {
+		log_msg(LOG_WARN, v->cfg->name, NULL, 0, "recovery retried, still failing: %s",
+			err);
+		snprintf(v->fail_msg, sizeof(v->fail_msg), "%s", err);
+		return rc;
+	}
+	v->failed = false;
+	v->retry_recover = false;
+	v->fail_msg[0] = '\0';
+	log_msg(LOG_INFO, v->cfg->name, NULL, v->vs.epoch,
+		"recovered in place: the journal applied again and the map committed");
+	standby_record(v, NULL, -1, 0, 0, NULL);
+	return 0;
+}
+
 void standby_heartbeat(struct standby *v)
 {
 	pthread_mutex_lock(&v->status_lock);
@@ -545,6 +579,8 @@ int standby_sync_cursor(struct standby *v, uint64_t cursor)
 
 int standby_commit(struct standby *v, const struct proto_epoch_begin *eb)
 {
+	int rc;
+
 	char err[STANDBY_ERR_MAX];
 	bool was_syncing;
 
@@ -557,7 +593,8 @@ int standby_commit(struct standby *v, const struct proto_epoch_begin *eb)
 	 * of the state: recovery gives a consistent volume the map's epoch, and a
 	 * syncing one stays syncing (never offered as consistent; the sync is
 	 * redone). */
-	if (map_commit(&v->map, v->dir, eb->epoch, err, sizeof(err))) {
+	if ((rc = map_commit(&v->map, v->dir, eb->epoch, err, sizeof(err)))) {
+		v->retry_recover = rc == -ENOSPC || rc == -EDQUOT;
 		standby_fail(
 			v,
 			"epoch %" PRIu64

@@ -50,6 +50,7 @@ struct standby {
 	pthread_mutex_t status_lock; /* one writer of DIR/status at a time (heartbeats) */
 	bool busy;		     /* a sender is connected */
 	bool failed;		     /* sticky I/O error: refuse until restart */
+	bool retry_recover;	     /* failed for want of space: recovery is tried again */
 	char fail_msg[STANDBY_ERR_MAX];
 	struct kfio_dev dev;
 	struct kfio_queue *q; /* standby writes during a sync */
@@ -67,6 +68,14 @@ struct standby {
 int standby_open(struct standby *v, const struct receiver_config *rcfg,
 		 const struct receiver_volume_cfg *vc, char *err, size_t err_len);
 void standby_close(struct standby *v);
+
+/*
+ * A volume failed for want of space (its map could not be committed) recovers
+ * in place when a sender comes back, as a restart would: the journal replays
+ * what it holds and the map is committed. 0 when it serves again (or was not
+ * failed), else -errno with the volume still failed. The caller owns v (busy).
+ */
+int standby_retry(struct standby *v);
 
 /* Refreshes the heartbeat of the volume's status record (the receiver's loop,
  * every STATUS_HEARTBEAT_S): a reader knows the receiver still runs. */
