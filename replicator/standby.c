@@ -598,7 +598,7 @@ int standby_commit(struct standby *v, const struct proto_epoch_begin *eb)
 		standby_fail(
 			v,
 			"epoch %" PRIu64
-			" is durable in the journal, but committing its map failed (%s): the volume is stopped; make room and restart the receiver, which applies the epoch again (no resync)",
+			" is durable in the journal, but committing its map failed (%s): the volume is stopped until there is room; then the next sender to connect (or a restart) applies the epoch again and commits its map (no resync)",
 			eb->epoch, err);
 		return -EIO;
 	}
