@@ -203,7 +203,8 @@ static void *conn_main(void *arg)
 
 	tls_ctx_maybe_reload(r->tls, &dummy, err, sizeof(err));
 	if (tls_accept(r->tls, rc->fd, &tls, err, sizeof(err))) {
-		log_msg(LOG_WARN, NULL, rc->p.addr, 0, "TLS handshake failed: %s", err);
+		log_msg(LOG_WARN, NULL, rc->p.addr, 0, "%s",
+			err); /* it says "TLS handshake failed" */
 		goto done;
 	}
 	snprintf(rc->p.name, sizeof(rc->p.name), "%s",

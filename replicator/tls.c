@@ -891,6 +891,13 @@ static void tls_describe_reason(struct tls_conn *c, int reason, char *buf, size_
 				 "the peer's certificate ('%s') is not issued by a CA in %s (%s); "
 				 "issue it from that CA or add its CA to the bundle",
 				 c->peer_name, ca, X509_verify_cert_error_string(v));
+		else if (v == X509_V_ERR_INVALID_PURPOSE)
+			tls_errf(
+				buf, len,
+				"the peer's certificate ('%s') may not be used for this side of TLS "
+				"(%s): a sender's needs clientAuth in its extendedKeyUsage, a "
+				"receiver's serverAuth; issue it with `pvrepl certs issue`",
+				c->peer_name, X509_verify_cert_error_string(v));
 		else
 			tls_errf(buf, len,
 				 "the peer's certificate ('%s') was refused: %s; it must be issued "
@@ -911,6 +918,8 @@ static void tls_describe_reason(struct tls_conn *c, int reason, char *buf, size_
 	case SSL_R_HTTP_REQUEST:
 	case SSL_R_HTTPS_PROXY_REQUEST:
 	case SSL_R_PACKET_LENGTH_TOO_LONG:
+	case SSL_R_ENCRYPTED_LENGTH_TOO_LONG:
+	case SSL_R_RECORD_LENGTH_MISMATCH:
 		tls_errf(buf, len,
 			 "the peer is not speaking TLS; is it running with --insecure-plaintext? "
 			 "(%s)",
