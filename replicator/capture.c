@@ -8,7 +8,6 @@
 #include <inttypes.h>
 #include <linux/capability.h>
 #include <linux/fs.h>
-#include <linux/loop.h>
 #include <linux/magic.h>
 #include <poll.h>
 #include <signal.h>
@@ -250,73 +249,6 @@ static int freeze_open(struct capture *c, const struct capture_config *cfg, cons
 	return 0;
 }
 
-/* A line of a sysfs file, without its newline; 0 or -errno. */
-static int read_sysfs(const char *path, char *out, size_t out_len)
-{
-	FILE *f = fopen(path, "re");
-	int rc = 0;
-
-	if (!f)
-		return -errno;
-	if (!fgets(out, (int)out_len, f))
-		rc = -EIO;
-	fclose(f);
-	out[strcspn(out, "\n")] = '\0';
-	return rc;
-}
-
-/*
- * The file behind loop device rdev (opened as device): its backing file, which
- * must be that very inode (LOOP_GET_STATUS64: *ino and *fs_dev, to check the
- * file opened later against) and be mapped from offset 0. 0 with file
- * filled, or -errno with the reason in why.
- */
-static int loop_backing(const char *device, dev_t rdev, char *file, size_t file_len, ino_t *ino,
-			dev_t *fs_dev, char *why, size_t why_len)
-{
-	char p[128], off[32];
-	struct loop_info64 li;
-	struct stat st;
-	int fd, rc;
-
-	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/loop/backing_file", major(rdev), minor(rdev));
-	rc = read_sysfs(p, file, file_len);
-	if (rc == -ENOENT) {
-		snprintf(
-			why, why_len,
-			"%s is a block device but not a loop device: there is no file to clone (a device can be captured with --capture snapshot)",
-			device);
-		return -EOPNOTSUPP;
-	}
-	if (rc) {
-		snprintf(why, why_len, "cannot read %s: %s", p, strerror(-rc));
-		return rc;
-	}
-	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/loop/offset", major(rdev), minor(rdev));
-	if (!read_sysfs(p, off, sizeof(off)) && strcmp(off, "0")) {
-		snprintf(why, why_len,
-			 "loop device %s maps %.300s from offset %s, and a clone is read from 0",
-			 device, file, off);
-		return -EOPNOTSUPP;
-	}
-	fd = open(device, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || ioctl(fd, LOOP_GET_STATUS64, &li) || stat(file, &st) ||
-	    st.st_ino != li.lo_inode || st.st_dev != (dev_t)li.lo_device) {
-		rc = fd < 0 ? -errno : -ENOENT;
-		if (fd >= 0)
-			close(fd);
-		snprintf(
-			why, why_len,
-			"the backing file of loop device %s, %.300s, is not reachable under that name here (deleted, or in another mount namespace)",
-			device, file);
-		return rc;
-	}
-	close(fd);
-	*ino = (ino_t)li.lo_inode;
-	*fs_dev = (dev_t)li.lo_device;
-	return 0;
-}
-
 /*
  * reflink: the file to clone (device itself, or its loop device's), open, and
  * a clone of an empty unnamed file in its directory to learn that the file
@@ -326,31 +258,30 @@ static int loop_backing(const char *device, dev_t rdev, char *file, size_t file_
 static int reflink_open(struct capture *c, const char *device, char *why, size_t why_len)
 {
 	char dir[CAPTURE_PATH_MAX], *slash;
-	struct stat st, sst;
+	struct stat sst;
 	struct statfs sf;
-	ino_t loop_ino = 0;
-	dev_t loop_dev = 0;
-	bool via_loop = false;
+	struct devid id;
 	int a = -1, b = -1, rc;
 
-	if (stat(device, &st)) {
-		rc = -errno;
-		snprintf(why, why_len, "%s: %s", device, strerror(-rc));
-		return rc;
-	}
-	if (S_ISREG(st.st_mode)) {
-		snprintf(c->clone_src, sizeof(c->clone_src), "%s", device);
-	} else if (S_ISBLK(st.st_mode)) {
-		rc = loop_backing(device, st.st_rdev, c->clone_src, sizeof(c->clone_src), &loop_ino,
-				  &loop_dev, why, why_len);
-		if (rc)
-			return rc;
-		via_loop = true;
-	} else {
-		snprintf(why, why_len, "%s is neither a file nor a loop device: nothing to clone",
-			 device);
+	/* The file that holds the volume's bytes (devid.h): itself, or the
+	 * backing file of the loop device it is. */
+	rc = devid_resolve(device, &id, why, why_len);
+	if (rc)
+		return rc == -EINVAL ? -EOPNOTSUPP : rc;
+	if (!id.is_file) {
+		snprintf(
+			why, why_len,
+			"%s is a block device but not a loop device: there is no file to clone (a device can be captured with --capture snapshot)",
+			device);
 		return -EOPNOTSUPP;
 	}
+	if (id.start) {
+		snprintf(why, why_len,
+			 "%s maps %.300s from byte %" PRIu64 ", and a clone is read from 0", device,
+			 id.file[0] ? id.file : "its file", id.start);
+		return -EOPNOTSUPP;
+	}
+	snprintf(c->clone_src, sizeof(c->clone_src), "%s", id.file);
 	snprintf(dir, sizeof(dir), "%s", c->clone_src);
 	slash = strrchr(dir, '/');
 	if (!slash)
@@ -367,12 +298,13 @@ static int reflink_open(struct capture *c, const char *device, char *why, size_t
 			 strerror(-rc));
 		return rc;
 	}
-	/* The file opened is the one behind the loop device (not one renamed
-	 * over its name since). */
-	if (fstat(c->src_fd, &sst) ||
-	    (via_loop && (sst.st_ino != loop_ino || sst.st_dev != loop_dev))) {
-		snprintf(why, why_len, "%.250s is no longer the backing file of loop device %.200s",
-			 c->clone_src, device);
+	/* The file opened is the one that holds the volume (not one renamed
+	 * over its name since, nor a name from another mount namespace). */
+	if (fstat(c->src_fd, &sst) || sst.st_ino != id.ino || sst.st_dev != id.fs_dev) {
+		snprintf(
+			why, why_len,
+			"%.220s is not the file behind %.160s here (deleted, renamed, or in another mount namespace)",
+			c->clone_src, device);
 		return -ESTALE;
 	}
 	a = openat(c->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);

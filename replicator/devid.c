@@ -116,19 +116,20 @@ static int resolve_blk(const char *path, dev_t rdev, int depth, struct devid *ou
 		}
 		close(fd);
 	}
-	if (!out->is_file) {
-		/* No node to ask (a partition's disk seen only in sysfs): the
-		 * backing file by its name, when it is reachable here. */
-		char p[128], file[4096];
+	{
+		/* The backing file's name (a path in the loop device's mount
+		 * namespace); the only identity when there is no node to ask (a
+		 * partition's disk seen only in sysfs), if reachable here. */
+		char p[128];
 		struct stat st;
 		FILE *f;
 
 		snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/loop/backing_file", major(rdev),
 			 minor(rdev));
 		f = fopen(p, "re");
-		if (f && fgets(file, sizeof(file), f)) {
-			file[strcspn(file, "\n")] = '\0';
-			if (!stat(file, &st) && S_ISREG(st.st_mode)) {
+		if (f && fgets(out->file, sizeof(out->file), f)) {
+			out->file[strcspn(out->file, "\n")] = '\0';
+			if (!out->is_file && !stat(out->file, &st) && S_ISREG(st.st_mode)) {
 				out->is_file = true;
 				out->fs_dev = st.st_dev;
 				out->ino = st.st_ino;
@@ -165,6 +166,7 @@ int devid_resolve(const char *path, struct devid *out, char *err, size_t err_len
 		out->fs_dev = st.st_dev;
 		out->ino = st.st_ino;
 		out->len = (uint64_t)st.st_size;
+		snprintf(out->file, sizeof(out->file), "%s", path);
 		snprintf(out->what, sizeof(out->what), "file %.280s",
 			 realpath(path, real) ? real : path);
 		return 0;

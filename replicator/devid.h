@@ -32,6 +32,9 @@ struct devid {
 	dev_t disk;
 	uint64_t start, len; /* bytes */
 	char what[320];	     /* "file X", "disk 7:0", for messages */
+	/* is_file: the file's path (the path given, or a loop device's backing
+	 * file as sysfs names it: check it is (fs_dev, ino) before trusting it) */
+	char file[4096];
 };
 
 /* Resolves path; 0, or -errno with a sentence naming it in err (missing, not a

@@ -1280,31 +1280,33 @@ static void keep_alive(void *ctx)
 		conn_send(c, c->tx, (size_t)n);
 }
 
-/* The final ROUND's flags: FINAL, and how the source was captured where the
- * receiver takes it. */
-static uint32_t final_flags(const struct proto_welcome *w, const struct sender_result *res)
-{
-	uint32_t kind = res->capture == CAPTURE_REFLINK	   ? PROTO_CAPTURE_REFLINK
-			: res->capture == CAPTURE_SNAPSHOT ? PROTO_CAPTURE_SNAPSHOT
-							   : PROTO_CAPTURE_FREEZE;
-
-	if (!(w->capabilities & PROTO_CAP_CAPTURE_KIND))
-		return PROTO_ROUND_FINAL;
-	return PROTO_ROUND_FINAL | kind << PROTO_ROUND_CAPTURE_SHIFT;
-}
-
 _Static_assert(STATUS_CAPTURE_FREEZE == PROTO_CAPTURE_FREEZE &&
 		       STATUS_CAPTURE_REFLINK == PROTO_CAPTURE_REFLINK &&
 		       STATUS_CAPTURE_SNAPSHOT == PROTO_CAPTURE_SNAPSHOT,
 	       "one numbering of capture kinds, on the wire and on disk");
 
+/* The kind of a capture that made one instant (a STATUS_CAPTURE_* value,
+ * which is the PROTO_CAPTURE_* one). */
+static uint8_t capture_kind(enum capture_mode m)
+{
+	return m == CAPTURE_REFLINK    ? STATUS_CAPTURE_REFLINK
+	       : m == CAPTURE_SNAPSHOT ? STATUS_CAPTURE_SNAPSHOT
+				       : STATUS_CAPTURE_FREEZE;
+}
+
+/* The final ROUND's flags: FINAL, and how the source was captured where the
+ * receiver takes it. */
+static uint32_t final_flags(const struct proto_welcome *w, const struct sender_result *res)
+{
+	if (!(w->capabilities & PROTO_CAP_CAPTURE_KIND))
+		return PROTO_ROUND_FINAL;
+	return PROTO_ROUND_FINAL | (uint32_t)capture_kind(res->capture)
+					   << PROTO_ROUND_CAPTURE_SHIFT;
+}
+
 uint8_t sender_capture_kind(const struct sender_result *res)
 {
-	if (!res->crash_consistent)
-		return STATUS_CAPTURE_LIVE;
-	return res->capture == CAPTURE_REFLINK	  ? STATUS_CAPTURE_REFLINK
-	       : res->capture == CAPTURE_SNAPSHOT ? STATUS_CAPTURE_SNAPSHOT
-						  : STATUS_CAPTURE_FREEZE;
+	return status_capture_byte(res->crash_consistent, capture_kind(res->capture));
 }
 
 /*

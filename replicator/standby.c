@@ -607,9 +607,7 @@ int standby_commit(struct standby *v, const struct proto_epoch_begin *eb)
 	v->vs.sync_epoch = 0;
 	v->vs.sync_cursor = 0;
 	v->vs.crash_consistent = eb->flags & PROTO_EPOCH_CRASH_CONSISTENT;
-	v->vs.capture = !v->vs.crash_consistent ? STATUS_CAPTURE_LIVE
-			: eb->capture_kind	? eb->capture_kind
-						: STATUS_CAPTURE_UNKNOWN;
+	v->vs.capture = status_capture_byte(v->vs.crash_consistent, eb->capture_kind);
 	v->vs.committed_unix = time(NULL);
 	/* A resumed sync holds blocks read in its first run: it stands for that
 	 * run's time. */

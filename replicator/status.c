@@ -123,9 +123,7 @@ int status_store_nosync(const struct status_record *s, const char *dir)
 	d.role = (uint8_t)s->role;
 	d.state = (uint8_t)s->state;
 	d.consistent = s->consistent;
-	d.crash_consistent = !s->crash_consistent ? STATUS_CAPTURE_LIVE
-			     : s->capture	  ? s->capture
-						  : STATUS_CAPTURE_UNKNOWN;
+	d.crash_consistent = status_capture_byte(s->crash_consistent, s->capture);
 	d.epoch = htole64(s->epoch);
 	d.size_bytes = htole64(s->size_bytes);
 	d.state_since_unix = (int64_t)htole64((uint64_t)s->state_since_unix);
@@ -306,6 +304,13 @@ const char *status_capture_name(uint8_t capture)
 		return "snapshot";
 	}
 	return "captured";
+}
+
+uint8_t status_capture_byte(bool crash_consistent, uint8_t kind)
+{
+	if (!crash_consistent)
+		return STATUS_CAPTURE_LIVE;
+	return kind ? kind : STATUS_CAPTURE_UNKNOWN;
 }
 
 uint8_t status_capture_of_byte(uint8_t b)

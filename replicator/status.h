@@ -58,6 +58,9 @@ const char *status_capture_name(uint8_t capture);
 /* The on-disk byte read back: crash_consistent and the kind (an unknown one
  * is STATUS_CAPTURE_UNKNOWN). */
 uint8_t status_capture_of_byte(uint8_t b);
+/* The byte written: 0 read live, else the kind (STATUS_CAPTURE_UNKNOWN when
+ * none was said). */
+uint8_t status_capture_byte(bool crash_consistent, uint8_t kind);
 
 struct status_record {
 	enum status_role role;

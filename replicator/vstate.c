@@ -112,9 +112,7 @@ int vstate_store(const struct vstate *s, const char *dir, char *err, size_t err_
 	d.magic = htole32(VSTATE_MAGIC);
 	d.version = htole16(VSTATE_VERSION);
 	d.kind = (uint8_t)s->kind;
-	d.crash_consistent = !s->crash_consistent ? STATUS_CAPTURE_LIVE
-			     : s->capture	  ? s->capture
-						  : STATUS_CAPTURE_UNKNOWN;
+	d.crash_consistent = status_capture_byte(s->crash_consistent, s->capture);
 	d.epoch = htole64(s->epoch);
 	d.generation = htole64(s->generation);
 	d.sync_epoch = htole64(s->sync_epoch);
